@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from teacher_student import config as config_module
 
@@ -50,6 +51,36 @@ def check_dtypes(args) -> int:
     return 1 if failed else 0
 
 
+def _job_config(args) -> config_module.Config:
+    overrides = list(args.set)
+    if args.data:
+        overrides.append(f"data.source={args.data}")
+    if args.precision:
+        overrides.append(f"precision={args.precision}")
+    return config_module.load(args.config, overrides)
+
+
+def train_teacher(args) -> int:
+    from teacher_student import jobs
+
+    jobs.train_teacher(_job_config(args), Path(args.run_dir))
+    return 0
+
+
+def distill(args) -> int:
+    from teacher_student import jobs
+
+    jobs.distill(_job_config(args), Path(args.run_dir))
+    return 0
+
+
+def evaluate(args) -> int:
+    from teacher_student import jobs
+
+    jobs.evaluate(_job_config(args), Path(args.run_dir))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="teacher_student", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(check)
     check.add_argument("--num-classes", type=int, default=10)
     check.set_defaults(run=check_dtypes)
+
+    for name, run, text in (
+        ("train-teacher", train_teacher, "train the teacher's phases (resumes a stopped run)"),
+        ("distill", distill, "distil the teacher into the student, train the from-scratch "
+                             "baseline, and compare all three"),
+        ("evaluate", evaluate, "evaluate the run's models on its test split"),
+    ):
+        job = commands.add_parser(name, help=text)
+        _add_config_arguments(job)
+        job.add_argument("--data", help="image folder, CSV of path,label, or an embedded "
+                         "dataset name (digits, mnist); default: the config's data.source")
+        job.add_argument("--run-dir", default="runs/default",
+                         help="where checkpoints and reports go (default: runs/default)")
+        job.set_defaults(run=run)
     return parser
 
 
@@ -69,3 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     except config_module.ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    except _user_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the input's fault: reported in one line, without a traceback."""
+    from teacher_student.trainer import NonFiniteLoss
+
+    errors: list[type[Exception]] = [NonFiniteLoss]
+    if "teacher_student.data" in sys.modules:
+        errors.append(sys.modules["teacher_student.data"].DataError)
+    return tuple(errors)

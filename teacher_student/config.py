@@ -59,7 +59,7 @@ class TeacherConfig:
 class StudentConfig:
     input_shape: tuple[int, int, int] = (32, 32, 1)
     num_classes: int = 10
-    widths: tuple[int, ...] = (16, 32, 64)  # one depthwise-separable stage per width
+    widths: tuple[int, ...] = (24, 48, 96, 192)  # one depthwise-separable stage per width
     dropout: float = 0.1
 
 
@@ -80,7 +80,7 @@ class PhaseConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    epochs: int = 10
+    epochs: int = 15
     learning_rate: float = 2e-3
     schedule: str = "cosine"
     optimizer: str = "adam"
@@ -99,9 +99,9 @@ class Config:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     phases: tuple[PhaseConfig, ...] = (
-        PhaseConfig(name="warmup", epochs=2, learning_rate=1e-3, schedule="constant"),
-        PhaseConfig(name="main", epochs=6, learning_rate=2e-3),
-        PhaseConfig(name="finetune", epochs=2, learning_rate=2e-4),
+        PhaseConfig(name="warmup", epochs=3, learning_rate=1e-3, schedule="constant"),
+        PhaseConfig(name="main", epochs=12, learning_rate=2e-3),
+        PhaseConfig(name="finetune", epochs=5, learning_rate=2e-4),
     )
     distill: DistillConfig = field(default_factory=DistillConfig)
 
@@ -245,6 +245,10 @@ def _phase_checks(config: Config) -> None:
     for i, phase in enumerate(config.phases):
         for f in dataclasses.fields(PhaseConfig):
             _check(f"phases.{i}.{f.name}", getattr(phase, f.name))
+    for i, phase in enumerate(config.phases):
+        if phase.reduce_lr_patience and phase.schedule != "constant":
+            raise ConfigError(f"phases.{i}.reduce_lr_patience: needs schedule 'constant' "
+                              f"(the '{phase.schedule}' schedule already sets the rate)")
     if config.data.val_fraction + config.data.test_fraction >= 1:
         raise ConfigError("data.test_fraction: val_fraction + test_fraction must be < 1")
 

@@ -8,7 +8,6 @@ way to the model, which does its own scaling.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
 from teacher_student import datasets
+from teacher_student.files import replace_atomically
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLITS = ("train", "val", "test")
@@ -234,10 +234,7 @@ def _take(whole: Split, fraction: float, seed: int) -> tuple[Split, Split]:
 # Records and class weights.
 
 def _write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    frame.to_csv(temporary, index=False)
-    os.replace(temporary, path)  # readers never see a half-written file
+    replace_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def write_split(splits: dict[str, Split], class_names: tuple[str, ...], path: Path) -> None:
@@ -325,7 +322,9 @@ def make_dataset(
         dataset = dataset.cache()  # decoded, resized, not yet augmented
     if training:
         dataset = dataset.shuffle(max(len(paths), 1), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=False)
+    # Training drops a ragged last batch: a compiled step then keeps one shape, and BatchNorm
+    # never sees a batch of one.
+    dataset = dataset.batch(batch_size, drop_remainder=training and len(paths) >= batch_size)
     if training and augment != "none":
         augmenter = augmentation_layers(augment, seed)  # on whole batches: cheaper per image
 

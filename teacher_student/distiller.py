@@ -31,6 +31,10 @@ class Distiller(keras.Model):
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
 
+    def build(self, input_shape=None):
+        # Teacher and student are built functional models: nothing is left to create.
+        self.built = True
+
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
 

@@ -19,6 +19,8 @@ import keras
 import numpy as np
 import pandas as pd
 
+from teacher_student.files import replace_atomically, write_text
+
 PathLike = str | os.PathLike
 
 # Panels of the learning-curve figure: title -> history column (its "val_" twin is added).
@@ -42,32 +44,9 @@ BYTES_PER_MB = 1024 * 1024
 # --------------------------------------------------------------------------- files
 
 
-def _replace_atomically(path: PathLike, write: Callable[[str], None]) -> Path:
-    """Call `write(tmp_path)` next to `path`, then move it into place.
-
-    A crash mid-write leaves the previous file intact instead of a truncated one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp_path)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    return path
-
-
-def _write_text(path: PathLike, text: str) -> Path:
-    return _replace_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
 def _save_figure(figure: Any, path: PathLike) -> Path:
     # The temporary name ends in ".tmp", so the format must be given explicitly.
-    return _replace_atomically(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
+    return replace_atomically(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
 
 
 def _pyplot() -> Any:
@@ -88,7 +67,7 @@ def write_history(history: Mapping[str, Sequence[float]], path: PathLike) -> Pat
     frame = pd.DataFrame({name: list(values) for name, values in history.items()})
     if "epoch" not in frame.columns:
         frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-    return _replace_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return replace_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def read_history(path: PathLike) -> pd.DataFrame:
@@ -256,7 +235,7 @@ def evaluate_classifier(
     class_indices = list(range(len(class_names)))
     report = classification_report(y_true, y_pred, labels=class_indices,
                                    target_names=list(class_names), digits=4, zero_division=0)
-    _write_text(out_dir / f"{name}_classification_report.txt", report)
+    write_text(out_dir / f"{name}_classification_report.txt", report)
     _plot_confusion(y_true, y_pred, class_names, f"{name} (test)",
                     out_dir / f"{name}_confusion.png")
     return {
@@ -301,9 +280,9 @@ def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: PathLike) -> st
     frame = pd.DataFrame(list(rows))
     known = [key for key, _ in COMPARISON_COLUMNS.values() if key in frame.columns]
     frame = frame[known + [column for column in frame.columns if column not in known]]
-    _replace_atomically(out_dir / "comparison.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    replace_atomically(out_dir / "comparison.csv", lambda tmp: frame.to_csv(tmp, index=False))
     markdown = markdown_table(rows)
-    _write_text(out_dir / "comparison.md", markdown + "\n")
+    write_text(out_dir / "comparison.md", markdown + "\n")
     return markdown
 
 
