@@ -296,11 +296,26 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     return from_dict(tree)
 
 
+PACKAGED = Path(__file__).parent / "configs"
+
+
+def find(name_or_path: str | Path) -> Path:
+    """A config file: a path, or the name of one that ships with the package ("kaggle_t4")."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix:
+        return path
+    packaged = PACKAGED / f"{name_or_path}.yaml"
+    if packaged.exists():
+        return packaged
+    known = ", ".join(sorted(p.stem for p in PACKAGED.glob("*.yaml")))
+    raise ConfigError(f"{name_or_path}: no such config file or packaged config ({known})")
+
+
 def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """The config from a YAML file (or the defaults) with `overrides` applied."""
+    """The config from a YAML file, a packaged config name or the defaults, with `overrides`."""
     data: dict = {}
     if path is not None:
-        path = Path(path)
+        path = find(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as err:

@@ -34,7 +34,9 @@ def set_trainable(model: keras.Model, trainable: str, unfreeze_top: int = 0) -> 
     if trainable not in ("all", "head", "top"):
         raise ValueError(f"trainable must be 'all', 'head' or 'top', got {trainable!r}")
     model.trainable = True
-    for layer in model.layers:
+    # Each layer by hand: Keras passes `trainable` down to sublayers only when the parent's
+    # own value changes, so a nested trunk would keep its earlier frozen layers.
+    for layer in _every_layer(model):
         layer.trainable = True
     if trainable == "all":
         return
@@ -55,6 +57,13 @@ def _follow_nested_trunk(model: keras.Model, frozen_all: bool) -> None:
                     inner.trainable = False
         if layer.name.startswith("trunk_gate"):
             layer.trainable = not frozen_all
+
+
+def _every_layer(model: keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _every_layer(layer)
 
 
 def trainable_parts(model: keras.Model) -> list[bool]:

@@ -24,3 +24,19 @@ def batch():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
     return images, np.array([0, 2], dtype="int32")
+
+
+def write_image_folder(root, classes: int = 3, per_class: int = 12, size: int = 20):
+    """A class-per-folder tree of real PNG files: a bright square whose place marks the class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for label in range(classes):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+            start = label * size // classes
+            pixels[start:start + size // classes, :, :] += 150
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root

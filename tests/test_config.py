@@ -64,3 +64,17 @@ def test_with_dataset_fills_in_the_model_contract():
     config = cfg.load(None, ["data.image_size=64", "data.channels=3"]).with_dataset(5)
     assert config.teacher.input_shape == config.student.input_shape == (64, 64, 3)
     assert config.teacher.num_classes == config.student.num_classes == 5
+
+
+def test_default_yaml_is_the_built_in_default():
+    assert cfg.load("default") == cfg.Config()
+
+
+@pytest.mark.parametrize("name", ["kaggle_t4", "tiny"])
+def test_packaged_configs_load(name):
+    assert isinstance(cfg.load(name), cfg.Config)
+
+
+def test_reduce_lr_needs_a_constant_schedule():
+    with pytest.raises(cfg.ConfigError, match="phases.1.reduce_lr_patience"):
+        cfg.load(None, ["phases.1.reduce_lr_patience=2"])
