@@ -95,6 +95,7 @@ class DistillConfig:
 class Config:
     precision: str = "auto"
     jit_compile: bool = True
+    scale_learning_rate: bool = True  # times the replicas when several devices train
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)

@@ -309,8 +309,11 @@ def make_dataset(
     augment: str = "none",
     cache: bool = True,
     seed: int = 0,
+    drop_remainder: bool | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (uint8 images [B, H, W, C], int32 labels [B])."""
+    """Batches of (uint8 images [B, H, W, C], int32 labels [B]).
+
+    `drop_remainder` defaults to True for training (when there is more than one batch)."""
     dataset = tf.data.Dataset.from_tensor_slices(
         (tf.constant(list(paths), dtype=tf.string), tf.constant(list(labels), dtype=tf.int32))
     )
@@ -324,7 +327,9 @@ def make_dataset(
         dataset = dataset.shuffle(max(len(paths), 1), seed=seed, reshuffle_each_iteration=True)
     # Training drops a ragged last batch: a compiled step then keeps one shape, and BatchNorm
     # never sees a batch of one.
-    dataset = dataset.batch(batch_size, drop_remainder=training and len(paths) >= batch_size)
+    if drop_remainder is None:
+        drop_remainder = training and len(paths) >= batch_size
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if training and augment != "none":
         augmenter = augmentation_layers(augment, seed)  # on whole batches: cheaper per image
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from teacher_student import config as config_module
 from teacher_student import data as data_module
-from teacher_student import files, phases, reports
+from teacher_student import distribute, files, phases, reports
 from teacher_student.config import Config, ConfigError
 from teacher_student.precision import PrecisionPolicy, resolve
 from teacher_student.student import build_student
@@ -38,6 +38,9 @@ class Prepared:
     training: phases.TrainingData
     test: object
     class_names: tuple[str, ...]
+    distribution: distribute.Distribution
+    run_dir: Path  # a non-chief worker keeps its own files apart from the chief's
+    jit_compile: bool
 
 
 def check_writable(run_dir: Path, needed_mb: int = 200) -> None:
@@ -85,10 +88,31 @@ def _first_difference(a, b, prefix: str = "") -> str:
     return prefix.rstrip(".") or "config"
 
 
+def worker_run_dir(run_dir: Path, distribution: distribute.Distribution) -> Path:
+    if distribution.is_chief:
+        return run_dir
+    return run_dir / "workers" / f"worker-{distribution.worker_index}"
+
+
+def scaled_for_replicas(config: Config, replicas: int) -> Config:
+    """Learning rates times the replicas: the global batch grew by as much (linear scaling)."""
+    if replicas == 1 or not config.scale_learning_rate:
+        return config
+    return dataclasses.replace(
+        config,
+        phases=tuple(dataclasses.replace(p, learning_rate=p.learning_rate * replicas)
+                     for p in config.phases),
+        distill=dataclasses.replace(config.distill,
+                                    learning_rate=config.distill.learning_rate * replicas))
+
+
 def prepare(config: Config, run_dir: Path) -> Prepared:
+    distribution = distribute.choose()
+    run_dir = worker_run_dir(run_dir, distribution)
     check_writable(run_dir)
     config = resolve_run_config(config, run_dir)
     settings = config.data
+    global_batch = settings.batch_size * distribution.replicas
     table = data_module.read_source(settings.source)
     data_module.write_skipped(table.skipped, run_dir / "skipped_files.csv")
     if table.skipped:
@@ -105,20 +129,46 @@ def prepare(config: Config, run_dir: Path) -> Prepared:
     policy, why = resolve(resolved.precision)
     print(f"{why}; data {settings.source}: {len(table.class_names)} classes, "
           + ", ".join(f"{name} {len(split.paths)}" for name, split in splits.items()))
+    if distribution.replicas > 1:
+        for name, split in splits.items():
+            if len(split.paths) < global_batch:
+                raise data_module.DataError(
+                    f"the {name} split has {len(split.paths)} images, fewer than the global "
+                    f"batch {global_batch} of {distribution.replicas} replicas; lower "
+                    "data.batch_size or give the split a larger fraction")
+    jit_compile = resolved.jit_compile and distribution.allows_xla
+    print(distribution.describe() + (f", global batch {global_batch}"
+                                     if distribution.replicas > 1 else ""))
+    if resolved.jit_compile and not jit_compile:
+        print("XLA is off under this tf.distribute strategy (see teacher_student.distribute)")
 
     def dataset(split: str, training: bool, augment: str = "none"):
-        return data_module.make_dataset(
+        batches = data_module.make_dataset(
             splits[split].paths, splits[split].labels, image_size=settings.image_size,
-            channels=settings.channels, batch_size=settings.batch_size, training=training,
-            augment=augment, cache=settings.cache, seed=settings.seed)
+            channels=settings.channels, batch_size=global_batch, training=training,
+            augment=augment, cache=settings.cache, seed=settings.seed,
+            # Replicas need equal shares: a ragged last batch fails under tf.distribute.
+            drop_remainder=True if distribution.replicas > 1 else None)
+        return _shard_by_data(batches) if distribution.replicas > 1 else batches
 
     weights = (data_module.class_weights(splits["train"].labels, len(table.class_names))
                if settings.class_weights else None)
     training = phases.TrainingData(
         train=lambda augment: dataset("train", True, augment), val=dataset("val", False),
-        steps_per_epoch=max(len(splits["train"].paths) // settings.batch_size, 1),
+        steps_per_epoch=max(len(splits["train"].paths) // global_batch, 1),
         class_weight=weights)
-    return Prepared(resolved, policy, training, dataset("test", False), table.class_names)
+    return Prepared(scaled_for_replicas(resolved, distribution.replicas), policy, training,
+                    dataset("test", False), table.class_names, distribution, run_dir,
+                    jit_compile)
+
+
+def _shard_by_data(batches):
+    """Workers split batches, not files: the file list is one tensor, not a set of files."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.with_options(options)
 
 
 def _yaml(config: Config) -> str:
@@ -129,12 +179,16 @@ def _yaml(config: Config) -> str:
 
 def train_teacher(config: Config, run_dir: Path) -> dict:
     job = prepare(config, run_dir)
-    teacher = build_teacher(job.config.teacher, job.policy)
-    print(f"teacher: {teacher.count_params():,} parameters")
-    teacher = phases.train_teacher(teacher, job.config.phases, job.policy, job.training, run_dir,
-                                   job.config.jit_compile)
+    run_dir = job.run_dir
+    with job.distribution.scope():
+        teacher = build_teacher(job.config.teacher, job.policy)
+        print(f"teacher: {teacher.count_params():,} parameters")
+        teacher = phases.train_teacher(teacher, job.config.phases, job.policy, job.training,
+                                       run_dir, job.jit_compile)
     _plot_teacher_curves(job.config, run_dir)
-    row = reports.evaluate_classifier("teacher", teacher, job.test, job.class_names,
+    # Evaluated from the saved file: a plain single-device model, whatever the strategy.
+    saved = keras.saving.load_model(run_dir / phases.TEACHER_FILE, safe_mode=True)
+    row = reports.evaluate_classifier("teacher", saved, job.test, job.class_names,
                                       run_dir / "reports", run_dir / phases.TEACHER_FILE)
     print(f"\nteacher test accuracy {row['accuracy']:.2%} (macro-F1 {row['macro_f1']:.4f}); "
           f"saved {run_dir / phases.TEACHER_FILE}")
@@ -160,21 +214,24 @@ def load_teacher(run_dir: Path, policy: PrecisionPolicy, config: Config) -> kera
 
 def distill(config: Config, run_dir: Path) -> str:
     job = prepare(config, run_dir)
-    teacher = load_teacher(run_dir, job.policy, job.config)
-    student = build_student(job.config.student, job.policy)
-    print(f"student: {student.count_params():,} parameters "
-          f"({teacher.count_params() / student.count_params():.1f}x fewer than the teacher)")
-    phases.distill_student(teacher, student, job.config.distill, job.policy, job.training,
-                           run_dir, job.config.jit_compile)
-    if job.config.distill.baseline:
-        baseline = build_student(job.config.student, job.policy)
-        phases.train_student_from_scratch(baseline, job.config.distill, job.policy,
-                                          job.training, run_dir, job.config.jit_compile)
+    run_dir = job.run_dir
+    with job.distribution.scope():
+        teacher = load_teacher(run_dir, job.policy, job.config)
+        student = build_student(job.config.student, job.policy)
+        print(f"student: {student.count_params():,} parameters "
+              f"({teacher.count_params() / student.count_params():.1f}x fewer than the teacher)")
+        phases.distill_student(teacher, student, job.config.distill, job.policy, job.training,
+                               run_dir, job.jit_compile)
+        if job.config.distill.baseline:
+            baseline = build_student(job.config.student, job.policy)
+            phases.train_student_from_scratch(baseline, job.config.distill, job.policy,
+                                              job.training, run_dir, job.jit_compile)
     return evaluate(config, run_dir, prepared=job)
 
 
 def evaluate(config: Config, run_dir: Path, prepared: Prepared | None = None) -> str:
     job = prepared or prepare(config, run_dir)
+    run_dir = job.run_dir
     out = run_dir / "reports"
     rows = []
     for name, filename in (("teacher", phases.TEACHER_FILE),
