@@ -1,4 +1,5 @@
-"""`python scripts/train_teacher.py [options]` is `python -m teacher_student train-teacher [options]`."""
+"""`python scripts/train_teacher.py [options]` is
+`python -m teacher_student train-teacher [options]`."""
 
 import sys
 
