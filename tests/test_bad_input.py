@@ -1,0 +1,77 @@
+"""Bad input through the command line: unusable files are skipped and listed, errors that make
+training meaningless stop it before the first epoch with a message naming the file or key."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+from conftest import write_image_folder
+
+from teacher_student.cli import main
+
+ONE_EPOCH = ["--config", "tiny", "--set", "data.batch_size=4", "--set", "phases.1.epochs=0",
+             "--set", "phases.2.epochs=0"]
+
+
+def train(images, run_dir, *extra) -> int:
+    return main(["train-teacher", "--data", str(images), "--run-dir", str(run_dir),
+                 *ONE_EPOCH, *extra])
+
+
+def test_unusable_files_are_skipped_listed_and_training_goes_on(tmp_path, capsys):
+    images = write_image_folder(tmp_path / "images")
+    (images / "class_0" / "empty.png").write_bytes(b"")
+    (images / "class_1" / "notes.jpg").write_text("not an image")
+    shutil.copy(images / "class_2" / "0.png", images / "class_2" / "cut.png")
+    data = (images / "class_2" / "cut.png").read_bytes()
+    (images / "class_2" / "cut.png").write_bytes(data[: len(data) // 3])
+    assert train(images, tmp_path / "run") == 0
+    skipped = pd.read_csv(tmp_path / "run" / "skipped_files.csv")
+    names = {p.rsplit("/", 1)[-1] for p in skipped["path"]}
+    assert {"empty.png", "notes.jpg", "cut.png"} <= names
+    assert all(isinstance(reason, str) and reason for reason in skipped["reason"])
+    out = capsys.readouterr().out
+    assert "unusable files" in out and "notes.jpg" in out
+    assert (tmp_path / "run" / "teacher.keras").exists()
+
+
+def test_a_single_class_stops_before_training_naming_the_source(tmp_path, capsys):
+    images = write_image_folder(tmp_path / "images", classes=1)
+    assert train(images, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert str(images) in err and "class" in err
+    assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_a_class_too_small_to_split_is_named(tmp_path, capsys):
+    images = write_image_folder(tmp_path / "images")
+    for extra in sorted((images / "class_1").iterdir())[1:]:
+        extra.unlink()
+    assert train(images, tmp_path / "run") == 2
+    assert "class_1" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "teacher").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("teacher.colour=red", "teacher.colour: unknown key"),
+    ("phases.0.epochs=-1", "phases.0.epochs: must be >= 0"),
+    ("data.batch_size=many", "data.batch_size: must be int"),
+])
+def test_config_errors_name_the_key(tmp_path, capsys, override, message):
+    assert train(tmp_path, tmp_path / "run", "--set", override) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_precision_is_a_config_error(tmp_path, capsys):
+    assert train(tmp_path, tmp_path / "run", "--precision", "float8") == 2
+    assert "precision: must be one of" in capsys.readouterr().err
+
+
+def test_a_run_directory_that_cannot_be_written_is_reported_first(tmp_path, capsys):
+    images = write_image_folder(tmp_path / "images")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the run directory should be")
+    with pytest.raises(SystemExit, match="not writable"):
+        train(images, blocked / "run")
