@@ -112,6 +112,7 @@ def prepare(config: Config, run_dir: Path) -> Prepared:
     check_writable(run_dir)
     config = resolve_run_config(config, run_dir)
     settings = config.data
+    keras.utils.set_random_seed(settings.seed)  # weights, shuffling and augmentation
     global_batch = settings.batch_size * distribution.replicas
     table = data_module.read_source(settings.source)
     data_module.write_skipped(table.skipped, run_dir / "skipped_files.csv")
