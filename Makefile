@@ -12,7 +12,7 @@ RUN ?= runs/default
 ARGS = $(if $(DATA),--data $(DATA)) $(if $(CONFIG),--config $(CONFIG)) \
        $(if $(PRECISION),--precision $(PRECISION)) --run-dir $(RUN)
 
-.PHONY: install test test-all lint check-dtypes train-teacher distill evaluate clean
+.PHONY: install test test-all lint check-dtypes train-teacher distill evaluate export clean
 
 install: $(STAMP)
 
@@ -45,6 +45,9 @@ distill: $(STAMP)
 
 evaluate: $(STAMP)
 	$(PY) -m teacher_student evaluate $(ARGS)
+
+export: $(STAMP)
+	$(PY) -m teacher_student export $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -81,6 +81,62 @@ def evaluate(args) -> int:
     return 0
 
 
+def export_models(args) -> int:
+    from teacher_student import export
+
+    if args.config or args.data or args.precision or args.set:
+        print("note: export reads the run's saved config.yaml; --config, --data, --precision "
+              "and --set are ignored", file=sys.stderr)
+    out = Path(args.out) if args.out else None
+    print(export.export_run(Path(args.run_dir), args.which, out))
+    return 0
+
+
+def predict(args) -> int:
+    from teacher_student import export
+
+    classified = 0
+    for result in export.classify_files(Path(args.model), export.image_files(Path(args.input)),
+                                        args.top):
+        if isinstance(result, export.Prediction):
+            print(export.format_prediction(result), flush=True)
+            classified += 1
+        else:
+            print(f"skipped {result[0]}: {result[1]}", file=sys.stderr)
+    if not classified:
+        print(f"no image could be classified in {args.input}", file=sys.stderr)
+    return 0 if classified else 2
+
+
+def _add_export_commands(commands) -> None:
+    export = commands.add_parser("export", help="write the student (or other models) as .keras, "
+                                 "SavedModel and TFLite float32/float16/int8, each checked "
+                                 "against the Keras model on the test split")
+    # Hidden, accepted so that `make export` takes the same variables as the other targets.
+    for option in ("--config", "--data", "--precision"):
+        export.add_argument(option, help=argparse.SUPPRESS)
+    export.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
+    export.add_argument("--run-dir", default="runs/default",
+                        help="the trained run (default: runs/default)")
+    export.add_argument("--which", nargs="+",
+                        choices=("student_distilled", "student_scratch", "teacher"),
+                        help="models to export (default: student_distilled, else "
+                             "student_scratch)")
+    export.add_argument("--out", help="where the exports go (default: RUN_DIR/export)")
+    export.set_defaults(run=export_models)
+
+    classify = commands.add_parser("predict", help="classify an image file or a folder of "
+                                   "images with any exported model; prints "
+                                   "path<TAB>class<TAB>probability per image")
+    classify.add_argument("model", help="a .keras, .tflite or SavedModel folder written by "
+                          "export (its *_meta.json must sit beside it)")
+    classify.add_argument("input", help="an image file, or a folder searched recursively")
+    classify.add_argument("--top", type=int, default=1,
+                          help="also print the next most likely classes, as further "
+                               "class<TAB>probability pairs (default: 1)")
+    classify.set_defaults(run=predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="teacher_student", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         job.add_argument("--run-dir", default="runs/default",
                          help="where checkpoints and reports go (default: runs/default)")
         job.set_defaults(run=run)
+    _add_export_commands(commands)
     return parser
 
 
