@@ -47,7 +47,8 @@ def save_model(model, path: str | os.PathLike) -> Path:
     evaluates. (Resume points keep the optimizer state separately.)"""
     import keras
 
-    bare = keras.models.clone_model(model)
+    # From the config, not clone_model: a clone of a compiled model is compiled too.
+    bare = model.__class__.from_config(model.get_config())
     bare.set_weights(model.get_weights())
     return replace_atomically(path, lambda tmp: bare.save(tmp))
 

@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
+import h5py
 import pandas as pd
 import pytest
 from conftest import write_image_folder
@@ -107,3 +109,11 @@ def test_sigkill_in_phase_two_then_rerun_resumes_in_phase_two(tmp_path):
     assert list(history["epoch"]) == list(range(1, 7))  # every epoch once, none lost
     assert (run_dir / "teacher" / "phase3_finetune" / "done.json").exists()
     assert (run_dir / "teacher.keras").exists()
+
+
+def test_saved_models_carry_weights_but_no_optimizer_state(trained_run):
+    _, run_dir, _, _ = trained_run
+    for name in ("teacher.keras", "student_distilled.keras", "teacher/phase2_main/best.keras"):
+        with zipfile.ZipFile(run_dir / name) as archive:
+            with h5py.File(archive.open("model.weights.h5"), "r") as weights:
+                assert "optimizer" not in weights, name
