@@ -97,7 +97,8 @@ def distill_student(teacher: keras.Model, student: keras.Model, config: DistillC
     distiller.compile(optimizer=policy.wrap_optimizer(phase_optimizer(config,
                                                                       data.steps_per_epoch)),
                       metrics=["accuracy"], jit_compile=jit_compile)
-    print(f"distillation: {config.epochs} epochs, alpha {config.alpha}, "
+    print("distillation: finished earlier, skipped" if is_done(directory) else
+          f"distillation: {config.epochs} epochs, alpha {config.alpha}, "
           f"temperature {config.temperature}, lr {config.learning_rate} ({config.schedule})")
     return _train_student(distiller, student, config, policy, data, directory,
                           run_dir / DISTILLED_FILE)
@@ -109,9 +110,11 @@ def train_student_from_scratch(student: keras.Model, config: DistillConfig,
     """The baseline: the same student, budget and schedule, with labels only."""
     classification_compile(student, phase_optimizer(config, data.steps_per_epoch), policy,
                            jit_compile)
-    print(f"student from scratch (baseline): {config.epochs} epochs, same budget")
-    return _train_student(student, student, config, policy, data,
-                          run_dir / "student_scratch", run_dir / SCRATCH_FILE)
+    directory = run_dir / "student_scratch"
+    print("student from scratch (baseline): finished earlier, skipped" if is_done(directory)
+          else f"student from scratch (baseline): {config.epochs} epochs, same budget")
+    return _train_student(student, student, config, policy, data, directory,
+                          run_dir / SCRATCH_FILE)
 
 
 def _train_student(model, student, config: DistillConfig, policy, data, directory: Path,

@@ -66,6 +66,7 @@ def test_rerun_skips_finished_work(trained_run, capsys):
     jobs.distill(config, run_dir)
     out = capsys.readouterr().out
     assert "Epoch" not in out  # nothing was trained again
+    assert "distillation: finished earlier, skipped" in out
     assert (run_dir / "teacher.keras").stat().st_mtime_ns == before
 
 
