@@ -45,8 +45,6 @@ def write_json(path: str | os.PathLike, data: object) -> Path:
 def save_model(model, path: str | os.PathLike) -> Path:
     """The model's architecture and weights, without optimizer state: what one deploys or
     evaluates. (Resume points keep the optimizer state separately.)"""
-    import keras
-
     # From the config, not clone_model: a clone of a compiled model is compiled too.
     bare = model.__class__.from_config(model.get_config())
     bare.set_weights(model.get_weights())
