@@ -30,9 +30,8 @@ class Distiller(keras.Model):
         self.temperature = temperature
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
-
-    def build(self, input_shape=None):
-        # Teacher and student are built functional models: nothing is left to create.
+        # Teacher and student are built functional models: nothing is left to create, and a
+        # resumed run can load its checkpoint before the first step.
         self.built = True
 
     def call(self, inputs, training=False):

@@ -93,7 +93,8 @@ def restore(model: keras.Model, directory: Path, policy: PrecisionPolicy,
     if point is None:
         return progress
     if progress.precision == policy.name:
-        model.optimizer.build(model.trainable_variables)
+        if not model.optimizer.built:  # a second build would add a second set of slots
+            model.optimizer.build(model.trainable_variables)
         model.load_weights(point / STATE_FILE)
     else:
         saved = keras.saving.load_model(directory / "last.keras", safe_mode=True)
