@@ -12,7 +12,7 @@ RUN ?= runs/default
 ARGS = $(if $(DATA),--data $(DATA)) $(if $(CONFIG),--config $(CONFIG)) \
        $(if $(PRECISION),--precision $(PRECISION)) --run-dir $(RUN)
 
-.PHONY: install test test-all lint check-dtypes train-teacher distill evaluate export clean
+.PHONY: install test test-all lint check-dtypes train-teacher distill evaluate export bench clean
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ evaluate: $(STAMP)
 
 export: $(STAMP)
 	$(PY) -m teacher_student export $(ARGS)
+
+# CPU benchmarks (a few minutes); the GPU one is `bench train`, see BENCHMARKS.md.
+bench: $(STAMP)
+	$(PY) -m teacher_student bench cpu
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
