@@ -292,10 +292,6 @@ def test_augmentation_is_per_image_fresh_each_epoch_and_seeded(three_classes: Pa
     assert np.array_equal(all_batches(rebuilt)[0], second)
 
 
-def test_unknown_augment_strength_is_refused():
-    with pytest.raises(ValueError, match="medium"):
-        data.augmentation_layers("medium", seed=0)
-
 
 def test_class_weights_are_balanced_for_an_imbalanced_folder(tmp_path: Path):
     table = data.read_source(str(make_class_folder(tmp_path / "w", {"many": 9, "few": 3})))
