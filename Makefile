@@ -4,13 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-# make train-teacher DATA=path/to/images CONFIG=configs/kaggle_t4.yaml PRECISION=mixed_float16 RUN=runs/x
+# make train-teacher DATA=path/to/images CONFIG=kaggle_t4 PRECISION=mixed_float16 RUN=runs/x \
+#                    SET="phases.1.epochs=3 jit_compile=true"
 DATA ?=
 CONFIG ?=
 PRECISION ?=
 RUN ?= runs/default
+SET ?=
 ARGS = $(if $(DATA),--data $(DATA)) $(if $(CONFIG),--config $(CONFIG)) \
-       $(if $(PRECISION),--precision $(PRECISION)) --run-dir $(RUN)
+       $(if $(PRECISION),--precision $(PRECISION)) $(foreach s,$(SET),--set $(s)) --run-dir $(RUN)
 
 .PHONY: install test test-all lint check-dtypes train-teacher distill evaluate export bench clean
 

@@ -94,7 +94,9 @@ class DistillConfig:
 @dataclass(frozen=True)
 class Config:
     precision: str = "auto"
-    jit_compile: bool = True
+    # XLA-compiled training steps: true, false, or auto (on a single GPU; off on a CPU, where
+    # XLA makes the student's depthwise convolutions several times slower, see BENCHMARKS.md)
+    jit_compile: bool | str = "auto"
     scale_learning_rate: bool = True  # times the replicas when several devices train
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -144,6 +146,8 @@ def _widths(v):
 
 CHECKS: dict[str, Any] = {
     "precision": _one_of(PRECISIONS),
+    "jit_compile": lambda v: None if v in (True, False, "auto") else
+    f"must be true, false or 'auto', got {v!r}",
     "data.image_size": _positive,
     "data.channels": _one_of((1, 3)),
     "data.val_fraction": _fraction,
@@ -185,8 +189,13 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(value, inner, key)
+        inner = [a for a in args if a is not type(None)]
+        for choice in inner[:-1]:  # the first type the value converts to
+            try:
+                return _convert(value, choice, key)
+            except ConfigError:
+                pass
+        return _convert(value, inner[-1], key)
     if dataclasses.is_dataclass(annotation):
         return _build(annotation, value, key)
     if origin is tuple:

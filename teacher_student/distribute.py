@@ -52,6 +52,26 @@ class Distribution:
         return f"distribution {self.name}: {self.replicas} replica(s){where}"
 
 
+def choose_jit_compile(setting: bool | str, distribution: Distribution) -> tuple[bool, str]:
+    """Whether training steps compile with XLA, and why.
+
+    `auto` turns XLA on where there is a GPU: there mixed precision pays, and XLA fuses CBAM's
+    many small ops. On a CPU it stays off: XLA's CPU depthwise convolutions make the student's
+    training step about 4x slower (`bench cpu`, BENCHMARKS.md). Under a multi-replica
+    tf.distribute strategy it is off whatever the setting (see above).
+    """
+    if not distribution.allows_xla:
+        return False, "XLA off: it fails under this tf.distribute strategy (see distribute.py)"
+    if setting != "auto":
+        return bool(setting), f"XLA {'on' if setting else 'off'} (as configured)"
+    from teacher_student.precision import gpu_compute_capability
+
+    if gpu_compute_capability() is not None:
+        return True, "XLA on (auto: a GPU)"
+    return False, ("XLA off (auto: no GPU; on a CPU it slows depthwise convolutions; "
+                   "--set jit_compile=true turns it on)")
+
+
 def choose() -> Distribution:
     if keras.backend.backend() == "jax":
         return _jax_distribution()

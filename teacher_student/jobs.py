@@ -137,11 +137,9 @@ def prepare(config: Config, run_dir: Path) -> Prepared:
                     f"the {name} split has {len(split.paths)} images, fewer than the global "
                     f"batch {global_batch} of {distribution.replicas} replicas; lower "
                     "data.batch_size or give the split a larger fraction")
-    jit_compile = resolved.jit_compile and distribution.allows_xla
+    jit_compile, why_xla = distribute.choose_jit_compile(resolved.jit_compile, distribution)
     print(distribution.describe() + (f", global batch {global_batch}"
-                                     if distribution.replicas > 1 else ""))
-    if resolved.jit_compile and not jit_compile:
-        print("XLA is off under this tf.distribute strategy (see teacher_student.distribute)")
+                                     if distribution.replicas > 1 else "") + f"; {why_xla}")
 
     def dataset(split: str, training: bool, augment: str = "none"):
         batches = data_module.make_dataset(

@@ -39,6 +39,8 @@ def test_config_is_frozen():
     (["data.val_fraction=0.6", "data.test_fraction=0.5"],
      "val_fraction + test_fraction must be < 1"),
     (["nonsense"], "must look like key=value"),
+    (["jit_compile=sometimes"], "jit_compile: must be true, false or 'auto'"),
+    (["jit_compile=1"], "jit_compile: must be str, got int 1"),
 ])
 def test_bad_values_are_errors_naming_the_key(overrides, message):
     with pytest.raises(cfg.ConfigError) as err:
@@ -73,6 +75,12 @@ def test_default_yaml_is_the_built_in_default():
 @pytest.mark.parametrize("name", ["kaggle_t4", "tiny"])
 def test_packaged_configs_load(name):
     assert isinstance(cfg.load(name), cfg.Config)
+
+
+@pytest.mark.parametrize("text, value", [("true", True), ("false", False), ("auto", "auto")])
+def test_jit_compile_is_a_switch_or_auto(text, value):
+    jit_compile = cfg.load(None, [f"jit_compile={text}"]).jit_compile
+    assert jit_compile == value and type(jit_compile) is type(value)
 
 
 def test_reduce_lr_needs_a_constant_schedule():

@@ -35,6 +35,20 @@ def run(args, env_extra: dict, timeout: int = 600) -> subprocess.CompletedProces
     return result
 
 
+@pytest.mark.parametrize("setting, replicas, expected", [
+    ("auto", 1, False),  # this machine has no GPU: XLA would slow the student down
+    (True, 1, True),
+    (False, 1, False),
+    (True, 2, False),  # XLA fails under a multi-replica tf.distribute strategy
+])
+def test_xla_follows_the_setting_the_machine_and_the_strategy(setting, replicas, expected):
+    from teacher_student.distribute import Distribution, choose_jit_compile
+
+    jit_compile, why = choose_jit_compile(setting, Distribution("test", replicas))
+    assert jit_compile is expected
+    assert why.startswith("XLA on" if expected else "XLA off")
+
+
 @pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
 def test_teacher_phases_and_distillation_under_mirrored_strategy(precision, tmp_path):
     images = write_image_folder(tmp_path / "images", per_class=24)
