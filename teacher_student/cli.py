@@ -172,8 +172,8 @@ def bench_cpu(args) -> int:
     from teacher_student import bench_cpu as cpu
 
     spec = cpu.CpuBench(**_given(args, "images", "image_size", "num_classes", "batch_size",
-                                 "epochs", "latency_images", "train_batch_size", "train_steps",
-                                 "config"), overrides=tuple(args.set))
+                                 "epochs", "repeats", "latency_images", "train_batch_size",
+                                 "train_steps", "config"), overrides=tuple(args.set))
     report = cpu.run(spec, Path(args.folder) if args.folder else None)
     if args.json:
         bench.write_json(args.json, report)
@@ -226,6 +226,7 @@ def _add_bench_commands(commands) -> None:
     for option, text in (
         ("--images", "JPEG files of 500x375 to write (default 300)"),
         ("--epochs", "pipeline epochs: the first, then cached ones (default 3)"),
+        ("--repeats", "times each pipeline is built and timed; medians (default 3)"),
         ("--latency-images", "images timed per latency figure (default 64)"),
         ("--train-batch-size", "batch of the training step (default 16)"),
         ("--train-steps", "timed training steps (default 5)"),

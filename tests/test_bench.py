@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = bench_gpu.TrainBench(config="tiny", image_size=32, num_classes=3, batch_size=4,
                                   warmup=1, steps=2, windows=2, keras_fit=())
 TINY_CPU = bench_cpu.CpuBench(config="tiny", image_size=32, num_classes=3, images=8, classes=2,
-                              batch_size=4, epochs=2, latency_batches=(1, 2), latency_images=2,
-                              train_batch_size=2, train_steps=1)
+                              batch_size=4, epochs=2, repeats=2, latency_batches=(1, 2),
+                              latency_images=2, train_batch_size=2, train_steps=1)
 JAX_ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
 
 
