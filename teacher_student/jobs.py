@@ -60,20 +60,22 @@ def check_writable(run_dir: Path, needed_mb: int = 200) -> None:
 def resolve_run_config(config: Config, run_dir: Path) -> Config:
     """The run's saved config when there is one (a rerun resumes), else `config`.
 
-    Only the precision may change between runs of one directory (to continue a phase in
-    float32 after a float16 overflow); any other difference is an error naming the key.
+    Only how the steps run may change between runs of one directory: the precision (to
+    continue a phase in float32 after a float16 overflow) and XLA (another machine); any other
+    difference is an error naming the key.
     """
     saved_path = run_dir / CONFIG_FILE
     if not saved_path.exists():
         return config
     saved = config_module.load(saved_path)
+    how = {"precision": config.precision, "jit_compile": config.jit_compile}
     ours = dataclasses.replace(config.with_dataset(saved.teacher.num_classes),
-                               precision=saved.precision)
+                               precision=saved.precision, jit_compile=saved.jit_compile)
     if ours != saved:
         key = _first_difference(config_module.to_dict(saved), config_module.to_dict(ours))
         raise ConfigError(f"{key}: differs from the config of the existing run in {run_dir}; "
                           "use another --run-dir, or the same settings to resume")
-    return dataclasses.replace(saved, precision=config.precision)
+    return dataclasses.replace(saved, **how)
 
 
 def _first_difference(a, b, prefix: str = "") -> str:

@@ -3,7 +3,7 @@
 A phase folder holds
     resume/epoch-0003/   weights and optimizer state after epoch 3, and progress.json
     last.keras           the deployable model after the last finished epoch
-    best.keras           the deployable model of the best validation accuracy
+    best.keras           the deployable model of the best validation accuracy (ties: loss)
     history.csv          one row per finished epoch
     done.json            written last: the phase is finished
 Every file is written under a temporary name and renamed into place, and the resume folder of an
@@ -45,6 +45,7 @@ class Progress:
     epochs_done: int = 0
     history: list[dict] = field(default_factory=list)
     best: float = -math.inf
+    best_loss: float = math.inf  # breaks ties of `best`
     precision: str = ""
 
 
@@ -127,8 +128,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.progress.epochs_done = epoch + 1
         self.progress.history.append({"epoch": epoch + 1, **logs})
         score = logs.get(MONITOR, logs.get("accuracy", -math.inf))
-        if score > self.progress.best:
-            self.progress.best = score
+        loss = logs.get("val_loss", logs.get("loss", math.inf))
+        # A small validation split makes ties common; the tie with the lower loss is the
+        # better trained model (an early epoch that happens to tie is not).
+        if (score, -loss) > (self.progress.best, -self.progress.best_loss):
+            self.progress.best, self.progress.best_loss = score, loss
             files.save_model(self.deployable, self.directory / "best.keras")
         files.save_model(self.deployable, self.directory / "last.keras")
         _write_history(self.progress.history, self.directory / "history.csv")

@@ -77,6 +77,14 @@ def test_another_config_on_an_existing_run_is_an_error_naming_the_key(trained_ru
         jobs.train_teacher(changed, run_dir)
 
 
+def test_precision_and_xla_may_change_on_an_existing_run(trained_run):
+    config, run_dir, _, _ = trained_run
+    changed = cfg.apply_overrides(config, ["precision=mixed_float16", "jit_compile=false"])
+    resolved = jobs.resolve_run_config(changed, run_dir)
+    assert resolved.precision == "mixed_float16" and resolved.jit_compile is False
+    assert resolved.teacher == cfg.load(run_dir / "config.yaml").teacher
+
+
 def _command(images, run_dir) -> list[str]:
     return [sys.executable, "-m", "teacher_student", "train-teacher", "--config", "tiny",
             "--data", str(images), "--run-dir", str(run_dir), "--set", "data.batch_size=4",

@@ -82,3 +82,22 @@ def test_nan_stops_the_phase_keeps_the_last_good_checkpoint_and_continues_in_flo
     assert progress.epochs_done == 4 and (tmp_path / "done.json").exists()
     assert [row["epoch"] for row in progress.history] == [1, 2, 3, 4]
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_best_checkpoint_is_the_best_accuracy_and_ties_go_to_the_lower_loss(tmp_path):
+    from teacher_student.trainer import EpochCheckpoint, Progress
+
+    policy = PrecisionPolicy("float32")
+    model = small_model(policy)
+    compile_model(model, policy)
+    checkpoint = EpochCheckpoint(tmp_path, model, Progress(), policy)
+    checkpoint.set_model(model)
+    hidden = model.get_layer("hidden")
+    epochs = [(0.80, 0.50), (0.90, 0.40), (0.90, 0.30), (0.90, 0.35), (0.85, 0.10)]
+    for epoch, (accuracy, loss) in enumerate(epochs):
+        kernel, bias = hidden.get_weights()
+        hidden.set_weights([np.full_like(kernel, epoch), bias])  # marks the epoch's weights
+        checkpoint.on_epoch_end(epoch, {"loss": 1.0, "val_accuracy": accuracy, "val_loss": loss})
+    best = keras.saving.load_model(tmp_path / "best.keras", safe_mode=True)
+    assert best.get_layer("hidden").get_weights()[0].flat[0] == 2  # 0.90 at the lowest loss
+    assert checkpoint.progress.best == 0.90 and checkpoint.progress.best_loss == 0.30
