@@ -51,6 +51,37 @@ class Distribution:
         where = "" if self.is_chief else f", worker {self.worker_index} (not chief)"
         return f"distribution {self.name}: {self.replicas} replica(s){where}"
 
+    def callbacks(self) -> list:
+        """What training needs under this engine: under a multi-replica tf.distribute strategy,
+        moving statistics averaged over the replicas at each epoch's end."""
+        if self.replicas > 1 and keras.backend.backend() == "tensorflow":
+            return [AverageMovingStatistics(self.engine)]
+        return []
+
+
+class AverageMovingStatistics(keras.callbacks.Callback):
+    """Replaces every replica's BatchNorm moving statistics by their mean over all replicas,
+    at the end of each epoch (before the epoch's checkpoint is written).
+
+    Synchronous training keeps the trainable weights identical on every replica, but each
+    replica updates its moving statistics from its own share of the data, so they drift apart
+    and a worker would save statistics of its shard alone. Averaged, every worker ends with the
+    same weights, and the statistics describe all the data.
+    """
+
+    def __init__(self, strategy):
+        super().__init__()
+        self.strategy = strategy
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        for variable in self.model.non_trainable_variables:
+            if not keras.backend.is_float_dtype(variable.dtype):
+                continue  # seed generator states
+            local = self.strategy.run(lambda v=variable: tf.identity(v.value))
+            variable.assign(self.strategy.reduce("MEAN", local, axis=None))
+
 
 def choose_jit_compile(setting: bool | str, distribution: Distribution) -> tuple[bool, str]:
     """Whether training steps compile with XLA, and why.
@@ -101,7 +132,7 @@ def _tensorflow_distribution() -> Distribution:
         chief = task.get("type") == "chief" or (
             task.get("type") == "worker" and task.get("index") == 0
             and not cluster["cluster"].get("chief"))
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = _multi_worker_strategy(tf)
         return Distribution("MultiWorkerMirroredStrategy", strategy.num_replicas_in_sync,
                             is_chief=chief, worker_index=int(task.get("index", 0)),
                             engine=strategy)
@@ -116,6 +147,36 @@ def _tensorflow_distribution() -> Distribution:
         strategy = tf.distribute.MirroredStrategy()
         return Distribution("MirroredStrategy", strategy.num_replicas_in_sync, engine=strategy)
     return Distribution("default", 1)
+
+
+def _multi_worker_strategy(tf):
+    """MultiWorkerMirroredStrategy with a `reduce` that Keras 3's `fit` can call.
+
+    `fit` fails under the stock strategy (keras-team/keras#20585, "Attempt to convert a value
+    (PerReplica...)"): to learn the input's shapes it reduces a whole (x, y) batch at once,
+    uint8 images included, and it reduces its logs, which are scalars, along axis 0; the
+    strategy's cross-worker reduce takes one value at a time, of a float or int32/int64 dtype,
+    and a scalar has no axis 0. This subclass reduces each value of a structure on its own,
+    other dtypes through float32, scalars over the replicas only. Everything else is the stock
+    strategy; the two-worker test in tests/test_distribute.py trains through it.
+    """
+    reducible = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int64)
+
+    class KerasFitMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            parent = super()
+
+            def reduce_one(one):
+                local = self.experimental_local_results(one)[0]
+                axis_of_one = None if local.shape.rank == 0 else axis
+                if local.dtype in reducible:
+                    return parent.reduce(reduce_op, one, axis_of_one)
+                wide = self.run(lambda part: tf.cast(part, tf.float32), args=(one,))
+                return tf.cast(parent.reduce(reduce_op, wide, axis_of_one), local.dtype)
+
+            return tf.nest.map_structure(reduce_one, value)
+
+    return KerasFitMultiWorkerStrategy()
 
 
 def _split_cpu(tf, replicas: int) -> None:

@@ -185,7 +185,7 @@ def train_teacher(config: Config, run_dir: Path) -> dict:
         teacher = build_teacher(job.config.teacher, job.policy)
         print(f"teacher: {teacher.count_params():,} parameters")
         teacher = phases.train_teacher(teacher, job.config.phases, job.policy, job.training,
-                                       run_dir, job.jit_compile)
+                                       run_dir, job.jit_compile, job.distribution.callbacks())
     _plot_teacher_curves(job.config, run_dir)
     # Evaluated from the saved file: a plain single-device model, whatever the strategy.
     saved = keras.saving.load_model(run_dir / phases.TEACHER_FILE, safe_mode=True)
@@ -222,11 +222,12 @@ def distill(config: Config, run_dir: Path) -> str:
         print(f"student: {student.count_params():,} parameters "
               f"({teacher.count_params() / student.count_params():.1f}x fewer than the teacher)")
         phases.distill_student(teacher, student, job.config.distill, job.policy, job.training,
-                               run_dir, job.jit_compile)
+                               run_dir, job.jit_compile, job.distribution.callbacks())
         if job.config.distill.baseline:
             baseline = build_student(job.config.student, job.policy)
             phases.train_student_from_scratch(baseline, job.config.distill, job.policy,
-                                              job.training, run_dir, job.jit_compile)
+                                              job.training, run_dir, job.jit_compile,
+                                              job.distribution.callbacks())
     return evaluate(config, run_dir, prepared=job)
 
 

@@ -8,7 +8,7 @@ weights (by validation accuracy) of the one before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +58,9 @@ def load_weights_from(model: keras.Model, path: Path) -> None:
 
 
 def train_teacher(teacher: keras.Model, phases: tuple[PhaseConfig, ...], policy: PrecisionPolicy,
-                  data: TrainingData, run_dir: Path, jit_compile: bool = True) -> keras.Model:
+                  data: TrainingData, run_dir: Path, jit_compile: bool = True,
+                  callbacks: Sequence = ()) -> keras.Model:
+    """`callbacks` go to every phase's fit (the distribution engine's, say)."""
     best_so_far: Path | None = None
     for index, phase in enumerate(phases, start=1):
         directory = phase_directory(run_dir, index, phase)
@@ -79,7 +81,7 @@ def train_teacher(teacher: keras.Model, phases: tuple[PhaseConfig, ...], policy:
             fit_resumable(teacher, data.train(phase.augment), data.val, epochs=phase.epochs,
                           directory=directory, policy=policy, deployable=teacher,
                           class_weight=data.class_weight,
-                          callbacks=phase_callbacks(phase, directory))
+                          callbacks=[*callbacks, *phase_callbacks(phase, directory)])
         if (directory / "best.keras").exists():
             best_so_far = directory / "best.keras"
     if best_so_far:
@@ -91,7 +93,7 @@ def train_teacher(teacher: keras.Model, phases: tuple[PhaseConfig, ...], policy:
 
 def distill_student(teacher: keras.Model, student: keras.Model, config: DistillConfig,
                     policy: PrecisionPolicy, data: TrainingData, run_dir: Path,
-                    jit_compile: bool = True) -> keras.Model:
+                    jit_compile: bool = True, callbacks: Sequence = ()) -> keras.Model:
     directory = run_dir / "student_distilled"
     distiller = Distiller(teacher, student, alpha=config.alpha, temperature=config.temperature)
     distiller.compile(optimizer=policy.wrap_optimizer(phase_optimizer(config,
@@ -101,12 +103,12 @@ def distill_student(teacher: keras.Model, student: keras.Model, config: DistillC
           f"distillation: {config.epochs} epochs, alpha {config.alpha}, "
           f"temperature {config.temperature}, lr {config.learning_rate} ({config.schedule})")
     return _train_student(distiller, student, config, policy, data, directory,
-                          run_dir / DISTILLED_FILE)
+                          run_dir / DISTILLED_FILE, callbacks)
 
 
 def train_student_from_scratch(student: keras.Model, config: DistillConfig,
                                policy: PrecisionPolicy, data: TrainingData, run_dir: Path,
-                               jit_compile: bool = True) -> keras.Model:
+                               jit_compile: bool = True, callbacks: Sequence = ()) -> keras.Model:
     """The baseline: the same student, budget and schedule, with labels only."""
     classification_compile(student, phase_optimizer(config, data.steps_per_epoch), policy,
                            jit_compile)
@@ -114,15 +116,15 @@ def train_student_from_scratch(student: keras.Model, config: DistillConfig,
     print("student from scratch (baseline): finished earlier, skipped" if is_done(directory)
           else f"student from scratch (baseline): {config.epochs} epochs, same budget")
     return _train_student(student, student, config, policy, data, directory,
-                          run_dir / SCRATCH_FILE)
+                          run_dir / SCRATCH_FILE, callbacks)
 
 
 def _train_student(model, student, config: DistillConfig, policy, data, directory: Path,
-                   final: Path) -> keras.Model:
+                   final: Path, callbacks: Sequence) -> keras.Model:
     if not is_done(directory):
         fit_resumable(model, data.train(config.augment), data.val, epochs=config.epochs,
                       directory=directory, policy=policy, deployable=student,
-                      class_weight=data.class_weight)
+                      class_weight=data.class_weight, callbacks=list(callbacks))
     if (directory / "best.keras").exists():
         load_weights_from(student, directory / "best.keras")
     files.save_model(student, final)

@@ -187,7 +187,7 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int, dire
     if progress.epochs_done < epochs:
         model.fit(train_data, validation_data=val_data, epochs=epochs,
                   initial_epoch=progress.epochs_done, class_weight=class_weight, shuffle=False,
-                  callbacks=[checkpoint, *(callbacks or [])], verbose=verbose)
+                  callbacks=[*(callbacks or []), checkpoint], verbose=verbose)
     if checkpoint.non_finite:
         raise NonFiniteLoss(
             f"{directory}: the loss became NaN or infinite in epoch {progress.epochs_done + 1}; "
