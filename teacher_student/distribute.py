@@ -88,7 +88,7 @@ def choose_jit_compile(setting: bool | str, distribution: Distribution) -> tuple
 
     `auto` turns XLA on where there is a GPU: there mixed precision pays, and XLA fuses CBAM's
     many small ops. On a CPU it stays off: XLA's CPU depthwise convolutions make the student's
-    training step about 4x slower (`bench cpu`, BENCHMARKS.md). Under a multi-replica
+    training step 5x slower (`bench cpu`, BENCHMARKS.md). Under a multi-replica
     tf.distribute strategy it is off whatever the setting (see above).
     """
     if not distribution.allows_xla:
