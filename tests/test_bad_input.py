@@ -75,3 +75,12 @@ def test_a_run_directory_that_cannot_be_written_is_reported_first(tmp_path, caps
     blocked.write_text("a file where the run directory should be")
     with pytest.raises(SystemExit, match="not writable"):
         train(images, blocked / "run")
+
+
+def test_a_run_directory_without_room_for_checkpoints_is_reported_first(tmp_path):
+    from teacher_student.jobs import check_writable
+
+    check_writable(tmp_path / "run")  # this disk has room for the usual 200 MB
+    petabyte = 2**30
+    with pytest.raises(SystemExit, match=r"MB free; checkpoints need at least"):
+        check_writable(tmp_path / "run", needed_mb=petabyte)
