@@ -85,6 +85,7 @@ def test_keras_fit_path_on_this_backend():
     spec = dataclasses.replace(TINY_TRAIN, keras_fit=("student",))
     result = bench_gpu.measure(spec, "student", "mixed_float16")
     assert result["keras_fit_images_per_s"] > 0
+    assert result["keras_fit_epoch_images_per_s"] > 0
     assert result["parameters"] > 0
     row = bench_gpu.summarize([result])[0]
     assert row["images_per_s"] == result["keras_fit_images_per_s"]
