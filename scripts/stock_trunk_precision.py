@@ -31,7 +31,7 @@ def main() -> None:
     spec = bench_gpu.TrainBench(image_size=args.image_size, batch_size=args.batch_size,
                                 keras_fit=())
     if args.precision == bench_gpu.FULL_FLOAT32:
-        bench_gpu._use_full_float32()
+        bench_gpu.use_full_float32()
     policy_name = "float32" if args.precision == bench_gpu.FULL_FLOAT32 else args.precision
     keras.config.set_dtype_policy(policy_name)  # the stock way: one global policy
     model = getattr(keras.applications, args.trunk)(
@@ -39,8 +39,7 @@ def main() -> None:
         input_shape=(spec.image_size, spec.image_size, 3))
     # Only the optimizer's loss scaling comes from our policy, as Keras' compile would add it.
     optimizer_policy = PrecisionPolicy("float32" if args.no_loss_scale else policy_name)
-    step = bench_gpu._classifier_step(model, optimizer_policy)
-    rates = bench_gpu._jax_rates(step, bench_gpu._host_batches(spec), spec)
+    rates = bench_gpu.classifier_rates(model, optimizer_policy, spec)
     scaling = ", no loss scaling" if args.no_loss_scale else ""
     print(f"stock {args.trunk} {args.precision}{scaling}: "
           f"{rates['device_fed_images_per_s']:.0f} img/s on device, "

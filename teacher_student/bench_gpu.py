@@ -72,7 +72,7 @@ class TrainBench:
 def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
     """Every figure for one model under one precision; call it in a fresh process."""
     if precision == FULL_FLOAT32:
-        _use_full_float32()
+        use_full_float32()
     policy = PrecisionPolicy(FLOAT32 if precision == FULL_FLOAT32 else precision)
     config = config_module.load(spec.config, list(spec.overrides))
     shape = (spec.image_size, spec.image_size, 3)
@@ -117,7 +117,7 @@ def _host_batches(spec: TrainBench) -> list[tuple[np.ndarray, np.ndarray]]:
             for _ in range(HOST_BATCHES)]
 
 
-def _use_full_float32() -> None:
+def use_full_float32() -> None:
     """Full float32 matmuls and convolutions (no TF32), as on a GPU without TF32."""
     backend = keras.backend.backend()
     if backend == "jax":
@@ -199,6 +199,11 @@ def _training_step(student: keras.Model, policy: PrecisionPolicy, frozen: list, 
     state = (_variables(student.trainable_variables),
              _variables(student.non_trainable_variables), _variables(optimizer.variables), frozen)
     return step, state
+
+
+def classifier_rates(model: keras.Model, policy: PrecisionPolicy, spec: TrainBench) -> dict:
+    """`_jax_rates` of a training step of any classifier (logits out), e.g. a stock network."""
+    return _jax_rates(_classifier_step(model, policy), _host_batches(spec), spec)
 
 
 def _classifier_step(model: keras.Model, policy: PrecisionPolicy):
@@ -332,8 +337,7 @@ def _xla_bytes(compiled) -> int | None:
 def _keras_fit_rate(model: keras.Model, policy: PrecisionPolicy, batches: list,
                     spec: TrainBench) -> float:
     """Images/s of `model.fit` on host uint8 arrays of `spec.steps` batches (compiled, XLA)."""
-    images = np.concatenate([batches[i % len(batches)][0] for i in range(spec.steps)])
-    labels = np.concatenate([batches[i % len(batches)][1] for i in range(spec.steps)])
+    images, labels = _fit_arrays(batches, spec.steps)
     loss = None if isinstance(model, Distiller) else \
         keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=policy.wrap_optimizer(keras.optimizers.Adam()), loss=loss,
@@ -346,6 +350,13 @@ def _keras_fit_rate(model: keras.Model, policy: PrecisionPolicy, batches: list,
 
     fit(spec.batch_size * max(spec.warmup, 1))  # compiles
     return bench.rate(len(images), bench.time_windows(lambda: fit(len(images)), spec.windows))
+
+
+def _fit_arrays(batches: list, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """`steps` batches, cycled, as one array of images and one of labels for `fit`."""
+    chosen = [batches[i % len(batches)] for i in range(steps)]
+    return (np.concatenate([images for images, _ in chosen]),
+            np.concatenate([labels for _, labels in chosen]))
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -367,8 +378,7 @@ def _keras_fit_epoch_rate(model: keras.Model, batches: list, spec: TrainBench) -
     """Images/s of one long `model.fit` call (already compiled by `_keras_fit_rate`): epochs of
     `spec.steps` batches, median epoch. Unlike a `fit` call per window, this leaves out what
     each call of `fit` costs before its first step (iterator, callbacks, state sync)."""
-    images = np.concatenate([batches[i % len(batches)][0] for i in range(spec.steps)])
-    labels = np.concatenate([batches[i % len(batches)][1] for i in range(spec.steps)])
+    images, labels = _fit_arrays(batches, spec.steps)
     timer = _EpochTimer()
     model.fit(images, labels, batch_size=spec.batch_size, epochs=1 + spec.windows, verbose=0,
               shuffle=False, callbacks=[timer])
