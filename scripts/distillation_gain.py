@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from teacher_student import config as config_module
-from teacher_student import datasets, jobs
+from teacher_student import jobs
+from teacher_student.data import embedded as datasets
+from teacher_student.run_dir import RunDir
 
 
 def main() -> None:
@@ -34,8 +36,8 @@ def main() -> None:
         overrides = [f"data.source={source}", f"data.seed={seed}", *args.set]
         config = config_module.load(args.config, overrides)
         run_dir = Path(args.out) / f"seed{seed}"
-        jobs.train_teacher(config, run_dir)
-        jobs.distill(config, run_dir)
+        jobs.train_teacher(config, RunDir(run_dir))
+        jobs.distill(config, RunDir(run_dir))
         table = pd.read_csv(run_dir / "reports" / "comparison.csv").set_index("model")
         rows.append({"seed": seed, **table["accuracy"].to_dict()})
     frame = pd.DataFrame(rows).set_index("seed")

@@ -72,7 +72,7 @@ if importlib.util.find_spec("yaml") is None:
 '''
 
 DATASET_CELL = '''\
-from teacher_student import datasets
+from teacher_student.data import embedded
 
 KAGGLE_INPUT = Path("/kaggle/input")
 
@@ -80,7 +80,7 @@ KAGGLE_INPUT = Path("/kaggle/input")
 def find_dataset(name):
     """`name` itself if it is an embedded dataset or an existing path, else the first folder of
     that name under /kaggle/input (attached datasets may sit a level or two deeper), or None."""
-    if name in datasets.EMBEDDED or Path(name).exists():
+    if name in embedded.EMBEDDED or Path(name).exists():
         return name
     if KAGGLE_INPUT.is_dir():
         for pattern in ("*", "*/*", "*/*/*"):
@@ -125,7 +125,7 @@ ENVIRONMENT = '''\
 import keras
 import tensorflow as tf
 
-from teacher_student.precision import resolve
+from teacher_student.models.precision import resolve
 
 print(f"TensorFlow {tf.__version__}, Keras {keras.__version__} "
       f"(backend {keras.backend.backend()})")
@@ -144,12 +144,14 @@ print(why)
 
 TRAIN = '''\
 from teacher_student import jobs
+from teacher_student.run_dir import RunDir
 
-teacher_row = jobs.train_teacher(config, run_dir)
+run = RunDir(run_dir)
+teacher_row = jobs.train_teacher(config, run)
 '''
 
 DISTILL = '''\
-comparison = jobs.distill(config, run_dir)
+comparison = jobs.distill(config, run)
 '''
 
 CURVES = '''\
@@ -166,9 +168,9 @@ for name in ("teacher", "student_scratch", "student_distilled"):
 '''
 
 EXPORT = '''\
-from teacher_student import export
+from teacher_student.outputs import export
 
-display(Markdown(export.export_run(run_dir, out_dir=run_dir / "export")))
+display(Markdown(export.export_run(run)))
 '''
 
 COMPARISON = '''\

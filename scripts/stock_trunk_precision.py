@@ -14,15 +14,16 @@ import argparse
 
 import keras
 
-from teacher_student import bench_gpu
-from teacher_student.precision import PrecisionPolicy
+from teacher_student.bench import FULL_FLOAT32, PRECISIONS
+from teacher_student.bench import gpu as bench_gpu
+from teacher_student.models.precision import PrecisionPolicy
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trunk", default="EfficientNetB0")
     parser.add_argument("--precision", default="mixed_float16",
-                        choices=["float32", "float32-highest", "mixed_float16", "mixed_bfloat16"])
+                        choices=PRECISIONS)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--no-loss-scale", action="store_true",
@@ -30,9 +31,9 @@ def main() -> None:
     args = parser.parse_args()
     spec = bench_gpu.TrainBench(image_size=args.image_size, batch_size=args.batch_size,
                                 keras_fit=())
-    if args.precision == bench_gpu.FULL_FLOAT32:
+    if args.precision == FULL_FLOAT32:
         bench_gpu.use_full_float32()
-    policy_name = "float32" if args.precision == bench_gpu.FULL_FLOAT32 else args.precision
+    policy_name = "float32" if args.precision == FULL_FLOAT32 else args.precision
     keras.config.set_dtype_policy(policy_name)  # the stock way: one global policy
     model = getattr(keras.applications, args.trunk)(
         weights=None, classes=spec.num_classes, classifier_activation=None,

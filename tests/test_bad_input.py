@@ -7,7 +7,7 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import write_image_folder
+from helpers import write_image_folder
 
 from teacher_student.cli import main
 
@@ -73,14 +73,16 @@ def test_a_run_directory_that_cannot_be_written_is_reported_first(tmp_path, caps
     images = write_image_folder(tmp_path / "images")
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the run directory should be")
-    with pytest.raises(SystemExit, match="not writable"):
-        train(images, blocked / "run")
+    assert train(images, blocked / "run") == 2
+    assert "not writable" in capsys.readouterr().err
 
 
 def test_a_run_directory_without_room_for_checkpoints_is_reported_first(tmp_path):
-    from teacher_student.jobs import check_writable
+    from teacher_student.errors import RunDirError
+    from teacher_student.run_dir import RunDir
 
-    check_writable(tmp_path / "run")  # this disk has room for the usual 200 MB
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.check_writable()  # this disk has room for the usual 200 MB
     petabyte = 2**30
-    with pytest.raises(SystemExit, match=r"MB free; checkpoints need at least"):
-        check_writable(tmp_path / "run", needed_mb=petabyte)
+    with pytest.raises(RunDirError, match=r"MB free; checkpoints need at least"):
+        run_dir.check_writable(needed_mb=petabyte)

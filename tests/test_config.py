@@ -11,7 +11,7 @@ from teacher_student import config as cfg
 
 def test_defaults_round_trip_through_yaml(tmp_path):
     path = tmp_path / "config.yaml"
-    cfg.save(cfg.Config(), path)
+    path.write_text(cfg.to_yaml(cfg.Config()))
     assert cfg.load(path) == cfg.Config()
 
 

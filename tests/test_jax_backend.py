@@ -16,10 +16,11 @@ SCRIPT = textwrap.dedent("""
     import sys
     import keras, numpy as np
     assert keras.backend.backend() == "jax"
-    from teacher_student import audit, distiller, freezing, losses, precision, student, teacher
+    from teacher_student.models import audit, freezing, precision, student, teacher
+    from teacher_student.training import distiller, losses
     assert "tensorflow" not in sys.modules, "model code imported tensorflow"
     sys.path.insert(0, "tests")
-    from conftest import TINY_STUDENT, TINY_TEACHER
+    from helpers import TINY_STUDENT, TINY_TEACHER
 
     policy = precision.PrecisionPolicy("mixed_float16")
     x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)

@@ -12,11 +12,12 @@ import zipfile
 import h5py
 import pandas as pd
 import pytest
-from conftest import write_image_folder
+from helpers import write_image_folder
 
 from teacher_student import config as cfg
 from teacher_student import jobs
 from teacher_student.config import ConfigError
+from teacher_student.run_dir import RunDir
 
 TINY = ["data.batch_size=4", "distill.epochs=2"]
 
@@ -28,8 +29,8 @@ def trained_run(tmp_path_factory):
     images = write_image_folder(root / "images")
     config = cfg.load("tiny", [f"data.source={images}", *TINY])
     run_dir = root / "run"
-    teacher_row = jobs.train_teacher(config, run_dir)
-    table = jobs.distill(config, run_dir)
+    teacher_row = jobs.train_teacher(config, RunDir(run_dir))
+    table = jobs.distill(config, RunDir(run_dir))
     return config, run_dir, teacher_row, table
 
 
@@ -63,7 +64,7 @@ def test_run_directory_holds_config_split_and_reports(trained_run):
 def test_rerun_skips_finished_work(trained_run, capsys):
     config, run_dir, _, _ = trained_run
     before = (run_dir / "teacher.keras").stat().st_mtime_ns
-    jobs.distill(config, run_dir)
+    jobs.distill(config, RunDir(run_dir))
     out = capsys.readouterr().out
     assert "Epoch" not in out  # nothing was trained again
     assert "distillation: finished earlier, skipped" in out
@@ -74,13 +75,13 @@ def test_another_config_on_an_existing_run_is_an_error_naming_the_key(trained_ru
     config, run_dir, _, _ = trained_run
     changed = cfg.apply_overrides(config, ["teacher.fusion_width=16"])
     with pytest.raises(ConfigError, match="teacher.fusion_width: differs"):
-        jobs.train_teacher(changed, run_dir)
+        jobs.train_teacher(changed, RunDir(run_dir))
 
 
 def test_precision_and_xla_may_change_on_an_existing_run(trained_run):
     config, run_dir, _, _ = trained_run
     changed = cfg.apply_overrides(config, ["precision=mixed_float16", "jit_compile=false"])
-    resolved = jobs.resolve_run_config(changed, run_dir)
+    resolved = jobs.resolve_run_config(changed, RunDir(run_dir))
     assert resolved.precision == "mixed_float16" and resolved.jit_compile is False
     assert resolved.teacher == cfg.load(run_dir / "config.yaml").teacher
 

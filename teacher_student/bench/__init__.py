@@ -1,0 +1,14 @@
+"""Benchmarks: training steps on an accelerator (`gpu`, `jax_steps`, `gpu_report`), the input
+pipeline, latency and XLA on a CPU (`cpu`), and their command-line options (`commands`).
+BENCHMARKS.md has the figures and the commands that made them.
+
+The names below are what `bench train` measures; the command line lists them as its choices
+without importing Keras.
+"""
+
+from teacher_student.config.schema import POLICIES
+
+# Full float32 matmuls and convolutions (no TF32): what a T4, which has no TF32, runs.
+FULL_FLOAT32 = "float32-highest"
+PRECISIONS = (POLICIES[0], FULL_FLOAT32, *POLICIES[1:])
+MODELS = ("teacher", "student", "distill")

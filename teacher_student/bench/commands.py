@@ -1,0 +1,109 @@
+"""The `bench` command's options: `bench train` (a GPU, KERAS_BACKEND=jax), `bench cpu` and
+`bench show`; BENCHMARKS.md has the results and the commands that made them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from teacher_student.bench import MODELS, PRECISIONS
+from teacher_student.errors import UserError
+
+
+def bench_train(args) -> int:
+    from teacher_student.bench import gpu, gpu_report
+
+    spec = gpu.TrainBench(**_given(args, "image_size", "num_classes", "batch_size",
+                                         "warmup", "steps", "windows", "config"),
+                                keras_fit=tuple(args.keras_fit), overrides=tuple(args.set),
+                                flops_only=args.flops_only)
+    report = gpu_report.run(spec, args.models, args.precisions, args.json, args.budget_s)
+    print(gpu_report.format_report(report))
+    return 0 if all("error" not in result for result in report["results"]) else 1
+
+
+def bench_show(args) -> int:
+    from teacher_student.bench import gpu_report
+
+    reports = []
+    for path in args.reports:
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: not a benchmark JSON file ({err})") from err
+    try:
+        print(gpu_report.format_report(gpu_report.merge_reports(reports)))
+    except (KeyError, ValueError) as err:
+        raise UserError(f"cannot show {' '.join(args.reports)}: {err}") from err
+    return 0
+
+
+def bench_cpu(args) -> int:
+    from teacher_student import atomic
+    from teacher_student.bench import cpu
+
+    spec = cpu.CpuBench(**_given(args, "images", "image_size", "num_classes", "batch_size",
+                                 "epochs", "repeats", "latency_images", "train_batch_size",
+                                 "train_steps", "config"), overrides=tuple(args.set))
+    report = cpu.run(spec, Path(args.folder) if args.folder else None)
+    if args.json:
+        atomic.write_json(args.json, report)
+    print(cpu.format_report(report))
+    return 0
+
+
+def _given(args, *names: str) -> dict:
+    """The options given on the command line; the rest keep the benchmark's own defaults."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def add_bench_commands(commands) -> None:
+    """`bench train` (a GPU, KERAS_BACKEND=jax) and `bench cpu`; BENCHMARKS.md has results."""
+    bench = commands.add_parser("bench", help="benchmarks: training on a GPU (train); input "
+                                "pipeline, latency and XLA on the CPU (cpu)")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    train = kinds.add_parser("train", help="training images/s per precision, FLOPs, peak "
+                             "memory, distillation step; each in its own subprocess")
+    cpu = kinds.add_parser("cpu", help="input pipeline, inference latency (Keras, TFLite) "
+                           "and a training step with and without XLA")
+    for parser in (train, cpu):
+        parser.add_argument("--config", help="architectures from this config (default: the "
+                            "built-in defaults)")
+        parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a config key (repeatable)")
+        parser.add_argument("--json", help="also write every figure to this JSON file")
+        parser.add_argument("--image-size", type=int, help="pixels a side (default 224)")
+        parser.add_argument("--num-classes", type=int, help="classes of the head (default 100)")
+        parser.add_argument("--batch-size", type=int,
+                            help="default 64 (train) or 32 (cpu, the pipeline's batch)")
+    train.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    train.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                       help="float32-highest: full float32 matmuls and convolutions (no TF32)")
+    train.add_argument("--keras-fit", nargs="*", default=list(MODELS), choices=MODELS,
+                       help="models also timed through Keras' fit (default: all)")
+    for option, text in (("--warmup", "untimed steps after compiling (default 5)"),
+                         ("--steps", "steps per timed window (default 20)"),
+                         ("--windows", "timed windows, median reported (default 5)")):
+        train.add_argument(option, type=int, help=text)
+    train.add_argument("--budget-s", type=float, default=3600.0,
+                       help="start no new measurement after this many seconds")
+    train.add_argument("--flops-only", action="store_true",
+                       help="only count each step's FLOPs (JAX; needs no accelerator)")
+    train.set_defaults(run=bench_train)
+    for option, text in (
+        ("--images", "JPEG files of 500x375 to write (default 300)"),
+        ("--epochs", "pipeline epochs: the first, then cached ones (default 3)"),
+        ("--repeats", "times each pipeline is built and timed; medians (default 3)"),
+        ("--latency-images", "images timed per latency figure (default 64)"),
+        ("--train-batch-size", "batch of the training step (default 16)"),
+        ("--train-steps", "timed training steps (default 5)"),
+    ):
+        cpu.add_argument(option, type=int, help=text)
+    cpu.add_argument("--folder", help="write the JPEGs here (default: a temporary folder)")
+    cpu.set_defaults(run=bench_cpu)
+    show = kinds.add_parser("show", help="the tables of one or more `bench train --json` "
+                            "files, merged (runs split to fit a time limit)")
+    show.add_argument("reports", nargs="+", metavar="JSON")
+    show.set_defaults(run=bench_show)
+
+

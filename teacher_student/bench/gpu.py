@@ -1,0 +1,206 @@
+"""Training-step benchmark on an accelerator: images/s per precision, FLOPs, peak memory.
+
+    KERAS_BACKEND=jax python -m teacher_student bench train [--batch-size 64] [--json FILE]
+
+Measures the configured teacher, student and distillation step (default architectures, 224 px,
+100 classes) under four precisions: `float32` as the backend runs it by default (TF32 tensor
+cores on Ampere and Hopper), `float32-highest` (full float32 matmuls and convolutions, what a
+T4 does, having no TF32), `mixed_float16` and `mixed_bfloat16`. Each (model, precision) runs in
+a fresh subprocess, so its peak memory is its own.
+
+- On JAX: a stateless jitted step (Keras' documented pattern: `stateless_call` inside
+  `jax.value_and_grad`, the optimizer's `stateless_apply`), timed with `block_until_ready`,
+  fed from batches already on the device, from host uint8 batches passed to each call, and from
+  host batches that a thread puts on the device ahead. FLOPs come from XLA's cost analysis of
+  the step's HLO (the GPU's compiled count, also kept, leaves out the cuDNN convolutions). The
+  distillation step computes the `Distiller`'s loss; the teacher's forward pass is timed too.
+- On every backend: Keras' own `fit` on host uint8 arrays, the way the trainer runs.
+
+Imports only keras and numpy at module level: the GPU machine has no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from teacher_student import config as config_module
+from teacher_student.bench import FULL_FLOAT32, MODELS, jax_steps
+from teacher_student.hardware import accelerator_name, peak_memory_bytes
+from teacher_student.models.precision import FLOAT32, PrecisionPolicy
+from teacher_student.models.student import build_student
+from teacher_student.models.teacher import build_teacher
+from teacher_student.timing import rate, time_calls
+from teacher_student.training.distiller import Distiller
+
+HOST_BATCHES = 4  # distinct batches, cycled, so no step reuses the previous step's input
+MARKER = "BENCH_RESULT "
+
+
+@dataclass(frozen=True)
+class TrainBench:
+    image_size: int = 224
+    num_classes: int = 100
+    batch_size: int = 64
+    warmup: int = 5  # steps after compiling, not timed
+    steps: int = 20  # steps per timed window
+    windows: int = 5  # timed windows; rates use their median
+    keras_fit: tuple[str, ...] = MODELS  # models also timed through Keras' own `fit`
+    config: str | None = None  # architectures: a config file or packaged name
+    overrides: tuple[str, ...] = ()
+    flops_only: bool = False  # count each step's FLOPs, nothing else: needs no accelerator
+
+
+
+# ---------------------------------------------------------------------------------------------
+# One (model, precision) in this process.
+
+def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
+    """Every figure for one model under one precision; call it in a fresh process."""
+    if precision == FULL_FLOAT32:
+        use_full_float32()
+    policy = PrecisionPolicy(FLOAT32 if precision == FULL_FLOAT32 else precision)
+    config = config_module.load(spec.config, list(spec.overrides))
+    shape = (spec.image_size, spec.image_size, 3)
+    teacher_config = dataclasses.replace(config.teacher, input_shape=shape,
+                                         num_classes=spec.num_classes)
+    student_config = dataclasses.replace(config.student, input_shape=shape,
+                                         num_classes=spec.num_classes)
+    batches = _host_batches(spec)
+    result = {"model": model_name, "precision": precision, "device": accelerator_name(),
+              "backend": keras.backend.backend()}
+    if model_name == "distill":
+        teacher = build_teacher(teacher_config, policy)
+        student = build_student(student_config, policy)
+        result["parameters"] = student.count_params()
+        result["teacher_parameters"] = teacher.count_params()
+        if keras.backend.backend() == "jax":
+            step = jax_steps.distill_step(teacher, student, policy, config.distill)
+            result.update(jax_steps.rates(step, batches, spec))
+            forward = jax_steps.rates(jax_steps.forward_step(teacher), batches, spec)
+            result["teacher_forward_ms"] = forward.get("step_ms")
+            result["teacher_forward_hlo_flops"] = forward["hlo_flops_per_step"]
+        fit_model = Distiller(teacher, student, config.distill.alpha, config.distill.temperature)
+    else:
+        build = build_teacher if model_name == "teacher" else build_student
+        fit_model = build(teacher_config if model_name == "teacher" else student_config, policy)
+        result["parameters"] = fit_model.count_params()
+        if keras.backend.backend() == "jax":
+            step = jax_steps.classifier_step(fit_model, policy)
+            result.update(jax_steps.rates(step, batches, spec))
+    result["peak_bytes"] = peak_memory_bytes()  # before Keras' fit adds its own copy of the state
+    if model_name in spec.keras_fit and not spec.flops_only:
+        result["keras_fit_images_per_s"] = _keras_fit_rate(fit_model, policy, batches, spec)
+        result["keras_fit_epoch_images_per_s"] = _keras_fit_epoch_rate(fit_model, batches, spec)
+    return result
+
+
+def _host_batches(spec: TrainBench) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Random uint8 images and int32 labels, as the pipeline feeds them (never zeros)."""
+    rng = np.random.default_rng(0)
+    shape = (spec.batch_size, spec.image_size, spec.image_size, 3)
+    return [(rng.integers(0, 256, shape, dtype=np.uint8),
+             rng.integers(0, spec.num_classes, spec.batch_size, dtype=np.int32))
+            for _ in range(HOST_BATCHES)]
+
+
+def classifier_rates(model: keras.Model, policy: PrecisionPolicy, spec: TrainBench) -> dict:
+    """`jax_steps.rates` of a training step of any classifier (logits out), e.g. a stock
+    network."""
+    return jax_steps.rates(jax_steps.classifier_step(model, policy), _host_batches(spec), spec)
+
+
+def use_full_float32() -> None:
+    """Full float32 matmuls and convolutions (no TF32), as on a GPU without TF32."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    elif backend == "torch":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras' own fit, on every backend.
+
+def _keras_fit_rate(model: keras.Model, policy: PrecisionPolicy, batches: list,
+                    spec: TrainBench) -> float:
+    """Images/s of `model.fit` on host uint8 arrays of `spec.steps` batches (compiled, XLA)."""
+    images, labels = _fit_arrays(batches, spec.steps)
+    loss = None if isinstance(model, Distiller) else \
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=policy.wrap_optimizer(keras.optimizers.Adam()), loss=loss,
+                  jit_compile=True)
+
+    def fit(count: int) -> None:
+        model.fit(images[:count], labels[:count], batch_size=spec.batch_size, epochs=1,
+                  verbose=0)
+        keras.ops.convert_to_numpy(model.trainable_variables[0])  # waits for the last step
+
+    fit(spec.batch_size * max(spec.warmup, 1))  # compiles
+    return rate(len(images), time_calls(lambda: fit(len(images)), spec.windows))
+
+
+def _fit_arrays(batches: list, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """`steps` batches, cycled, as one array of images and one of labels for `fit`."""
+    chosen = [batches[i % len(batches)] for i in range(steps)]
+    return (np.concatenate([images for images, _ in chosen]),
+            np.concatenate([labels for _, labels in chosen]))
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Seconds per epoch. Keras syncs the state and reads the metrics before `on_epoch_end`,
+    so each duration includes the device work of its epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.durations: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.durations.append(time.perf_counter() - self._start)
+
+
+def _keras_fit_epoch_rate(model: keras.Model, batches: list, spec: TrainBench) -> float:
+    """Images/s of one long `model.fit` call (already compiled by `_keras_fit_rate`): epochs of
+    `spec.steps` batches, median epoch. Unlike a `fit` call per window, this leaves out what
+    each call of `fit` costs before its first step (iterator, callbacks, state sync)."""
+    images, labels = _fit_arrays(batches, spec.steps)
+    timer = _EpochTimer()
+    model.fit(images, labels, batch_size=spec.batch_size, epochs=1 + spec.windows, verbose=0,
+              shuffle=False, callbacks=[timer])
+    return rate(len(images), timer.durations[1:])  # the first epoch builds the iterator
+
+
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The child process: one (model, precision), printed as one JSON line."""
+    task = json.loads((argv or sys.argv[1:])[0])
+    spec = task["spec"]
+    spec = TrainBench(**{**spec, "keras_fit": tuple(spec["keras_fit"]),
+                         "overrides": tuple(spec["overrides"])})
+    result = measure(spec, task["model"], task["precision"])
+    print(MARKER + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

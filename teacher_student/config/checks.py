@@ -1,0 +1,104 @@
+"""Checks of values that a type alone cannot express; each returns an error text or None.
+
+`CHECKS` maps a dotted key (list indices left out: `phases.epochs`) to its check; `check_config`
+adds the checks that involve several keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from teacher_student.config.schema import (
+    AUGMENT,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TRAINABLE,
+    UPSAMPLING,
+    Config,
+    PhaseConfig,
+)
+from teacher_student.errors import ConfigError
+
+
+def _positive(v):
+    return None if v > 0 else f"must be > 0, got {v!r}"
+
+
+def _non_negative(v):
+    return None if v >= 0 else f"must be >= 0, got {v!r}"
+
+
+def _fraction(v):
+    return None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}"
+
+
+def _one_of(choices):
+    return lambda v: None if v in choices else f"must be one of {list(choices)}, got {v!r}"
+
+
+def _widths(v):
+    if not v:
+        return "must list at least one width"
+    bad = [w for w in v if w <= 0 or w % 8]
+    return f"every width must be a positive multiple of 8, got {list(v)}" if bad else None
+
+
+CHECKS: dict[str, Any] = {
+    "precision": _one_of(PRECISIONS),
+    "jit_compile": lambda v: None if v in (True, False, "auto") else
+    f"must be true, false or 'auto', got {v!r}",
+    "data.image_size": _positive,
+    "data.channels": _one_of((1, 3)),
+    "data.val_fraction": _fraction,
+    "data.test_fraction": _fraction,
+    "data.batch_size": _positive,
+    "teacher.widths": _widths,
+    "teacher.fusion_width": lambda v: _widths((v,)),
+    "teacher.upsampling": _one_of(UPSAMPLING),
+    "teacher.cbam_reduction": _positive,
+    "teacher.dropout": _fraction,
+    "student.widths": _widths,
+    "student.dropout": _fraction,
+    "phases.epochs": _non_negative,
+    "phases.learning_rate": _positive,
+    "phases.schedule": _one_of(SCHEDULES),
+    "phases.optimizer": _one_of(OPTIMIZERS),
+    "phases.trainable": _one_of(TRAINABLE),
+    "phases.unfreeze_top": _non_negative,
+    "phases.augment": _one_of(AUGMENT),
+    "phases.early_stopping_patience": _non_negative,
+    "phases.reduce_lr_patience": _non_negative,
+    "distill.epochs": _non_negative,
+    "distill.learning_rate": _positive,
+    "distill.schedule": _one_of(SCHEDULES),
+    "distill.optimizer": _one_of(OPTIMIZERS),
+    "distill.alpha": lambda v: None if 0 <= v <= 1 else f"must be in [0, 1], got {v!r}",
+    "distill.temperature": _positive,
+    "distill.augment": _one_of(AUGMENT),
+}
+
+
+
+
+def check_value(key: str, value: Any) -> None:
+    """Raises ConfigError naming `key` when `value` fails its check."""
+    generic = ".".join(p for p in key.split(".") if not p.isdigit())
+    check = CHECKS.get(generic)
+    problem = check(value) if check and value is not None else None
+    if problem:
+        raise ConfigError(f"{key}: {problem}")
+
+
+def check_config(config: Config) -> None:
+    """The checks of each phase's values, and those that involve several keys."""
+    for i, phase in enumerate(config.phases):
+        for f in dataclasses.fields(PhaseConfig):
+            check_value(f"phases.{i}.{f.name}", getattr(phase, f.name))
+    for i, phase in enumerate(config.phases):
+        if phase.reduce_lr_patience and phase.schedule != "constant":
+            raise ConfigError(f"phases.{i}.reduce_lr_patience: needs schedule 'constant' "
+                              f"(the '{phase.schedule}' schedule already sets the rate)")
+    if config.data.val_fraction + config.data.test_fraction >= 1:
+        raise ConfigError("data.test_fraction: val_fraction + test_fraction must be < 1")

@@ -1,0 +1,177 @@
+"""YAML -> a typed, frozen `Config`: unknown keys, wrong types and impossible values raise
+`ConfigError` naming the key, e.g. `phases.1.epochs: must be >= 0, got -3`. Overrides use the same
+dotted keys (`--set phases.1.epochs=3`). Only the standard library and PyYAML's safe loader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from teacher_student.config.checks import check_config, check_value
+from teacher_student.config.schema import Config
+from teacher_student.errors import ConfigError
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    """`value` as the type `annotation` says, or ConfigError naming `key`."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        for choice in inner[:-1]:  # the first type the value converts to
+            try:
+                return _convert(value, choice, key)
+            except ConfigError:
+                pass
+        return _convert(value, inner[-1], key)
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}.{i}") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: must have {len(args)} items, got {list(value)!r}")
+        return tuple(_convert(v, a, f"{key}.{i}") for i, (v, a) in enumerate(zip(value, args)))
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool):
+        if type(value) is not annotation:
+            raise ConfigError(
+                f"{key}: must be {annotation.__name__}, got {type(value).__name__} {value!r}"
+            )
+        return value
+    raise TypeError(f"unsupported config annotation {annotation!r} at {key}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    values = {}
+    for name, raw in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        values[name] = _convert(raw, hints[name], key)
+        if not dataclasses.is_dataclass(hints[name]) and name != "phases":
+            check_value(key, values[name])
+    return cls(**values)
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def from_dict(data: dict) -> Config:
+    config = _build(Config, data, "")
+    check_config(config)
+    return config
+
+
+def to_dict(config: Config) -> dict:
+    return _to_plain(config)
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node: Any = tree
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"{where}: no such item (there are {len(node)})")
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise ConfigError(f"{where}: unknown key")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"{key}: no such item (there are {len(node)})")
+        node[int(last)] = value
+    else:
+        node[last] = value  # unknown keys are caught when the tree is rebuilt
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """`config` with each `dotted.key=value` applied; values are parsed as YAML scalars."""
+    tree = to_dict(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{item}: an override must look like key=value")
+        _set_dotted(tree, key.strip(), yaml.safe_load(text))
+    return from_dict(tree)
+
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+def find(name_or_path: str | Path) -> Path:
+    """A config file: a path, or the name of one that ships with the package ("kaggle_t4")."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix:
+        return path
+    packaged = PRESETS / f"{name_or_path}.yaml"
+    if packaged.exists():
+        return packaged
+    known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+    raise ConfigError(f"{name_or_path}: no such config file or packaged config ({known})")
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The config from a YAML file, a packaged config name or the defaults, with `overrides`."""
+    data: dict = {}
+    if path is not None:
+        path = find(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read config ({err})") from err
+        try:
+            config = from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
+    else:
+        config = Config()
+    return apply_overrides(config, overrides or [])
+
+
+def first_difference(a: Config, b: Config) -> str:
+    """The dotted key of the first value that differs between two configs."""
+    return _first_difference(to_dict(a), to_dict(b))
+
+
+def _first_difference(a, b, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in a:
+            if a[key] != b.get(key):
+                return _first_difference(a[key], b.get(key), f"{prefix}{key}.")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{prefix}{i}.")
+    return prefix.rstrip(".") or "config"
+
+
+def to_yaml(config: Config) -> str:
+    """The config as YAML, in field order: what a run directory keeps as config.yaml."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

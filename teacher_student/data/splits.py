@@ -1,0 +1,86 @@
+"""Splitting an `ImageTable` into train, val and test (stratified, seeded), keeping a folder's
+own split where it has one; and the class weights that balance the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from sklearn.utils.class_weight import compute_class_weight
+
+from teacher_student.data.sources import ImageTable
+from teacher_student.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    paths: tuple[str, ...]
+    labels: tuple[int, ...]
+
+
+def split_table(
+    table: ImageTable, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, Split]:
+    """{"train", "val", "test"} -> Split; the folder's own split is kept where it has one."""
+    whole = Split(table.paths, table.labels)
+    if table.splits is None:
+        return _stratified_split(whole, table.class_names, val_fraction, test_fraction, seed)
+    given = {name: _only(whole, table.splits, name) for name in SPLITS}
+    missing = sorted(set(table.labels) - set(given["train"].labels))
+    if missing:
+        raise DataError(f"class {table.class_names[missing[0]]!r} has no images in train/")
+    # Splits the folder lacks are carved out of its train split.
+    val = val_fraction if not given["val"].paths else 0.0
+    test = test_fraction if not given["test"].paths else 0.0
+    carved = _stratified_split(given["train"], table.class_names, val, test, seed)
+    return {**carved, **{name: given[name] for name in ("val", "test") if given[name].paths}}
+
+
+def _only(whole: Split, splits: tuple[str, ...], name: str) -> Split:
+    chosen = [(p, y) for p, y, s in zip(whole.paths, whole.labels, splits) if s == name]
+    return Split(tuple(p for p, _ in chosen), tuple(y for _, y in chosen))
+
+
+def _stratified_split(
+    whole: Split, class_names: tuple[str, ...], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, Split]:
+    parts = 1 + (val_fraction > 0) + (test_fraction > 0)
+    needed = max(parts, 2)  # scikit-learn cannot stratify a class with a single image
+    counts = np.bincount(whole.labels, minlength=len(class_names))
+    for label in sorted(set(whole.labels)):
+        if parts > 1 and counts[label] < needed:
+            raise DataError(
+                f"class {class_names[label]!r} has {counts[label]} images; "
+                f"a stratified split into {parts} parts needs at least {needed}"
+            )
+    rest, test = _take(whole, test_fraction, seed)
+    train, val = _take(rest, val_fraction / (1.0 - test_fraction), seed)
+    return {"train": train, "val": val, "test": test}
+
+
+def _take(whole: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(kept, taken): about `fraction` of the images taken out, stratified by label."""
+    if fraction <= 0:
+        return whole, Split((), ())
+    total, num_classes = len(whole.paths), len(set(whole.labels))
+    # At least one slot per class (and one left over for each) so tiny datasets still split.
+    size = min(max(round(fraction * total), num_classes), total - num_classes)
+    try:
+        kept_p, taken_p, kept_y, taken_y = train_test_split(
+            whole.paths, whole.labels, test_size=size, random_state=seed, stratify=whole.labels
+        )
+    except ValueError as err:
+        raise DataError(f"cannot split {total} images of {num_classes} classes: {err}") from err
+    return Split(tuple(kept_p), tuple(kept_y)), Split(tuple(taken_p), tuple(taken_y))
+
+
+def class_weights(labels: tuple[int, ...], num_classes: int) -> dict[int, float]:
+    """Inverse-frequency ("balanced") loss weights; a class without images gets 1.0."""
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=np.asarray(labels))
+    by_class = dict(zip(present.tolist(), weights.tolist()))
+    return {c: float(by_class.get(c, 1.0)) for c in range(num_classes)}

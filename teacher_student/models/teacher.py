@@ -1,0 +1,128 @@
+"""The teacher: a multi-scale CNN with CBAM attention.
+
+    image (uint8) -> rescale -> trunk -> features at the last three scales
+                  -> fusion (1x1 lateral, pool down / bilinear up to the middle scale, concat)
+                  -> 1x1 conv + CBAM -> global pool -> dropout -> float32 logits
+
+The trunk is either our own residual CBAM stages (`stem`, `stage1`, ...) or a
+`keras.applications` network. Each trunk part ends in a `GradientGate`, so freezing a part also
+stops its gradient (see `teacher_student.freezing`).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from teacher_student.config.schema import TeacherConfig
+from teacher_student.errors import ConfigError
+from teacher_student.models.blocks import (
+    apply_cbam,
+    apply_conv_bn_act,
+    apply_multiscale_fusion,
+    apply_residual_block,
+)
+from teacher_student.models.layers import GradientGate
+from teacher_student.models.precision import PrecisionPolicy
+
+# keras.applications families we can feed, and the preprocessing each expects of 0..255 pixels.
+TRUNK_PREPROCESSING = {
+    "EfficientNetV2": "raw",  # has its own rescaling inside
+    "EfficientNet": "raw",
+    "ConvNeXt": "raw",
+    "RegNet": "raw",
+    "ResNet50V2": "minus_one_to_one",
+    "ResNet101V2": "minus_one_to_one",
+    "ResNet152V2": "minus_one_to_one",
+    "MobileNetV2": "minus_one_to_one",
+}
+SCALES = 3  # features are taken at the last three resolutions
+
+
+def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model:
+    _validate(config)
+    inputs = keras.Input(config.input_shape, dtype="uint8", name="image")
+    if config.trunk:
+        features = _applications_trunk(inputs, config, policy)
+    else:
+        features = _residual_trunk(inputs, config, policy)
+    x = apply_multiscale_fusion(features, config.fusion_width, config.upsampling, policy,
+                                "fusion")
+    x = apply_conv_bn_act(x, config.fusion_width, 1, 1, policy, "fusion_mix")
+    if config.cbam:
+        x = apply_cbam(x, config.cbam_reduction, policy, "fusion_cbam")
+    x = layers.GlobalAveragePooling2D(dtype=policy.layer_dtype, name="head_pool")(x)
+    x = layers.Dropout(config.dropout, dtype=policy.layer_dtype, name="head_dropout")(x)
+    logits = policy.logits(x, config.num_classes)
+    return keras.Model(inputs, logits, name="teacher")
+
+
+def _validate(config: TeacherConfig) -> None:
+    if not config.trunk and len(config.widths) < SCALES:
+        raise ConfigError(
+            f"teacher.widths: needs at least {SCALES} stages for multi-scale fusion, "
+            f"got {list(config.widths)}"
+        )
+    if config.trunk and not any(config.trunk.startswith(f) for f in TRUNK_PREPROCESSING):
+        raise ConfigError(
+            f"teacher.trunk: {config.trunk!r} is not supported; use one of the families "
+            f"{sorted(TRUNK_PREPROCESSING)} (e.g. EfficientNetB0, ResNet50V2)"
+        )
+    size = config.input_shape[0]
+    stride = 2 ** (len(config.widths) - 1) * (2 if size >= 96 else 1) if not config.trunk else 32
+    if size % stride:
+        raise ConfigError(
+            f"data.image_size: {size} must be a multiple of {stride} so that the feature maps of "
+            "every scale line up; choose e.g. " + str(max(stride, size // stride * stride))
+        )
+    if config.num_classes < 2:
+        raise ConfigError(f"num_classes must be at least 2, got {config.num_classes}")
+
+
+def _residual_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy) -> list:
+    x = layers.Rescaling(1 / 255, dtype=policy.layer_dtype, name="stem_rescale")(inputs)
+    # Large images start with a stride-2 stem: the finest scale then costs a quarter.
+    stem_stride = 2 if config.input_shape[0] >= 96 else 1
+    x = apply_conv_bn_act(x, config.widths[0], 3, stem_stride, policy, "stem")
+    x = GradientGate(dtype=policy.layer_dtype, name="stem_gate")(x)
+    outputs = []
+    for i, width in enumerate(config.widths, start=1):
+        name = f"stage{i}"
+        x = apply_residual_block(x, width, 1 if i == 1 else 2, policy, name, config.cbam,
+                                 config.cbam_reduction)
+        x = GradientGate(dtype=policy.layer_dtype, name=f"{name}_gate")(x)
+        outputs.append(x)
+    return outputs[-SCALES:]
+
+
+def _applications_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy) -> list:
+    """Features of a `keras.applications` network at its last three resolutions."""
+    family = next(f for f in TRUNK_PREPROCESSING if config.trunk.startswith(f))
+    constructor = getattr(keras.applications, config.trunk, None)
+    if constructor is None:
+        raise ConfigError(f"teacher.trunk: {config.trunk!r} is not in keras.applications")
+    weights = config.trunk_weights
+    local_file = weights not in (None, "imagenet")
+    base = constructor(include_top=False, weights=None if local_file else weights,
+                       input_shape=config.input_shape)
+    if local_file:
+        base.load_weights(weights)
+    taps = _last_layer_per_resolution(base)[-SCALES:]
+    trunk = policy.rebuild(keras.Model(base.input, [t.output for t in taps], name="trunk"))
+
+    x = layers.Rescaling(1.0, dtype=policy.layer_dtype, name="stem_rescale")(inputs)
+    if TRUNK_PREPROCESSING[family] == "minus_one_to_one":
+        x = layers.Rescaling(1 / 127.5, offset=-1, dtype=policy.layer_dtype,
+                             name="stem_normalize")(x)
+    features = trunk(x)
+    return [GradientGate(dtype=policy.layer_dtype, name=f"trunk_gate{i}")(f)
+            for i, f in enumerate(features)]
+
+
+def _last_layer_per_resolution(model: keras.Model) -> list:
+    last = {}
+    for layer in model.layers:
+        shape = getattr(layer.output, "shape", None)
+        if shape is not None and len(shape) == 4:
+            last[shape[1]] = layer
+    return [last[size] for size in sorted(last, reverse=True)]

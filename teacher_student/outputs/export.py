@@ -1,0 +1,238 @@
+"""Deployable copies of a trained model, each checked against the Keras model it came from.
+
+`export_model` writes, for a model named e.g. `student_distilled`:
+
+    student_distilled.keras             Keras, float32; outputs logits
+    student_distilled_savedmodel/       TensorFlow SavedModel; `serve` outputs probabilities
+    student_distilled_float32.tflite    TFLite, float32; outputs probabilities
+    student_distilled_float16.tflite    TFLite, float16 weights; outputs probabilities
+    student_distilled_int8.tflite       TFLite, full-integer (int8 weights and activations)
+    student_distilled_meta.json         class names, the input expected, each file's output
+
+Every format takes what the Keras model takes: uint8 images [B, H, W, C], pixels 0..255,
+normalised inside the model. The int8 model keeps that uint8 input: TFLite casts it to float and
+quantises it as its first two ops, so callers feed the same pixels to every format. Its
+probabilities come out of an int8 softmax (steps of 1/256), dequantised to float32.
+
+Exports are made from a float32 copy of the model: a mixed-precision model's float16 ops are not
+TFLite builtins (the converter refuses them), and CPUs run float32 faster anyway.
+
+`verify_export` runs an export over the test images and reports its top-1 agreement with the
+Keras model, the largest probability difference, accuracy, size and CPU latency (batch 1).
+`export_run` does all of it for a run directory. Running the files is `predict.py`'s job.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from teacher_student import atomic
+from teacher_student import config as config_module
+from teacher_student.data import pipeline
+from teacher_student.errors import RunDirError
+from teacher_student.models.precision import PrecisionPolicy
+from teacher_student.outputs import reports
+from teacher_student.outputs.predict import load_predictor, predict_in_chunks, softmax
+from teacher_student.run_dir import RunDir
+from teacher_student.tables import markdown_table
+from teacher_student.timing import median_ms
+
+DEFAULT_MODELS = ("student_distilled", "student_scratch")  # the first that exists is exported
+REPRESENTATIVE_IMAGES = 200  # int8 calibration: enough to see each activation's range
+EXPORT_COLUMNS = [
+    ("model", "export", ""),
+    ("size_mb", "size (MB)", ".3f"),
+    ("agreement", "agreement", lambda value: f"{100 * value:.2f}%"),
+    ("max_prob_diff", "max prob diff", ".2e"),
+    ("accuracy", "accuracy", lambda value: f"{100 * value:.2f}%"),
+    ("latency_ms", "latency (ms/img)", ".3f"),
+]
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    model_name: str  # "student_distilled"
+    format: str  # "keras", "savedmodel", "tflite_float32", "tflite_float16" or "tflite_int8"
+    path: Path
+    output: str  # "logits" or "probabilities"
+
+    @property
+    def label(self) -> str:
+        """The comparison table's name for it, e.g. `student_distilled (tflite int8)`."""
+        return f"{self.model_name} ({self.format.replace('_', ' ')})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the exports.
+
+def with_probabilities(model: keras.Model) -> keras.Model:
+    """`model` followed by a softmax: deployed models answer with probabilities."""
+    images = keras.Input(model.input_shape[1:], dtype="uint8", name="image")
+    probabilities = keras.layers.Softmax(name="probabilities")(model(images))
+    return keras.Model(images, probabilities, name=f"{model.name}_probabilities")
+
+
+def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequence[str],
+                 image_size: int, channels: int,
+                 representative: np.ndarray) -> list[ExportRecord]:
+    """Writes every format of `model` and its meta file into `out_dir`.
+
+    `representative` holds real uint8 training images; the int8 conversion calibrates its
+    activation ranges on them.
+    """
+    out_dir = Path(out_dir)
+    # float32 throughout: its CastTo layers become no-ops; variables are float32 already.
+    deployable = PrecisionPolicy("float32").rebuild(model)
+    keras_path = atomic.save_model(deployable, out_dir / f"{name}.keras")
+    saved_model = _write_saved_model(with_probabilities(deployable),
+                                     out_dir / f"{name}_savedmodel")
+    records = [ExportRecord(name, "keras", keras_path, "logits"),
+               ExportRecord(name, "savedmodel", saved_model, "probabilities")]
+    for kind in ("float32", "float16", "int8"):
+        path = out_dir / f"{name}_{kind}.tflite"
+        tflite = convert_to_tflite(saved_model, kind, representative)
+        atomic.write_bytes(path, tflite)
+        records.append(ExportRecord(name, f"tflite_{kind}", path, "probabilities"))
+    write_meta(out_dir / f"{name}_meta.json", name, records, class_names, image_size, channels)
+    return records
+
+
+def _write_saved_model(model: keras.Model, path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    return atomic.publish_directory(
+        lambda tmp: model.export(str(tmp), format="tf_saved_model", verbose=False), path)
+
+
+def convert_to_tflite(saved_model: Path, kind: str, representative: np.ndarray) -> bytes:
+    """TFLite flatbuffer of the SavedModel: "float32", "float16" (weights) or "int8" (all)."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if kind == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif kind == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[None]] for image in representative)
+        # Only int8 kernels: the conversion fails rather than leaving float ops in silently.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    elif kind != "float32":
+        raise ValueError(f"TFLite kind must be float32, float16 or int8, got {kind!r}")
+    return converter.convert()
+
+
+def write_meta(path: Path, name: str, records: Sequence[ExportRecord],
+               class_names: Sequence[str], image_size: int, channels: int) -> Path:
+    """What a user of any of the files needs: classes in output order and the input expected."""
+    return atomic.write_json(path, {
+        "model": name,
+        "class_names": list(class_names),
+        "image_size": image_size,
+        "channels": channels,
+        "input_dtype": "uint8",
+        "input_shape": [None, image_size, image_size, channels],
+        "normalisation": "inside the model (pixels 0..255)",
+        "preprocessing": (f"decode, drop any alpha channel, convert to "
+                          f"{'RGB' if channels == 3 else 'grayscale'}, resize to "
+                          f"{image_size}x{image_size} (area when shrinking, bilinear when "
+                          "enlarging), round to uint8 (teacher_student.data.pipeline.load_image)"),
+        "formats": {record.format: {"file": record.path.name, "output": record.output}
+                    for record in records},
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the exports.
+
+def verify_export(record: ExportRecord, keras_model: keras.Model, test_images: np.ndarray,
+                  test_labels: np.ndarray) -> dict:
+    """The export against the Keras model on the test images: a comparison-table row with
+    agreement (fraction of equal top-1 classes) and max_prob_diff added."""
+    from sklearn.metrics import f1_score
+
+    logits = predict_in_chunks(
+        lambda images: keras.ops.convert_to_numpy(keras_model(images, training=False)),
+        test_images)
+    expected = softmax(logits)
+    predictor = load_predictor(record.path, record.output)
+    got = predict_in_chunks(predictor, test_images)
+    predicted = got.argmax(axis=-1)
+    labels = np.asarray(test_labels)
+    return {
+        "model": record.label,
+        "format": record.format,
+        "accuracy": float(np.mean(predicted == labels)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+        "params": int(keras_model.count_params()),
+        "size_mb": reports.size_mb(record.path),
+        # batch 1, the compiled or converted model: what a deployment runs per image
+        "latency_ms": median_ms(lambda: predictor(test_images[:1]), repeats=30),
+        "agreement": float(np.mean(predicted == expected.argmax(axis=-1))),
+        "max_prob_diff": float(np.abs(got - expected).max()),
+        "path": str(record.path),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The `export` command: a run directory's models, exported, checked and compared.
+
+def export_run(run_dir: RunDir, which: Sequence[str] | None = None,
+               out_dir: Path | None = None) -> str:
+    """Exports the chosen models of a run, writes exports.csv/.md and adds the rows to the
+    run's comparison table; returns the Markdown table of the exports."""
+    out_dir = Path(out_dir) if out_dir else run_dir.export_dir
+    names = list(which or [_default_model(run_dir)])
+    missing = [str(run_dir.model_file(name)) for name in names
+               if not run_dir.model_file(name).exists()]
+    if missing:  # before any work: exporting a teacher takes a while
+        raise RunDirError(f"not found: {', '.join(missing)}")
+    settings = config_module.load(run_dir.config_file).data
+    split = run_dir.read_split()
+    class_names = run_dir.class_names()
+    test_images, test_labels = load_split_images(split, "test", settings.image_size,
+                                                 settings.channels)
+    train = split[split["split"] == "train"]
+    sample = train.sample(n=min(REPRESENTATIVE_IMAGES, len(train)), random_state=0)
+    representative, _ = load_split_images(sample, "train", settings.image_size,
+                                          settings.channels)
+    rows = []
+    for name in names:
+        model = keras.saving.load_model(run_dir.model_file(name), safe_mode=True)
+        records = export_model(model, out_dir, name, class_names, settings.image_size,
+                               settings.channels, representative)
+        rows += [verify_export(record, model, test_images, test_labels) for record in records]
+    table = markdown_table(rows, EXPORT_COLUMNS)
+    atomic.write_csv(pd.DataFrame(rows), out_dir / "exports.csv")
+    atomic.write_text(out_dir / "exports.md", table + "\n")
+    reports.add_to_comparison(rows, run_dir.reports)
+    return table
+
+
+def load_split_images(split: pd.DataFrame, name: str, image_size: int,
+                      channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """All uint8 images and int labels of one split of a split.csv table."""
+    rows = split[split["split"] == name]
+    dataset = pipeline.make_dataset(
+        tuple(rows["path"]), tuple(int(label) for label in rows["label"]),
+        image_size=image_size, channels=channels, batch_size=reports.PREDICT_BATCH_SIZE,
+        training=False, cache=False)
+    images = np.zeros((0, image_size, image_size, channels), dtype=np.uint8)
+    labels = np.zeros(0, dtype=np.int32)
+    for batch_images, batch_labels in dataset:
+        images = np.concatenate([images, batch_images.numpy()])
+        labels = np.concatenate([labels, batch_labels.numpy()])
+    return images, labels
+
+
+def _default_model(run_dir: RunDir) -> str:
+    for name in DEFAULT_MODELS:
+        if run_dir.model_file(name).exists():
+            return name
+    raise RunDirError(f"no student in {run_dir.path}: run distill with this --run-dir first")

@@ -1,0 +1,144 @@
+"""Running any exported file: a predictor from uint8 images to probabilities for a `.keras`,
+`.tflite` or SavedModel export, and the `predict` command that classifies image files with one.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from teacher_student.data import pipeline
+from teacher_student.data.sources import IMAGE_EXTENSIONS
+from teacher_student.errors import UserError
+from teacher_student.outputs.reports import PREDICT_BATCH_SIZE
+
+PREDICT_CHUNK = 64  # images decoded and classified together by `predict`
+Predictor = Callable[[np.ndarray], np.ndarray]  # uint8 images -> probabilities
+
+
+def load_predictor(path: Path, output: str) -> Predictor:
+    """A function from uint8 images to probabilities for any exported file or folder."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        run = _tflite_runner(path)
+    elif path.suffix == ".keras":
+        model = keras.saving.load_model(path, safe_mode=True)
+        # The compiled predict function: an eager call costs milliseconds of Python per batch.
+        run = lambda images: keras.ops.convert_to_numpy(model.predict_on_batch(images))
+    elif (path / "saved_model.pb").exists():
+        loaded = tf.saved_model.load(str(path))  # kept: `serve` needs its variables alive
+        run = lambda images: loaded.serve(tf.constant(images)).numpy()
+    else:
+        raise UserError(f"{path}: not a .keras file, a .tflite file or a SavedModel folder")
+    if output == "logits":
+        return lambda images: softmax(run(images))
+    return lambda images: np.asarray(run(images), dtype=np.float32)
+
+
+def tflite_interpreter(path: Path):
+    """LiteRT's interpreter where it is installed, else TensorFlow's (deprecated, still works)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite's deprecation notice, on every construction
+        interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _tflite_runner(path: Path) -> Predictor:
+    """Runs a TFLite model one image at a time (its input is [1, H, W, C])."""
+    interpreter = tflite_interpreter(path)
+    source = interpreter.get_input_details()[0]["index"]
+    target = interpreter.get_output_details()[0]["index"]
+
+    def run(images: np.ndarray) -> np.ndarray:
+        outputs = []
+        for image in images:
+            interpreter.set_tensor(source, image[None])
+            interpreter.invoke()
+            outputs.append(interpreter.get_tensor(target)[0].copy())
+        return np.stack(outputs)
+
+    return run
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def predict_in_chunks(predictor: Predictor, images: np.ndarray,
+                      chunk: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+    parts = [predictor(images[start:start + chunk]) for start in range(0, len(images), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]  # (class name, probability), most likely first
+
+
+def read_meta(model_path: Path) -> tuple[dict, str]:
+    """The `*_meta.json` beside `model_path` that lists it, and that file's output kind."""
+    model_path = Path(model_path)
+    for meta_path in sorted(model_path.parent.glob("*_meta.json")):
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        for entry in meta.get("formats", {}).values():
+            if entry["file"] == model_path.name:
+                return meta, entry["output"]
+    raise UserError(f"{model_path}: no *_meta.json beside it lists this file; "
+                     "use a file written by the export command")
+
+
+def image_files(input_path: Path) -> list[Path]:
+    """`input_path` itself, or every image under the folder (recursively), sorted."""
+    input_path = Path(input_path)
+    if input_path.is_file():
+        return [input_path]
+    if input_path.is_dir():
+        return sorted(p for p in input_path.rglob("*")
+                      if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    raise UserError(f"{input_path}: no such file or folder")
+
+
+def classify_files(model_path: Path, paths: Sequence[Path],
+                   top: int = 1) -> Iterator[Prediction | tuple[str, str]]:
+    """A `Prediction` per decodable file and a (path, reason) pair per file that is not."""
+    if top < 1:
+        raise UserError(f"--top must be at least 1, got {top}")
+    meta, output = read_meta(model_path)
+    predictor = load_predictor(Path(model_path), output)
+    class_names = meta["class_names"]
+    for start in range(0, len(paths), PREDICT_CHUNK):
+        images, decoded = [], []
+        for path in paths[start:start + PREDICT_CHUNK]:
+            problem = pipeline.decode_problem(str(path))
+            if problem:
+                yield str(path), problem
+                continue
+            images.append(pipeline.load_image(tf.constant(str(path)), meta["image_size"],
+                                                 meta["channels"]).numpy())
+            decoded.append(str(path))
+        if images:
+            for path, probabilities in zip(decoded, predictor(np.stack(images))):
+                best = np.argsort(probabilities)[::-1][:top]
+                yield Prediction(path, [(class_names[i], float(probabilities[i])) for i in best])
+
+
+def format_prediction(prediction: Prediction) -> str:
+    """`path<TAB>class<TAB>probability`, then further class/probability pairs for --top."""
+    cells = [prediction.path]
+    for class_name, probability in prediction.top:
+        cells += [class_name, f"{probability:.4f}"]
+    return "\t".join(cells)

@@ -1,0 +1,189 @@
+"""The run directory: every path of a run, and every write into it, atomic.
+
+    config.yaml          the resolved config: enough to rebuild every model of the run
+    split.csv            every image with its label and split
+    skipped_files.csv    every file that could not be used, and why
+    teacher/phase1_<name>/ ...   one `CheckpointDir` per teacher phase
+    student_distilled/, student_scratch/    the distillation's and the baseline's
+    teacher.keras, student_distilled.keras, student_scratch.keras    the final models
+    reports/             curves, confusion matrices, per-class reports, comparison table
+    export/              deployable copies (the export command)
+    workers/worker-N/    what a non-chief worker of a multi-host run writes
+
+A `CheckpointDir` (one phase) holds
+
+    resume/epoch-0003/   weights, optimizer state and progress after epoch 3
+    last.keras           the deployable model after the last finished epoch
+    best.keras           the deployable model of the best validation accuracy
+    history.csv          one row per finished epoch
+    done.json            written last: the phase is finished
+
+Every file is written under a temporary name and renamed into place, and a resume folder
+appears whole or not at all, so a kill at any moment leaves a consistent run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from teacher_student import atomic
+from teacher_student.errors import RunDirError
+
+MODEL_FILES = {"teacher": "teacher.keras", "student_scratch": "student_scratch.keras",
+               "student_distilled": "student_distilled.keras"}
+SPLIT_COLUMNS = ["path", "label", "class_name", "split"]
+SPLITS = ("train", "val", "test")
+
+
+def _inside(name: str) -> property:
+    """A read-only attribute: the path `name` inside the folder."""
+    return property(lambda self: self.path / name, doc=f"`{name}` in this folder")
+
+
+@dataclass(frozen=True)
+class CheckpointDir:
+    """The folder of one training phase: its resume points, models, history and end mark."""
+
+    path: Path
+    last_model = _inside("last.keras")
+    best_model = _inside("best.keras")
+    history_file = _inside("history.csv")
+    tensorboard = _inside("tensorboard")
+    resume = _inside("resume")
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def is_done(self) -> bool:
+        return (self.path / "done.json").exists()
+
+    def mark_done(self, summary: Mapping) -> None:
+        atomic.write_json(self.path / "done.json", dict(summary))
+
+    def resume_points(self) -> list[Path]:
+        """Finished epochs' resume folders, oldest first."""
+        return sorted(self.resume.glob("epoch-*"))
+
+    def latest_resume_point(self) -> Path | None:
+        points = self.resume_points()
+        return points[-1] if points else None
+
+    def publish_resume_point(self, epoch: int, fill: Callable[[Path], object],
+                             keep: int = 1) -> Path:
+        """`fill(folder)` writes the resume point of `epoch`; older ones beyond `keep` go."""
+        final = self.resume / f"epoch-{epoch:04d}"
+        if final.exists():
+            shutil.rmtree(final)
+        atomic.publish_directory(fill, final)
+        for old in self.resume_points()[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def write_history(self, rows: Sequence[Mapping]) -> None:
+        """`history.csv`: one row per epoch, `epoch` first, then the metrics by name."""
+        frame = pd.DataFrame(list(rows))
+        columns = ["epoch", *sorted(c for c in frame.columns if c != "epoch")]
+        atomic.write_csv(frame.reindex(columns=columns), self.history_file)
+
+    def read_history(self) -> pd.DataFrame:
+        return pd.read_csv(self.history_file) if self.history_file.exists() else pd.DataFrame()
+
+    def remove_leftovers(self) -> None:
+        """What a killed run left under temporary names."""
+        for folder in (self.path, self.resume):
+            if folder.exists():
+                atomic.remove_leftovers(folder)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+    config_file = _inside("config.yaml")
+    split_file = _inside("split.csv")
+    skipped_file = _inside("skipped_files.csv")
+    reports = _inside("reports")
+    export_dir = _inside("export")
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    def model_file(self, name: str) -> Path:
+        """`teacher`, `student_distilled` or `student_scratch` as a final `.keras` file."""
+        return self.path / MODEL_FILES[name]
+
+    def teacher_phase(self, index: int, name: str) -> CheckpointDir:
+        return CheckpointDir(self.path / "teacher" / f"phase{index}_{name}")
+
+    @property
+    def distillation(self) -> CheckpointDir:
+        return CheckpointDir(self.path / "student_distilled")
+
+    @property
+    def baseline(self) -> CheckpointDir:
+        return CheckpointDir(self.path / "student_scratch")
+
+    def for_worker(self, index: int) -> RunDir:
+        """Where a non-chief worker keeps its own files, apart from the chief's."""
+        return RunDir(self.path / "workers" / f"worker-{index}")
+
+    def check_writable(self, needed_mb: int = 200) -> None:
+        """Fails before training, not after hours, when the directory cannot take checkpoints."""
+        probe = self.path / ".write-test"
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic.write_text(probe, "ok")
+            probe.unlink()
+        except OSError as err:
+            raise RunDirError(f"run directory {self.path} is not writable: {err}") from err
+        free_mb = shutil.disk_usage(self.path).free // 2**20
+        if free_mb < needed_mb:
+            raise RunDirError(f"run directory {self.path} has {free_mb} MB free; checkpoints "
+                              f"need at least {needed_mb} MB")
+
+    def write_config(self, text: str) -> None:
+        atomic.write_text(self.config_file, text)
+
+    def save_model(self, model, name: str) -> Path:
+        return atomic.save_model(model, self.model_file(name))
+
+    def require_model(self, name: str, hint: str) -> Path:
+        path = self.model_file(name)
+        if not path.exists():
+            raise RunDirError(f"{path} does not exist: {hint}")
+        return path
+
+    def write_split(self, splits: Mapping, class_names: Sequence[str]) -> None:
+        """`split.csv`: `path,label,class_name,split` of every image, to reproduce and audit
+        the run. `splits` maps each split name to an object with `paths` and `labels`."""
+        rows = [(p, y, class_names[y], name) for name in SPLITS
+                for p, y in zip(splits[name].paths, splits[name].labels)]
+        atomic.write_csv(pd.DataFrame(rows, columns=SPLIT_COLUMNS), self.split_file)
+
+    def read_split(self) -> pd.DataFrame:
+        if not self.split_file.exists():
+            raise RunDirError(f"{self.split_file} does not exist: train a model in "
+                              f"{self.path} first")
+        return pd.read_csv(self.split_file)
+
+    def class_names(self) -> list[str]:
+        """Class names in label order, from `split.csv`."""
+        by_label = self.read_split().drop_duplicates("label").sort_values("label")
+        return [str(name) for name in by_label["class_name"]]
+
+    def write_skipped(self, skipped: Sequence[tuple[str, str]]) -> None:
+        """`skipped_files.csv`: `path,reason` of every file that was found but not used."""
+        atomic.write_csv(pd.DataFrame(list(skipped), columns=["path", "reason"]),
+                         self.skipped_file)
+
+    def write_json(self, name: str, data: Mapping) -> None:
+        atomic.write_json(self.path / name, dict(data))
+
+    def read_json(self, name: str) -> dict:
+        return json.loads((self.path / name).read_text())

@@ -1,0 +1,176 @@
+"""Resumable training: one `fit` per phase, checkpointed every epoch, continued after a kill.
+
+Each epoch leaves, in the phase's `CheckpointDir` (see run_dir.py), a resume point (weights,
+optimizer state, progress), `last.keras`, `best.keras` (best validation accuracy; ties go to the
+lower loss) and `history.csv`; `done.json` marks the phase finished.
+
+The trainer receives built models and datasets; it builds neither. It imports only keras and
+numpy, so it runs on every backend.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from teacher_student import atomic
+from teacher_student.config import DistillConfig, PhaseConfig
+from teacher_student.errors import NonFiniteLoss
+from teacher_student.models.precision import PrecisionPolicy, transfer_weights
+from teacher_student.run_dir import CheckpointDir
+
+STATE_FILE = "state.weights.h5"
+PROGRESS_FILE = "progress.json"
+MONITOR = "val_accuracy"
+
+@dataclass
+class Progress:
+    epochs_done: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: float = -math.inf
+    best_loss: float = math.inf  # breaks ties of `best`
+    precision: str = ""
+
+
+def make_optimizer(kind: str, learning_rate: float, schedule: str, decay_steps: int,
+                   weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    if schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=max(decay_steps, 1), alpha=0.01)
+    if kind == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    if kind == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def phase_optimizer(phase: PhaseConfig | DistillConfig, steps_per_epoch: int):
+    return make_optimizer(phase.optimizer, phase.learning_rate, phase.schedule,
+                          phase.epochs * steps_per_epoch, phase.weight_decay)
+
+
+def load_progress(directory: CheckpointDir) -> Progress:
+    point = directory.latest_resume_point()
+    if point is None:
+        return Progress()
+    return Progress(**json.loads((point / PROGRESS_FILE).read_text()))
+
+
+def restore(model: keras.Model, directory: CheckpointDir, policy: PrecisionPolicy,
+            deployable: keras.Model) -> Progress:
+    """Loads the latest resume point of `directory` into the compiled `model`; its Progress.
+
+    Under the precision it was saved with, weights and optimizer state come back. Under another
+    (continuing a phase in float32 after a float16 overflow) only the weights do, by layer name.
+    """
+    progress = load_progress(directory)
+    point = directory.latest_resume_point()
+    if point is None:
+        return progress
+    if progress.precision == policy.name:
+        if not model.optimizer.built:  # a second build would add a second set of slots
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(point / STATE_FILE)
+    else:
+        saved = keras.saving.load_model(directory.last_model, safe_mode=True)
+        transfer_weights(saved, deployable)
+        print(f"  resuming under {policy.name} (saved under {progress.precision}): "
+              "weights restored, optimizer state starts afresh")
+        progress.precision = policy.name
+    return progress
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Writes the resume point, last.keras, best.keras and history.csv after every epoch."""
+
+    def __init__(self, directory: CheckpointDir, deployable: keras.Model, progress: Progress,
+                 policy: PrecisionPolicy, keep: int = 1):
+        super().__init__()
+        self.directory = directory
+        self.deployable = deployable
+        self.progress = progress
+        self.progress.precision = policy.name
+        self.keep = keep
+        self.non_finite = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if not all(math.isfinite(v) for k, v in logs.items() if "loss" in k):
+            self.non_finite = True
+            self.model.stop_training = True
+            return  # the last good checkpoint stays the latest one
+        self.progress.epochs_done = epoch + 1
+        self.progress.history.append({"epoch": epoch + 1, **logs})
+        score = logs.get(MONITOR, logs.get("accuracy", -math.inf))
+        loss = logs.get("val_loss", logs.get("loss", math.inf))
+        # A small validation split makes ties common; the tie with the lower loss is the
+        # better trained model (an early epoch that happens to tie is not).
+        if (score, -loss) > (self.progress.best, -self.progress.best_loss):
+            self.progress.best, self.progress.best_loss = score, loss
+            atomic.save_model(self.deployable, self.directory.best_model)
+        atomic.save_model(self.deployable, self.directory.last_model)
+        self.directory.write_history(self.progress.history)
+        self.directory.publish_resume_point(self.progress.epochs_done, self._fill_resume_point,
+                                            self.keep)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.non_finite = True
+            self.model.stop_training = True
+
+    def _fill_resume_point(self, folder: Path) -> None:
+        self.model.save_weights(folder / STATE_FILE)
+        (folder / PROGRESS_FILE).write_text(json.dumps(self.progress.__dict__))
+
+
+def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
+                  directory: CheckpointDir,
+                  policy: PrecisionPolicy, deployable: keras.Model, class_weight=None,
+                  callbacks: list | None = None, verbose: int | None = None) -> Progress:
+    """`model.fit` for `epochs`, continued from `directory`'s latest resume point if any.
+
+    `model` is compiled; `deployable` is what gets saved as last/best (the model itself, or the
+    student inside a distiller). Raises NonFiniteLoss when the loss stops being finite.
+    """
+    directory.path.mkdir(parents=True, exist_ok=True)
+    directory.remove_leftovers()
+    progress = restore(model, directory, policy, deployable)
+    if progress.epochs_done:
+        print(f"  resuming {directory.name} after epoch {progress.epochs_done}/{epochs}")
+    checkpoint = EpochCheckpoint(directory, deployable, progress, policy)
+    if verbose is None:  # a live progress bar on a terminal, one line per epoch in a log
+        verbose = 1 if sys.stdout.isatty() else 2
+    if progress.epochs_done < epochs:
+        model.fit(train_data, validation_data=val_data, epochs=epochs,
+                  initial_epoch=progress.epochs_done, class_weight=class_weight, shuffle=False,
+                  callbacks=[*(callbacks or []), checkpoint], verbose=verbose)
+    if checkpoint.non_finite:
+        raise NonFiniteLoss(
+            f"{directory.path}: the loss became NaN or infinite in epoch "
+            f"{progress.epochs_done + 1}; "
+            f"training stopped and the checkpoint after epoch {progress.epochs_done} is kept. "
+            "Rerun the same command to retry, or add --precision float32 to continue this "
+            "phase in float32.")
+    directory.mark_done({"epochs": progress.epochs_done, "best_" + MONITOR: progress.best})
+    return progress
+
+
+def phase_callbacks(phase: PhaseConfig, directory: CheckpointDir) -> list:
+    """Optional early stopping and LR reduction, and TensorBoard logs where TensorFlow is."""
+    callbacks = []
+    if phase.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            MONITOR, patience=phase.early_stopping_patience, mode="max"))
+    if phase.reduce_lr_patience:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            MONITOR, patience=phase.reduce_lr_patience, mode="max", factor=0.3))
+    if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard"):
+        callbacks.append(keras.callbacks.TensorBoard(str(directory.tensorboard)))
+    return callbacks

@@ -1,0 +1,151 @@
+"""Smoke tests of the benchmarks at tiny sizes: every path runs and reports sane figures.
+
+Timings are never asserted (they belong in BENCHMARKS.md); only structure and sanity are:
+keys present, rates positive, losses finite, TFLite agreeing with Keras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from teacher_student import atomic, cli
+from teacher_student.bench import commands, common, gpu_report
+from teacher_student.bench import cpu as bench_cpu
+from teacher_student.bench import gpu as bench_gpu
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_TRAIN = bench_gpu.TrainBench(config="tiny", image_size=32, num_classes=3, batch_size=4,
+                                  warmup=1, steps=2, windows=2, keras_fit=())
+TINY_CPU = bench_cpu.CpuBench(config="tiny", image_size=32, num_classes=3, images=8, classes=2,
+                              batch_size=4, epochs=2, repeats=2, latency_batches=(1, 2),
+                              latency_images=2, train_batch_size=2, train_steps=1)
+JAX_ENV = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+
+
+def test_cli_has_both_benchmarks():
+    parser = cli.build_parser()
+    train = parser.parse_args(["bench", "train", "--models", "distill", "--precisions",
+                               "float32-highest", "--keras-fit"])
+    assert train.run is commands.bench_train and train.keras_fit == []
+    assert parser.parse_args(["bench", "cpu"]).run is commands.bench_cpu
+
+
+def _check_step(result: dict) -> None:
+    for key in ("device_fed_images_per_s", "host_fed_images_per_s", "prefetched_images_per_s",
+                "step_ms", "hlo_flops_per_step", "compile_s"):
+        assert result[key] > 0, (key, result)
+    assert result["finite"]
+
+
+def test_jax_step_imports_no_tensorflow_and_runs_full_float32():
+    """The GPU machine has no TensorFlow: the benchmark's JAX path must not import it."""
+    pytest.importorskip("jax")
+    spec = json.dumps(dataclasses.asdict(TINY_TRAIN))
+    script = textwrap.dedent(f"""
+        import json, sys
+        from teacher_student.bench import gpu as bench_gpu
+        spec = bench_gpu.TrainBench(**{{**json.loads({spec!r}), "keras_fit": ("teacher",)}})
+        result = bench_gpu.measure(spec, "teacher", "float32-highest")
+        assert "tensorflow" not in sys.modules, "the GPU benchmark imported tensorflow"
+        print(json.dumps(result))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], env=JAX_ENV, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    _check_step(result)
+    assert result["full_float32_in_hlo"]  # the precision reached the convolutions
+    assert result["keras_fit_images_per_s"] > 0
+
+
+def test_train_command_measures_distillation_in_a_subprocess(tmp_path):
+    pytest.importorskip("jax")
+    out = tmp_path / "train.json"
+    command = [sys.executable, "-m", "teacher_student", "bench", "train", "--config", "tiny",
+               "--image-size", "32", "--num-classes", "3", "--batch-size", "4", "--warmup", "1",
+               "--steps", "2", "--windows", "2", "--models", "distill", "--precisions",
+               "mixed_float16", "--keras-fit", "--json", str(out)]
+    done = subprocess.run(command, env=JAX_ENV, cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads(out.read_text())["results"]
+    _check_step(result)
+    assert result["teacher_forward_ms"] > 0 and result["teacher_forward_hlo_flops"] > 0
+    assert result["hlo_flops_per_step"] > result["teacher_forward_hlo_flops"]
+    assert "| distill | mixed_float16 |" in done.stdout  # the table, padded to its widest cell
+
+
+def test_keras_fit_path_on_this_backend():
+    """What other backends (TensorFlow with a GPU) measure: Keras' own fit."""
+    spec = dataclasses.replace(TINY_TRAIN, keras_fit=("student",))
+    result = bench_gpu.measure(spec, "student", "mixed_float16")
+    assert result["keras_fit_images_per_s"] > 0
+    assert result["keras_fit_epoch_images_per_s"] > 0
+    assert result["parameters"] > 0
+    row = gpu_report.summarize([result])[0]
+    assert row["images_per_s"] == result["keras_fit_images_per_s"]
+
+
+def test_cpu_benchmarks_report_every_table(tmp_path):
+    bench_cpu.write_jpegs(tmp_path, TINY_CPU)
+    assert len(list(tmp_path.rglob("*.jpg"))) == TINY_CPU.images
+    report = {"environment": common.environment(), "spec": dataclasses.asdict(TINY_CPU),
+              "pipeline": bench_cpu.pipeline_rows(tmp_path, TINY_CPU)}
+    assert {r["pipeline"] for r in report["pipeline"]} >= {
+        bench_cpu.OURS_LIGHT, bench_cpu.OURS_PLAIN, bench_cpu.KERAS_PIPELINE}
+    assert all(r["images_per_s"] > 0 and r["images"] > 0 for r in report["pipeline"])
+
+    models = bench_cpu._models(TINY_CPU)
+    report["latency"] = [row for name, model in models.items()
+                         for row in bench_cpu.latency_rows(name, model, TINY_CPU)]
+    assert len(report["latency"]) == len(models) * 5 * len(TINY_CPU.latency_batches)
+    for row in report["latency"]:
+        assert row["ms_per_image"] > 0
+        assert row["max_abs_diff"] < 1e-3, row  # TFLite computes what Keras computes
+
+    report["training"] = bench_cpu.train_rows("student", TINY_CPU)
+    assert [r["xla"] for r in report["training"]] == [True, False]
+    assert all(r["ms_per_step"] > 0 for r in report["training"])
+    text = bench_cpu.format_report(report)
+    assert "teacher / student" in text and "no XLA / XLA" in text
+
+
+def _report(results: list[dict], **spec) -> dict:
+    spec = {**dataclasses.asdict(TINY_TRAIN), **spec}
+    return {"environment": common.environment(detect_device=False), "spec": spec,
+            "results": results}
+
+
+def test_show_merges_runs_made_in_separate_calls(tmp_path, capsys):
+    student = {"model": "student", "precision": "float32", "step_ms": 2.0,
+               "device_fed_images_per_s": 100.0}
+    distill = {"model": "distill", "precision": "float32", "step_ms": 5.0,
+               "teacher_forward_ms": 2.5, "device_fed_images_per_s": 40.0}
+    failed = {"model": "student", "precision": "float32", "error": "time budget spent"}
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    atomic.write_json(paths[0], _report([student]))
+    atomic.write_json(paths[1], _report([distill, failed]))
+
+    assert cli.main(["bench", "show", *map(str, paths)]) == 0
+    text = capsys.readouterr().out
+    # The distillation row is compared with the student step of the other run: 5 / (2 + 2.5).
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|")]
+    assert ["float32", "5.0", "2.5", "4.5", "1.11"] in rows
+    assert "time budget spent" not in text  # a failure does not replace a measurement
+
+
+def test_show_refuses_runs_of_another_batch_size(tmp_path, capsys):
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    atomic.write_json(paths[0], _report([]))
+    atomic.write_json(paths[1], _report([], batch_size=TINY_TRAIN.batch_size * 2))
+    assert cli.main(["bench", "show", *map(str, paths)]) == 2
+    assert "batch_size differs" in capsys.readouterr().err

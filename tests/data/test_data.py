@@ -1,0 +1,322 @@
+"""Real image files written with PIL into tmp_path, pushed through the real tf.data pipeline."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from teacher_student.data import embedded as datasets
+from teacher_student.data import pipeline, sources
+from teacher_student.data.splits import SPLITS, class_weights, split_table
+from teacher_student.errors import DataError
+from teacher_student.run_dir import RunDir
+
+
+def write_png(path: Path, seed: int, size: tuple[int, int] = (12, 10)) -> Path:
+    """A small RGB noise image; each seed gives different pixels."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def make_class_folder(root: Path, counts: dict[str, int]) -> Path:
+    """root/<class>/<i>.png with counts[class] images per class."""
+    seed = 0
+    for class_name, count in counts.items():
+        for i in range(count):
+            seed += 1
+            write_png(root / class_name / f"{i}.png", seed)
+    return root
+
+
+def all_batches(dataset) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+@pytest.fixture
+def three_classes(tmp_path: Path) -> Path:
+    return make_class_folder(tmp_path / "images", {"cat": 6, "dog": 6, "fox": 6})
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources.
+
+def test_folder_source_labels_each_image_by_its_folder(three_classes: Path):
+    table = sources.read_source(str(three_classes))
+    assert table.class_names == ("cat", "dog", "fox")
+    assert len(table.paths) == 18
+    assert table.splits is None and table.skipped == ()
+    for path, label in zip(table.paths, table.labels):
+        assert Path(path).parent.name == table.class_names[label]
+
+
+def test_split_folder_layout_keeps_the_given_split(tmp_path: Path):
+    root = tmp_path / "kaggle"
+    make_class_folder(root / "train", {"a": 4, "b": 4})
+    make_class_folder(root / "valid", {"a": 2, "b": 2})
+    make_class_folder(root / "test", {"a": 2, "c": 1})  # "c" only here: names are the union
+    make_class_folder(root / "train", {"c": 3})
+    table = sources.read_source(str(root))
+    assert table.class_names == ("a", "b", "c")
+    assert table.splits is not None
+    for path, split in zip(table.paths, table.splits):
+        folder = Path(path).parent.parent.name
+        assert split == {"train": "train", "valid": "val", "test": "test"}[folder]
+
+    splits = split_table(table, 0.2, 0.2, seed=0)
+    assert len(splits["train"].paths) == 11
+    assert len(splits["val"].paths) == 4
+    assert len(splits["test"].paths) == 3
+    assert all("/valid/" in p for p in splits["val"].paths)
+
+
+def test_split_layout_without_val_carves_val_out_of_train(tmp_path: Path):
+    root = tmp_path / "kaggle"
+    make_class_folder(root / "train", {"a": 10, "b": 10})
+    make_class_folder(root / "test", {"a": 2, "b": 2})
+    splits = split_table(sources.read_source(str(root)), 0.2, 0.5, seed=0)
+    assert len(splits["test"].paths) == 4  # the folder's own test split is kept, not carved
+    assert len(splits["val"].paths) == 4
+    assert sorted(splits["val"].labels) == [0, 0, 1, 1]  # stratified
+    assert all("/train/" in p for p in splits["val"].paths)
+    assert not set(splits["val"].paths) & set(splits["train"].paths)
+    assert len(splits["train"].paths) == 16
+
+
+def test_csv_source_skips_missing_files_and_empty_labels(tmp_path: Path):
+    write_png(tmp_path / "pics" / "a1.png", 1)
+    write_png(tmp_path / "pics" / "a2.png", 2)
+    absolute = write_png(tmp_path / "elsewhere" / "b1.png", 3)
+    write_png(tmp_path / "pics" / "b2.png", 4)
+    csv = tmp_path / "labels.csv"
+    csv.write_text(
+        "path,label\n"
+        "pics/a1.png,apple\n"
+        "pics/a2.png,apple\n"
+        f"{absolute},banana\n"
+        "pics/gone.png,banana\n"  # line 5: file does not exist
+        "pics/b2.png,\n"  # line 6: empty label
+    )
+    table = sources.read_source(str(csv))
+    assert table.class_names == ("apple", "banana")
+    assert [Path(p).name for p in table.paths] == ["a1.png", "a2.png", "b1.png"]
+    assert table.labels == (0, 0, 1)
+    reasons = dict(table.skipped)
+    assert reasons[str(tmp_path / "pics" / "gone.png")] == "labels.csv row 5: file not found"
+    assert reasons[str(tmp_path / "pics" / "b2.png")] == "labels.csv row 6: empty label"
+
+
+def test_csv_without_path_and_label_columns_names_the_file(tmp_path: Path):
+    csv = tmp_path / "wrong.csv"
+    csv.write_text("filename,class\nx.png,a\n")
+    with pytest.raises(DataError, match=r"wrong\.csv.*'filename', 'class'"):
+        sources.read_source(str(csv))
+
+
+def test_unknown_source_is_a_data_error(tmp_path: Path):
+    with pytest.raises(DataError, match="digits, mnist"):
+        sources.read_source(str(tmp_path / "nowhere"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedded datasets.
+
+def test_digits_are_materialized_once_and_read_as_a_folder(tmp_path: Path):
+    folder = datasets.materialize("digits", tmp_path)
+    assert folder == tmp_path / "digits"
+    files = sorted(folder.rglob("*.png"))
+    assert len(files) == 1797
+    assert sorted(p.name for p in folder.iterdir()) == [str(i) for i in range(10)]
+    pixels = np.asarray(Image.open(files[0]))
+    assert pixels.shape == (8, 8) and pixels.dtype == np.uint8 and pixels.max() > 200
+    assert [p.name for p in tmp_path.iterdir()] == ["digits"]  # no staging folder left behind
+
+    mtimes = {p: p.stat().st_mtime_ns for p in files}
+    assert datasets.materialize("digits", tmp_path) == folder
+    assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+
+    table = sources.read_source("digits", cache_dir=tmp_path)
+    assert len(table.class_names) == 10 and len(table.paths) == 1797
+
+
+def test_unknown_embedded_name_lists_the_known_ones(tmp_path: Path):
+    with pytest.raises(ValueError, match="digits, mnist"):
+        datasets.materialize("cifar", tmp_path)
+
+
+def test_mnist_loader_gives_the_5000_image_subset():
+    images, labels = datasets.EMBEDDED["mnist"]()
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+    assert images.max() == 255 and sorted(set(labels.tolist())) == list(range(10))
+
+
+def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("TEACHER_STUDENT_CACHE", str(tmp_path))
+    assert datasets.default_cache_dir() == tmp_path
+
+
+# ---------------------------------------------------------------------------------------------
+# Unusable and unusual files.
+
+@pytest.fixture
+def odd_folder(tmp_path: Path) -> Path:
+    root = make_class_folder(tmp_path / "odd", {"plain": 3})
+    odd = root / "odd"
+    odd.mkdir()
+    rng = np.random.default_rng(0)
+    (odd / "zero.png").write_bytes(b"")
+    good_jpeg = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(good_jpeg, "JPEG")
+    (odd / "truncated.jpg").write_bytes(good_jpeg.getvalue()[: len(good_jpeg.getvalue()) // 2])
+    (odd / "text.jpg").write_text("this is not a picture")
+    (odd / "notes.txt").write_text("not an image extension")
+    # 32768 in 16 bits is 128 in 8 bits when scaled; wrapping would give 0.
+    Image.fromarray(np.full((10, 12), 32768, dtype=np.uint16)).save(odd / "deep16.png")
+    Image.new("CMYK", (12, 10), (0, 255, 255, 0)).save(odd / "cmyk.jpg")
+    Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).convert("P").save(
+        odd / "palette.gif"
+    )
+    Image.fromarray(rng.integers(0, 256, (10, 12), dtype=np.uint8)).save(odd / "gray.PNG")
+    Image.fromarray(rng.integers(0, 256, (10, 12, 4), dtype=np.uint8), "RGBA").save(
+        odd / "rgba.png"
+    )
+    return root
+
+
+def test_broken_files_are_skipped_with_reasons_and_odd_ones_kept(odd_folder: Path):
+    table = sources.read_source(str(odd_folder))
+    reasons = {Path(p).name: reason for p, reason in table.skipped}
+    assert reasons["notes.txt"] == "not an image extension"
+    assert "empty" in reasons["zero.png"]
+    assert "JPEG" in reasons["truncated.jpg"]
+    assert "Unknown image file format" in reasons["text.jpg"]
+    assert all(reasons[name].startswith("cannot decode: ") for name in ("zero.png", "text.jpg"))
+    kept = {Path(p).name for p in table.paths}
+    # TensorFlow 2.21 decodes every one of these oddities.
+    assert {"deep16.png", "cmyk.jpg", "palette.gif", "gray.PNG", "rgba.png"} <= kept
+    assert not {"zero.png", "truncated.jpg", "text.jpg", "notes.txt"} & kept
+    assert len(table.paths) == 8
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_odd_images_become_uint8_batches_of_the_right_shape(odd_folder: Path, channels: int):
+    table = sources.read_source(str(odd_folder))
+    dataset = pipeline.make_dataset(
+        table.paths, table.labels, image_size=16, channels=channels, batch_size=3, training=False
+    )
+    shapes = [tuple(x.shape) for x, _ in dataset]
+    assert shapes == [(3, 16, 16, channels)] * 2 + [(2, 16, 16, channels)]  # remainder kept
+    images, labels = all_batches(dataset)
+    assert images.dtype == np.uint8 and labels.dtype == np.int32
+    assert labels.tolist() == list(table.labels)  # evaluation order is the table's order
+    deep = images[[Path(p).name for p in table.paths].index("deep16.png")]
+    assert np.all(deep == 128)
+
+
+def test_empty_class_folder_is_left_out_and_recorded(three_classes: Path):
+    (three_classes / "empty").mkdir()
+    table = sources.read_source(str(three_classes))
+    assert table.class_names == ("cat", "dog", "fox")
+    assert (str(three_classes / "empty"), "empty class folder") in table.skipped
+
+
+def test_a_single_class_is_a_data_error(tmp_path: Path):
+    root = make_class_folder(tmp_path / "one", {"only": 4})
+    (root / "broken").mkdir()
+    (root / "broken" / "x.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"one.*only 1 class.*'only'"):
+        sources.read_source(str(root))
+
+
+def test_a_folder_without_images_is_a_data_error(tmp_path: Path):
+    (tmp_path / "none" / "a").mkdir(parents=True)
+    (tmp_path / "none" / "a" / "readme.txt").write_text("hi")
+    with pytest.raises(DataError, match="no usable images"):
+        sources.read_source(str(tmp_path / "none"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting.
+
+def test_class_too_small_to_split_names_the_class(tmp_path: Path):
+    root = make_class_folder(tmp_path / "small", {"big": 10, "tiny": 2})
+    table = sources.read_source(str(root))
+    with pytest.raises(DataError, match="'tiny' has 2 images"):
+        split_table(table, 0.2, 0.2, seed=0)
+    assert len(split_table(table, 0.2, 0.0, seed=0)["val"].paths) >= 2  # 2 parts: enough
+
+
+def test_stratified_split_is_disjoint_complete_and_reproducible(tmp_path: Path):
+    table = sources.read_source(str(make_class_folder(tmp_path / "s", {"a": 10, "b": 10, "c": 10})))
+    first = split_table(table, 0.2, 0.2, seed=7)
+    again = split_table(table, 0.2, 0.2, seed=7)
+    other = split_table(table, 0.2, 0.2, seed=8)
+    assert first == again
+    assert set(first["val"].paths) != set(other["val"].paths)
+    sets = [set(first[name].paths) for name in SPLITS]
+    assert sum(len(s) for s in sets) == 30 and set().union(*sets) == set(table.paths)
+    assert [sorted(first[name].labels) for name in ("val", "test")] == [[0, 0, 1, 1, 2, 2]] * 2
+    for name in SPLITS:
+        for path, label in zip(first[name].paths, first[name].labels):
+            assert table.labels[table.paths.index(path)] == label
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline, weights and records.
+
+def test_augmented_training_batches_are_uint8_and_changed(three_classes: Path):
+    table = sources.read_source(str(three_classes))
+    common = {"image_size": 16, "channels": 3, "batch_size": 18, "training": True, "seed": 3}
+    plain = pipeline.make_dataset(table.paths, table.labels, augment="none", **common)
+    strong = pipeline.make_dataset(table.paths, table.labels, augment="strong", **common)
+    (plain_x, plain_y), (strong_x, strong_y) = all_batches(plain), all_batches(strong)
+    assert strong_x.dtype == np.uint8 and strong_x.shape == (18, 16, 16, 3)
+    assert plain_y.tolist() == strong_y.tolist()  # same seed: same shuffle, so same images
+    assert not np.array_equal(plain_x, strong_x)
+    assert sorted(plain_y.tolist()) == sorted(table.labels)
+
+
+def test_augmentation_is_per_image_fresh_each_epoch_and_seeded(three_classes: Path):
+    same_image = (str(three_classes / "cat" / "0.png"),) * 12
+    common = {"image_size": 16, "channels": 1, "batch_size": 4, "training": True}
+    dataset = pipeline.make_dataset(same_image, (0,) * 12, augment="light", seed=1, **common)
+    first, second = all_batches(dataset)[0], all_batches(dataset)[0]
+    assert all(not np.array_equal(first[0], first[i]) for i in range(1, 12))
+    assert not np.array_equal(first, second)
+    rebuilt = pipeline.make_dataset(same_image, (0,) * 12, augment="light", seed=1, **common)
+    assert np.array_equal(all_batches(rebuilt)[0], first)
+    assert np.array_equal(all_batches(rebuilt)[0], second)
+
+
+
+def test_class_weights_are_balanced_for_an_imbalanced_folder(tmp_path: Path):
+    table = sources.read_source(str(make_class_folder(tmp_path / "w", {"many": 9, "few": 3})))
+    weights = class_weights(table.labels, len(table.class_names))
+    few, many = table.class_names.index("few"), table.class_names.index("many")
+    assert weights[few] == pytest.approx(12 / (2 * 3))
+    assert weights[many] == pytest.approx(12 / (2 * 9))
+    assert class_weights((0, 0, 1), 3)[2] == 1.0  # a class without images is harmless
+
+
+def test_write_split_and_skipped_make_readable_csvs(odd_folder: Path, tmp_path: Path):
+    table = sources.read_source(str(odd_folder))
+    splits = split_table(table, 0.0, 0.25, seed=0)
+    run = RunDir(tmp_path)
+    run.write_split(splits, table.class_names)
+    frame = run.read_split()
+    assert list(frame.columns) == ["path", "label", "class_name", "split"]
+    assert sorted(frame["path"]) == sorted(table.paths)
+    assert set(frame["split"]) == {"train", "test"}
+    assert all(table.class_names[y] == n for y, n in zip(frame["label"], frame["class_name"]))
+
+    run.write_skipped(table.skipped)
+    skipped = pd.read_csv(run.skipped_file)
+    assert list(skipped.columns) == ["path", "reason"] and len(skipped) == 4
+    assert not list(tmp_path.glob("*.tmp"))

@@ -1,0 +1,147 @@
+"""Teacher and student under each precision policy: dtypes, audit, save/load, agreement."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+from helpers import TINY_STUDENT, TINY_TEACHER
+
+from teacher_student.config import StudentConfig, TeacherConfig
+from teacher_student.models.audit import audit_dtypes
+from teacher_student.models.layers import CastTo
+from teacher_student.models.precision import PrecisionPolicy, is_resize, transfer_weights
+from teacher_student.models.student import build_student
+from teacher_student.models.teacher import build_teacher
+
+BUILDERS = {"teacher": (build_teacher, TINY_TEACHER), "student": (build_student, TINY_STUDENT)}
+
+
+def build(which: str, policy: PrecisionPolicy) -> keras.Model:
+    builder, config = BUILDERS[which]
+    return builder(config, policy)
+
+
+def is_float32_island(layer) -> bool:
+    """The layers a mixed model computes in float32 on purpose."""
+    return (is_resize(layer) or layer.name == "logits"
+            or (isinstance(layer, CastTo) and layer.target_dtype == "float32"))
+
+
+@pytest.mark.parametrize("which", BUILDERS)
+def test_audit_is_clean(which, policy):
+    assert audit_dtypes(build(which, policy), policy.name) == []
+
+
+@pytest.mark.parametrize("which", BUILDERS)
+def test_every_layer_computes_in_the_policy_dtype_except_float32_islands(which, policy):
+    model = build(which, policy)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        expected = "float32" if is_float32_island(layer) else policy.compute_dtype
+        assert layer.compute_dtype == expected, layer.name
+    islands = [layer.name for layer in model.layers if is_float32_island(layer)]
+    assert "logits" in islands
+    if which == "teacher":
+        assert any("_up" in name for name in islands)  # the bilinear upsampling path
+
+
+@pytest.mark.parametrize("which", BUILDERS)
+def test_variables_and_output_are_float32(which, policy):
+    model = build(which, policy)
+    assert {v.dtype for v in model.weights} == {"float32"}
+    assert model.output.dtype == "float32"
+    assert model.get_layer("logits").compute_dtype == "float32"
+
+
+@pytest.mark.parametrize("which", BUILDERS)
+def test_cast_layers_feed_every_merge_only_under_mixed_policies(which, policy):
+    model = build(which, policy)
+    casts = [layer for layer in model.layers if isinstance(layer, CastTo)]
+    if not policy.is_mixed:
+        assert casts == []
+        return
+    merges = [layer for layer in model.layers
+              if isinstance(layer, (keras.layers.Add, keras.layers.Concatenate,
+                                    keras.layers.Multiply))]
+    for merge in merges:
+        for tensor in merge.input if isinstance(merge.input, list) else [merge.input]:
+            assert isinstance(tensor._keras_history.operation, CastTo), merge.name
+
+
+def test_optimizer_is_wrapped_for_loss_scaling_exactly_under_mixed_float16(policy):
+    optimizer = policy.wrap_optimizer(keras.optimizers.Adam())
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (policy.name == "mixed_float16")
+    assert policy.wrap_optimizer(optimizer) is optimizer  # never wrapped twice
+
+
+def test_builders_leave_the_global_policy_alone(policy):
+    before = keras.config.dtype_policy().name
+    build("teacher", policy)
+    assert keras.config.dtype_policy().name == before == "float32"
+
+
+def test_graph_is_the_same_every_time():
+    names = [[layer.name for layer in build("teacher", PrecisionPolicy("mixed_float16")).layers]
+             for _ in range(2)]
+    assert names[0] == names[1]
+
+
+def test_default_student_is_at_least_five_times_smaller_than_default_teacher():
+    teacher = build_teacher(TeacherConfig(), PrecisionPolicy())
+    student = build_student(StudentConfig(), PrecisionPolicy())
+    assert teacher.count_params() >= 5 * student.count_params()
+
+
+@pytest.mark.parametrize("which", BUILDERS)
+def test_save_and_load_with_safe_mode_predicts_the_same(which, policy, batch, tmp_path):
+    model = build(which, policy)
+    path = tmp_path / f"{which}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    images, _ = batch
+    np.testing.assert_allclose(loaded.predict_on_batch(images), model.predict_on_batch(images),
+                               rtol=0, atol=0)
+    assert audit_dtypes(loaded, policy.name) == []
+
+
+# float16 keeps ~3 significant digits, bfloat16 ~2; logits of these tiny models are O(1).
+TOLERANCE = {"mixed_float16": 2e-2, "mixed_bfloat16": 1e-1}
+
+
+@pytest.mark.parametrize("which", BUILDERS)
+@pytest.mark.parametrize("mixed", TOLERANCE)
+def test_mixed_and_float32_outputs_of_the_same_weights_agree(which, mixed, batch):
+    reference = build(which, PrecisionPolicy("float32"))
+    model = build(which, PrecisionPolicy(mixed))
+    transfer_weights(reference, model)
+    images, _ = batch
+    expected = reference.predict_on_batch(images)
+    got = model.predict_on_batch(images)
+    scale = max(1.0, np.abs(expected).max())
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE[mixed] * scale)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"widths": (8, 16)}, "at least 3 stages"),
+    ({"input_shape": (34, 34, 3)}, "multiple of 4"),
+    ({"trunk": "VGG16"}, "not supported"),
+    ({"num_classes": 1}, "at least 2"),
+])
+def test_teacher_rejects_bad_arguments_saying_what_it_got(change, message):
+    with pytest.raises(ValueError, match=message):
+        build_teacher(dataclasses.replace(TINY_TEACHER, **change), PrecisionPolicy())
+
+
+def test_applications_trunk_adopts_the_policy_and_its_weights(tmp_path):
+    config = dataclasses.replace(TINY_TEACHER, trunk="EfficientNetB0")
+    reference = build_teacher(config, PrecisionPolicy("float32"))
+    model = build_teacher(config, PrecisionPolicy("mixed_float16"))
+    assert audit_dtypes(model, "mixed_float16") == []
+    trunk = model.get_layer("trunk")
+    assert {layer.compute_dtype for layer in trunk.layers[1:]} <= {"float16", "float32"}
+    assert len(reference.get_layer("trunk").get_weights()) == len(trunk.get_weights())

@@ -1,0 +1,153 @@
+"""Exports of a real trained tiny student: every format written, run and checked against Keras;
+and `predict` on real image files, good and bad."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import TINY_STUDENT, write_image_folder
+
+from teacher_student import cli
+from teacher_student import config as config_module
+from teacher_student.data.sources import read_source
+from teacher_student.data.splits import split_table
+from teacher_student.models.precision import PrecisionPolicy
+from teacher_student.models.student import build_student
+from teacher_student.outputs import export, predict, reports
+from teacher_student.run_dir import RunDir
+from teacher_student.training import plan
+
+FORMATS = ("keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8")
+EXPORTED_FILES = ("student_distilled.keras", "student_distilled_savedmodel/saved_model.pb",
+                  "student_distilled_float32.tflite", "student_distilled_float16.tflite",
+                  "student_distilled_int8.tflite", "student_distilled_meta.json",
+                  "exports.csv", "exports.md")
+
+
+def trained_student(policy: PrecisionPolicy, images: np.ndarray,
+                    labels: np.ndarray) -> keras.Model:
+    """A tiny student fitted until its predictions differ from image to image."""
+    keras.utils.set_random_seed(0)
+    student = build_student(TINY_STUDENT, policy)
+    plan.classification_compile(student, keras.optimizers.Adam(3e-3), policy,
+                                  jit_compile=False)
+    student.fit(images, labels, batch_size=8, epochs=15, verbose=0)
+    return student
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run directory as distill leaves it (config, split, trained student), then exported."""
+    root = tmp_path_factory.mktemp("export")
+    folder = write_image_folder(root / "images", per_class=24)
+    config = config_module.load(None, [f"data.source={folder}", "data.image_size=32",
+                                       "data.channels=3"]).with_dataset(3)
+    run = RunDir(root / "run")
+    run.write_config(config_module.to_yaml(config))
+    table = read_source(str(folder))
+    splits = split_table(table, val_fraction=0.15, test_fraction=0.3, seed=0)
+    run.write_split(splits, table.class_names)
+    images, labels = export.load_split_images(run.read_split(), "train", 32, 3)
+    student = trained_student(PrecisionPolicy("float32"), images, labels)
+    run.save_model(student, "student_distilled")
+    table = export.export_run(run)
+    run_dir = run.path
+    rows = pd.read_csv(run_dir / "export" / "exports.csv").set_index("format")
+    return run_dir, table, rows, (images, labels)
+
+
+def test_every_format_is_written_with_its_meta(tiny_run):
+    run_dir, table, rows, _ = tiny_run
+    for name in EXPORTED_FILES:
+        assert (run_dir / "export" / name).exists(), name
+    assert list(rows.index) == list(FORMATS)
+    meta = json.loads((run_dir / "export" / "student_distilled_meta.json").read_text())
+    assert meta["class_names"] == ["class_0", "class_1", "class_2"]
+    assert (meta["image_size"], meta["channels"], meta["input_dtype"]) == (32, 3, "uint8")
+    assert meta["formats"]["keras"] == {"file": "student_distilled.keras", "output": "logits"}
+    assert meta["formats"]["tflite_int8"]["output"] == "probabilities"
+    assert "student_distilled (tflite int8)" in table
+
+
+def test_float_exports_match_keras(tiny_run):
+    _, _, rows, _ = tiny_run
+    for name in ("keras", "savedmodel", "tflite_float32"):
+        assert rows.loc[name, "agreement"] == 1.0, name
+        assert rows.loc[name, "max_prob_diff"] < 1e-4, name
+    assert rows.loc["tflite_float16", "agreement"] >= 0.99
+    assert rows.loc["tflite_float16", "max_prob_diff"] < 1e-2
+
+
+def test_int8_export_is_full_integer_with_uint8_input(tiny_run):
+    run_dir, _, rows, _ = tiny_run
+    int8 = rows.loc["tflite_int8"]
+    assert 0.0 <= int8["agreement"] <= 1.0
+    assert int8["agreement"] >= 0.8
+    assert (rows["latency_ms"] > 0).all() and (rows["accuracy"] > 0.5).all()
+    interpreter = predict.tflite_interpreter(run_dir / "export" / "student_distilled_int8.tflite")
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    assert interpreter.get_output_details()[0]["dtype"] == np.float32
+    tensor_types = {detail["dtype"] for detail in interpreter.get_tensor_details()}
+    assert np.int8 in tensor_types and np.float16 not in tensor_types
+
+
+def test_exports_join_the_comparison_table(tiny_run):
+    run_dir, _, _, _ = tiny_run
+    comparison = pd.read_csv(run_dir / "reports" / "comparison.csv")
+    assert "student_distilled (tflite float16)" in set(comparison["model"])
+    assert {"agreement", "max_prob_diff"} <= set(comparison.columns)
+    # A second export replaces its rows instead of adding more.
+    rows = comparison.to_dict("records")
+    reports.add_to_comparison(rows[:1], run_dir / "reports")
+    assert len(pd.read_csv(run_dir / "reports" / "comparison.csv")) == len(rows)
+
+
+def test_predict_classifies_good_files_and_reports_bad_ones(tiny_run, tmp_path, capsys):
+    run_dir, _, _, _ = tiny_run
+    folder = write_image_folder(tmp_path / "new", per_class=2)
+    (folder / "class_1" / "broken.png").write_bytes(b"not an image")
+    model = run_dir / "export" / "student_distilled_int8.tflite"
+    assert cli.main(["predict", str(model), str(folder), "--top", "2"]) == 0
+    out, err = capsys.readouterr()
+    lines = [line.split("\t") for line in out.strip().splitlines()]
+    assert len(lines) == 6
+    for path, first, p1, second, p2 in lines:
+        assert path.endswith(".png") and {first, second} <= {"class_0", "class_1", "class_2"}
+        assert 1.0 >= float(p1) >= float(p2) >= 0.0
+    assert "broken.png" in err and "cannot decode" in err
+
+
+@pytest.mark.parametrize("name", ["student_distilled.keras", "student_distilled_savedmodel"])
+def test_predict_reads_keras_and_saved_model_alike(tiny_run, name, capsys):
+    run_dir, _, _, _ = tiny_run
+    image = next((run_dir.parent / "images" / "class_2").glob("*.png"))
+    assert cli.main(["predict", str(run_dir / "export" / name), str(image)]) == 0
+    path, class_name, probability = capsys.readouterr().out.strip().split("\t")
+    assert path == str(image) and class_name in {"class_0", "class_1", "class_2"}
+    assert 0.0 < float(probability) <= 1.0
+
+
+def test_predict_exits_2_when_nothing_could_be_classified(tiny_run, tmp_path, capsys):
+    run_dir, _, _, _ = tiny_run
+    (tmp_path / "a.jpg").write_bytes(b"")
+    (tmp_path / "b.png").write_text("text")
+    model = run_dir / "export" / "student_distilled_float32.tflite"
+    assert cli.main(["predict", str(model), str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "a.jpg" in err and "b.png" in err
+
+
+def test_a_mixed_float16_student_exports_in_float32(tiny_run, tmp_path):
+    run_dir, _, _, (images, labels) = tiny_run
+    student = trained_student(PrecisionPolicy("mixed_float16"), images, labels)
+    records = export.export_model(student, tmp_path, "mixed", ["a", "b", "c"], 32, 3,
+                                  images[:20])
+    for record in records:
+        row = export.verify_export(record, student, images, labels)
+        assert row["agreement"] >= (0.8 if record.format == "tflite_int8" else 0.99), row
+    exported = keras.saving.load_model(tmp_path / "mixed.keras", safe_mode=True)
+    assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}

@@ -1,0 +1,192 @@
+"""Evaluation, figures and the comparison table, with a real tiny Keras classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from teacher_student.outputs import plots, reports
+
+PNG_MAGIC = b"\x89PNG"
+CLASS_NAMES = ["zero", "one", "two"]
+IMAGE_SHAPE = (8, 8, 1)
+
+
+def _tiny_classifier() -> keras.Model:
+    inputs = keras.Input(IMAGE_SHAPE, dtype="uint8")
+    x = keras.layers.Rescaling(1.0 / 255)(inputs)
+    x = keras.layers.Flatten()(x)
+    logits = keras.layers.Dense(len(CLASS_NAMES))(x)
+    return keras.Model(inputs, logits, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def arrays() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, *IMAGE_SHAPE), dtype=np.uint8)
+    labels = rng.integers(0, len(CLASS_NAMES), size=40).astype(np.int64)
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def model(arrays: tuple[np.ndarray, np.ndarray]) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    classifier = _tiny_classifier()
+    classifier.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    classifier.fit(*arrays, epochs=1, batch_size=16, verbose=0)
+    return classifier
+
+
+def _is_png(path: Path) -> bool:
+    return path.read_bytes()[:4] == PNG_MAGIC
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_plot_curves_handles_empty_phase_and_missing_metrics(tmp_path: Path) -> None:
+    histories = {
+        "warmup": pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.8], "accuracy": [0.4, 0.6],
+                                "val_loss": [1.1, 0.9], "val_accuracy": [0.3, 0.5]}),
+        "skipped": pd.DataFrame(),
+        "distill": pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.7, 0.6, 0.5]}),
+    }
+    path = tmp_path / "curves.png"
+
+    assert plots.plot_curves(histories, path) == path
+    assert _is_png(path)
+
+
+def test_plot_curves_with_only_empty_phases_still_writes_png(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "curves.png"
+
+    plots.plot_curves({"only": pd.DataFrame()}, path)
+
+    assert _is_png(path)
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def test_predict_labels_is_argmax_of_logits_for_every_input_form(
+    model: keras.Model, arrays: tuple[np.ndarray, np.ndarray]
+) -> None:
+    import tensorflow as tf
+
+    images, labels = arrays
+    expected = np.asarray(model(images, training=False)).argmax(axis=-1)
+    batch_list = [(images[i:i + 16], labels[i:i + 16]) for i in range(0, len(images), 16)]
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+
+    for data in ((images, labels), batch_list, dataset):
+        y_true, y_pred = reports.predict_labels(model, data)
+        np.testing.assert_array_equal(y_true, labels)
+        np.testing.assert_array_equal(y_pred, expected)
+
+
+def test_predict_labels_accepts_one_hot_labels(
+    model: keras.Model, arrays: tuple[np.ndarray, np.ndarray]
+) -> None:
+    images, labels = arrays
+    one_hot = np.eye(len(CLASS_NAMES), dtype=np.float32)[labels]
+
+    y_true, _ = reports.predict_labels(model, [(images, one_hot)])
+
+    np.testing.assert_array_equal(y_true, labels)
+
+
+def test_measure_latency_returns_positive_ms_per_image(model: keras.Model) -> None:
+    single = reports.measure_latency(model, IMAGE_SHAPE, repeats=5, warmup=1)
+    batched = reports.measure_latency(model, (None, *IMAGE_SHAPE), batch_size=4, repeats=5)
+
+    assert isinstance(single, float) and single > 0
+    assert isinstance(batched, float) and batched > 0
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_evaluate_classifier_writes_files_and_consistent_metrics(
+    model: keras.Model, arrays: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    images, labels = arrays
+
+    model.save(tmp_path / "student.keras")
+    row = reports.evaluate_classifier("student", model, (images, labels), CLASS_NAMES, tmp_path,
+                                      tmp_path / "student.keras")
+
+    confusion = tmp_path / "student_confusion.png"
+    report = tmp_path / "student_classification_report.txt"
+    assert _is_png(confusion)
+    report_text = report.read_text()
+    assert all(name in report_text for name in CLASS_NAMES)
+    assert "macro avg" in report_text
+
+    predictions = np.asarray(model(images, training=False)).argmax(axis=-1)
+    assert row["model"] == "student"
+    assert row["accuracy"] == pytest.approx(float(np.mean(predictions == labels)))
+    assert 0.0 <= row["accuracy"] <= 1.0
+    assert 0.0 <= row["macro_f1"] <= 1.0
+    assert row["params"] == model.count_params() == 8 * 8 * 3 + 3
+    assert row["size_mb"] > 0
+    assert row["latency_ms"] > 0
+
+
+def test_evaluate_classifier_measures_size_of_given_model_file(
+    model: keras.Model, arrays: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    model_path = tmp_path / "tiny.keras"
+    model.save(model_path)
+
+    row = reports.evaluate_classifier("tiny", model, arrays, CLASS_NAMES, tmp_path / "eval",
+                                      model_path=model_path)
+
+    assert row["size_mb"] == pytest.approx(model_path.stat().st_size / (1024 * 1024))
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def test_write_comparison_markdown_and_csv_agree(tmp_path: Path) -> None:
+    rows = [
+        {"model": "teacher", "accuracy": 0.98765, "macro_f1": 0.9812, "params": 1234567,
+         "size_mb": 14.25, "latency_ms": 3.5},
+        {"model": "student", "accuracy": 0.95, "macro_f1": 0.9477, "params": 45678,
+         "size_mb": 0.61, "latency_ms": 0.42},
+    ]
+
+    markdown = reports.write_comparison(rows, tmp_path)
+
+    lines = [cells(line) for line in markdown.splitlines()]
+    assert lines[0] == ["model", "accuracy", "macro-F1", "params", "size (MB)",
+                        "latency (ms/img)"]
+    assert len(lines) == 2 + len(rows)  # header, separator, one line per model
+    assert lines[2] == ["teacher", "98.77%", "0.9812", "1,234,567", "14.25", "3.500"]
+    assert lines[3][:2] == ["student", "95.00%"]
+    assert (tmp_path / "comparison.md").read_text().strip() == markdown
+
+    frame = pd.read_csv(tmp_path / "comparison.csv")
+    assert frame["model"].tolist() == ["teacher", "student"]
+    for column in ("accuracy", "macro_f1", "size_mb", "latency_ms"):
+        assert frame[column].tolist() == pytest.approx([row[column] for row in rows])
+    assert frame["params"].tolist() == [1234567, 45678]
+
+
+def test_write_comparison_shows_missing_values_as_dash(tmp_path: Path) -> None:
+    markdown = reports.write_comparison([{"model": "a|b", "accuracy": 0.5}], tmp_path)
+
+    assert markdown.splitlines()[2].startswith("| a\\|b ")  # the "|" escaped, one cell
+    assert cells(markdown.splitlines()[2])[-5:] == ["50.00%", "-", "-", "-", "-"]
+
+
+def cells(line: str) -> list[str]:
+    """The cells of a Markdown table line, padding stripped (an escaped `\\|` kept whole)."""
+    return [cell.strip() for cell in line.strip("|").replace("\\|", "\0").split("|")]
