@@ -87,3 +87,16 @@ def peak_memory_bytes() -> int | None:
         if torch.cuda.is_available():
             return torch.cuda.max_memory_allocated()
     return None
+
+
+def require_tensorflow(purpose: str):
+    """TensorFlow, or a UserError saying what needs it and how to get it."""
+    from teacher_student.errors import UserError
+
+    try:
+        import tensorflow as tf
+    except ImportError as err:
+        raise UserError(f"{purpose} needs TensorFlow, which is not installed here: "
+                        "pip install tensorflow (tensorflow-cpu on a machine without a GPU)"
+                        ) from err
+    return tf

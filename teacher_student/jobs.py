@@ -1,7 +1,9 @@
 """The user's jobs: train the teacher, distil the student, evaluate all three.
 
-A job reads its config, prepares the data (TensorFlow's tf.data), builds the models, hands them
-to the training plan and writes the reports, all in one run directory (see run_dir.py).
+A job reads its config, prepares the inputs (decoded once, served as batches; augmentation runs
+in the training step), builds the models, hands them to the training plan and writes the
+reports, all in one run directory (see run_dir.py). Nothing here needs TensorFlow: the jobs run
+on any Keras backend.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 
 from teacher_student import config as config_module
 from teacher_student.config import Config, ConfigError
-from teacher_student.data import pipeline
-from teacher_student.data.sources import read_source
-from teacher_student.data.splits import class_weights, split_table
-from teacher_student.errors import DataError, RunDirError
+from teacher_student.data.batches import Batches
+from teacher_student.data.inputs import prepare_inputs
+from teacher_student.errors import RunDirError
+from teacher_student.hardware import peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy, resolve
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
@@ -29,7 +32,7 @@ class Prepared:
     config: Config  # resolved: model shapes and class count filled in
     policy: PrecisionPolicy
     training: plan.TrainingData
-    test: object
+    test: Batches
     class_names: tuple[str, ...]
     distribution: distribute.Distribution
     run_dir: RunDir  # a non-chief worker keeps its own files apart from the chief's
@@ -40,21 +43,39 @@ def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
     """The run's saved config when there is one (a rerun resumes), else `config`.
 
     Only how the steps run may change between runs of one directory: the precision (to
-    continue a phase in float32 after a float16 overflow) and XLA (another machine); any other
+    continue a phase in float32 after a float16 overflow) and XLA (another machine); and,
+    until a student has been trained there, how to distil (the `distill` and `student`
+    sections: the teacher is trained once, then distilled as the user chooses). Any other
     difference is an error naming the key.
     """
     if not run_dir.config_file.exists():
         return config
     saved = config_module.load(run_dir.config_file)
-    how = {"precision": config.precision, "jit_compile": config.jit_compile}
-    ours = dataclasses.replace(config.with_dataset(saved.teacher.num_classes),
-                               precision=saved.precision, jit_compile=saved.jit_compile)
-    if ours != saved:
-        key = config_module.first_difference(saved, ours)
+    ours = config.with_dataset(saved.teacher.num_classes)
+    changeable = ["precision", "jit_compile"]
+    if not (run_dir.distillation.path.exists() or run_dir.baseline.path.exists()):
+        changeable += ["distill", "student"]
+    if dataclasses.replace(ours, **{key: getattr(saved, key) for key in changeable}) != saved:
+        key = config_module.first_difference(saved, dataclasses.replace(
+            ours, **{key: getattr(saved, key) for key in changeable}))
         raise ConfigError(f"{key}: differs from the config of the existing run in "
-                          f"{run_dir.path}; "
-                          "use another --run-dir, or the same settings to resume")
-    return dataclasses.replace(saved, **how)
+                          f"{run_dir.path}; use another --run-dir, or the same settings to "
+                          "resume")
+    return dataclasses.replace(saved, **{key: getattr(ours, key) for key in changeable})
+
+
+def record_config(config: Config, run_dir: RunDir) -> None:
+    """config.yaml: written once, and again if the student's sections changed before any
+    student was trained. The precision and XLA setting are the command line's each time."""
+    if run_dir.config_file.exists():
+        saved = config_module.load(run_dir.config_file)
+        if (saved.distill, saved.student) == (config.distill, config.student):
+            return
+        print(f"distill and student settings differ from {run_dir.config_file}, and no "
+              "student has been trained here yet: recorded the new ones")
+        config = dataclasses.replace(config, precision=saved.precision,
+                                     jit_compile=saved.jit_compile)
+    run_dir.write_config(config_module.to_yaml(config))
 
 
 def worker_run_dir(run_dir: RunDir, distribution: distribute.Distribution) -> RunDir:
@@ -78,62 +99,21 @@ def prepare(config: Config, run_dir: RunDir) -> Prepared:
     run_dir = worker_run_dir(run_dir, distribution)
     run_dir.check_writable()
     config = resolve_run_config(config, run_dir)
-    settings = config.data
-    keras.utils.set_random_seed(settings.seed)  # weights, shuffling and augmentation
-    global_batch = settings.batch_size * distribution.replicas
-    table = read_source(settings.source)
-    run_dir.write_skipped(table.skipped)
-    if table.skipped:
-        print(f"skipped {len(table.skipped)} unusable files (listed in "
-              f"{run_dir.skipped_file}):")
-        for path, reason in table.skipped[:10]:
-            print(f"  {path}: {reason}")
-    splits = split_table(table, settings.val_fraction, settings.test_fraction, settings.seed)
-    run_dir.write_split(splits, table.class_names)
-    resolved = config.with_dataset(len(table.class_names))
-    if not run_dir.config_file.exists():
-        run_dir.write_config(config_module.to_yaml(resolved))
+    keras.utils.set_random_seed(config.data.seed)  # weights, and every seed drawn from it
+    global_batch = config.data.batch_size * distribution.replicas
+    inputs = prepare_inputs(config.data, run_dir, global_batch, distribution.replicas,
+                            distribution.batches_to_device)
+    resolved = config.with_dataset(len(inputs.class_names))
+    record_config(resolved, run_dir)
     policy, why = resolve(resolved.precision)
-    print(f"{why}; data {settings.source}: {len(table.class_names)} classes, "
-          + ", ".join(f"{name} {len(split.paths)}" for name, split in splits.items()))
-    if distribution.replicas > 1:
-        for name, split in splits.items():
-            if len(split.paths) < global_batch:
-                raise DataError(
-                    f"the {name} split has {len(split.paths)} images, fewer than the global "
-                    f"batch {global_batch} of {distribution.replicas} replicas; lower "
-                    "data.batch_size or give the split a larger fraction")
     jit_compile, why_xla = distribute.choose_jit_compile(resolved.jit_compile, distribution)
-    print(distribution.describe() + (f", global batch {global_batch}"
-                                     if distribution.replicas > 1 else "") + f"; {why_xla}")
-
-    def dataset(split: str, training: bool, augment: str = "none"):
-        batches = pipeline.make_dataset(
-            splits[split].paths, splits[split].labels, image_size=settings.image_size,
-            channels=settings.channels, batch_size=global_batch, training=training,
-            augment=augment, cache=settings.cache, seed=settings.seed,
-            # Replicas need equal shares: a ragged last batch fails under tf.distribute.
-            drop_remainder=True if distribution.replicas > 1 else None)
-        return _shard_by_data(batches) if distribution.replicas > 1 else batches
-
-    weights = (class_weights(splits["train"].labels, len(table.class_names))
-               if settings.class_weights else None)
-    training = plan.TrainingData(
-        train=lambda augment: dataset("train", True, augment), val=dataset("val", False),
-        steps_per_epoch=max(len(splits["train"].paths) // global_batch, 1),
-        class_weight=weights)
+    print(f"{why}; {distribution.describe()}"
+          + (f", global batch {global_batch}" if distribution.replicas > 1 else "")
+          + f"; {why_xla}")
+    training = plan.TrainingData(inputs.train, inputs.val, config.data.seed,
+                                 config.steps_per_execution)
     return Prepared(scaled_for_replicas(resolved, distribution.replicas), policy, training,
-                    dataset("test", False), table.class_names, distribution, run_dir,
-                    jit_compile)
-
-
-def _shard_by_data(batches):
-    """Workers split batches, not files: the file list is one tensor, not a set of files."""
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return batches.with_options(options)
+                    inputs.test, inputs.class_names, distribution, run_dir, jit_compile)
 
 
 def train_teacher(config: Config, run_dir: RunDir) -> dict:
@@ -151,7 +131,14 @@ def train_teacher(config: Config, run_dir: RunDir) -> dict:
     row = _evaluate_saved(job, "teacher")
     print(f"\nteacher test accuracy {row['accuracy']:.2%} (macro-F1 {row['macro_f1']:.4f}); "
           f"saved {run_dir.model_file('teacher')}")
+    _print_peak_memory()
     return row
+
+
+def _print_peak_memory() -> None:
+    peak = peak_memory_bytes()
+    if peak:
+        print(f"peak accelerator memory {peak / 2**30:.2f} GiB")
 
 
 def load_teacher(run_dir: RunDir, policy: PrecisionPolicy, config: Config) -> keras.Model:
@@ -176,6 +163,7 @@ def distill(config: Config, run_dir: RunDir) -> str:
             plan.train_student_from_scratch(baseline, job.config.distill, job.policy,
                                             job.training, run_dir, job.jit_compile,
                                             job.distribution.callbacks())
+    _print_peak_memory()
     return evaluate(config, run_dir, prepared=job)
 
 
@@ -185,8 +173,10 @@ def evaluate(config: Config, run_dir: RunDir, prepared: Prepared | None = None) 
              if job.run_dir.model_file(name).exists()]
     if not names:
         raise RunDirError(f"no trained model in {job.run_dir.path}: run train-teacher first")
-    table = reports.write_comparison([_evaluate_saved(job, name) for name in names],
-                                     job.run_dir.reports)
+    labels = job.test.labels.astype(np.int64)
+    rows = [_evaluate_saved(job, name) for name in names]
+    rows.append(reports.chance_row(labels, len(job.class_names)))
+    table = reports.write_comparison(rows, job.run_dir.reports)
     print(f"\ntest split ({job.run_dir.path}):\n{table}")
     return table
 

@@ -8,6 +8,7 @@
     teacher.keras, student_distilled.keras, student_scratch.keras    the final models
     reports/             curves, confusion matrices, per-class reports, comparison table
     export/              deployable copies (the export command)
+    cache/               decoded images, when they are kept on disk (data/images.py)
     workers/worker-N/    what a non-chief worker of a multi-host run writes
 
 A `CheckpointDir` (one phase) holds
@@ -110,6 +111,7 @@ class RunDir:
     skipped_file = _inside("skipped_files.csv")
     reports = _inside("reports")
     export_dir = _inside("export")
+    cache = _inside("cache")  # decoded images, when they are kept on disk
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))

@@ -41,6 +41,14 @@ def test_config_is_frozen():
     (["nonsense"], "must look like key=value"),
     (["jit_compile=sometimes"], "jit_compile: must be true, false or 'auto'"),
     (["jit_compile=1"], "jit_compile: must be str, got int 1"),
+    (["distill.method=crd"], "distill.method: must be one of ['kd', 'dkd', 'feature']"),
+    (["distill.temperature=0"], "distill.temperature: must be > 0"),
+    (["distill.kd_weight=-1"], "distill.kd_weight: must be > 0"),
+    (["distill.dkd_beta=0"], "distill.dkd_beta: must be > 0"),
+    (["distill.feature_weight=0"], "distill.feature_weight: must be > 0"),
+    (["distill.mix=blend"], "distill.mix: must be one of ['none', 'mixup', 'cutmix']"),
+    (["distill.mix=mixup", "data.batch_size=1"], "distill.mix: mixup mixes the images of a batch"),
+    (["data.cache=cloud"], "data.cache: must be one of ['auto', 'memory', 'disk']"),
 ])
 def test_bad_values_are_errors_naming_the_key(overrides, message):
     with pytest.raises(cfg.ConfigError) as err:

@@ -12,3 +12,5 @@ from teacher_student.config.schema import POLICIES
 FULL_FLOAT32 = "float32-highest"
 PRECISIONS = (POLICIES[0], FULL_FLOAT32, *POLICIES[1:])
 MODELS = ("teacher", "student", "distill")
+# `bench distill`'s variants (their settings are in bench/distill.py)
+DISTILL_VARIANTS = ("kd", "kd+ls", "dkd", "dkd+ls", "feature", "kd+cutmix", "kd+ls+cutmix")

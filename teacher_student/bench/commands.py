@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from teacher_student.bench import MODELS, PRECISIONS
+from teacher_student.bench import DISTILL_VARIANTS, MODELS, PRECISIONS
 from teacher_student.errors import UserError
 
 
@@ -14,7 +14,8 @@ def bench_train(args) -> int:
     from teacher_student.bench import gpu, gpu_report
 
     spec = gpu.TrainBench(**_given(args, "image_size", "num_classes", "batch_size",
-                                         "warmup", "steps", "windows", "config"),
+                                         "warmup", "steps", "windows", "config",
+                                         "steps_per_execution"),
                                 keras_fit=tuple(args.keras_fit), overrides=tuple(args.set),
                                 flops_only=args.flops_only)
     report = gpu_report.run(spec, args.models, args.precisions, args.json, args.budget_s)
@@ -52,6 +53,23 @@ def bench_cpu(args) -> int:
     return 0
 
 
+def bench_distill(args) -> int:
+    from teacher_student.bench import distill
+
+    frame = distill.run(args.data, args.seeds, args.variants, Path(args.out), args.config,
+                        args.set)
+    print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n"
+          f"{distill.format_table(frame, args.variants)}")
+    return 0
+
+
+def bench_runs(args) -> int:
+    from teacher_student.bench import runs
+
+    print(runs.table([Path(path) for path in args.run_dirs]))
+    return 0
+
+
 def _given(args, *names: str) -> dict:
     """The options given on the command line; the rest keep the benchmark's own defaults."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -85,6 +103,8 @@ def add_bench_commands(commands) -> None:
                          ("--steps", "steps per timed window (default 20)"),
                          ("--windows", "timed windows, median reported (default 5)")):
         train.add_argument(option, type=int, help=text)
+    train.add_argument("--steps-per-execution", type=int,
+                       help="the trainer fit's steps per compiled call (default 1)")
     train.add_argument("--budget-s", type=float, default=3600.0,
                        help="start no new measurement after this many seconds")
     train.add_argument("--flops-only", action="store_true",
@@ -101,6 +121,21 @@ def add_bench_commands(commands) -> None:
         cpu.add_argument(option, type=int, help=text)
     cpu.add_argument("--folder", help="write the JPEGs here (default: a temporary folder)")
     cpu.set_defaults(run=bench_cpu)
+    gain = kinds.add_parser("distill", help="distillation methods against the student trained "
+                            "from scratch, over seeds, on a data set: accuracy and the share "
+                            "of the teacher-scratch gap closed")
+    gain.add_argument("--data", default="mnist", help="embedded name, image folder, CSV or .npz")
+    gain.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    gain.add_argument("--variants", nargs="+", default=list(DISTILL_VARIANTS),
+                      choices=DISTILL_VARIANTS)
+    gain.add_argument("--out", default="runs/bench-distill", help="run directories and tables")
+    gain.add_argument("--config", default="default")
+    gain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    gain.set_defaults(run=bench_distill)
+    timings = kinds.add_parser("runs", help="per phase of finished runs: epochs, seconds per "
+                               "epoch, training images/s")
+    timings.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    timings.set_defaults(run=bench_runs)
     show = kinds.add_parser("show", help="the tables of one or more `bench train --json` "
                             "files, merged (runs split to fit a time limit)")
     show.add_argument("reports", nargs="+", metavar="JSON")

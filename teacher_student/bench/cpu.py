@@ -1,8 +1,7 @@
 """CPU benchmarks, each a ratio measured in one run (TensorFlow backend):
 
-- input pipeline: images/s from a folder of real-sized JPEGs to 224 px batches, ours
-  (`pipeline.make_dataset`, first and cached epochs) against
-  `keras.utils.image_dataset_from_directory` and a plain PIL loop;
+- input path (`pipeline.py`): images/s from a folder of real-sized JPEGs to augmented 224 px
+  batches, ours against `keras.utils.image_dataset_from_directory`;
 - inference latency per image at batch 1 and 32, teacher against student, through Keras'
   compiled `predict_on_batch` (with and without XLA) and TFLite;
 - a training step with and without XLA (`jit_compile=True/False`).
@@ -30,17 +29,13 @@ import keras
 import numpy as np
 
 from teacher_student import config as config_module
-from teacher_student.bench import common
+from teacher_student.bench import common, pipeline
 from teacher_student.errors import UserError
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
 from teacher_student.tables import markdown_table
 from teacher_student.timing import rate, time_calls
-
-OURS_LIGHT = "ours: make_dataset, augment light"
-OURS_PLAIN = "ours: make_dataset, augment none"
-KERAS_PIPELINE = "keras image_dataset_from_directory (defaults)"
 
 
 @dataclass(frozen=True)
@@ -68,8 +63,8 @@ def run(spec: CpuBench, folder: Path | None = None) -> dict:
     report = {"environment": common.environment(), "spec": dataclasses.asdict(spec)}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(folder or scratch)
-        write_jpegs(root, spec)
-        report["pipeline"] = pipeline_rows(root, spec)
+        pipeline.write_jpegs(root, spec.images, spec.classes, spec.source_size)
+        report["pipeline"] = pipeline.pipeline_rows(root, spec)
     models = _models(spec)
     report["latency"] = [row for name, model in models.items()
                          for row in latency_rows(name, model, spec)]
@@ -87,81 +82,6 @@ def _models(spec: CpuBench) -> dict[str, keras.Model]:
         "student": build_student(dataclasses.replace(
             config.student, input_shape=shape, num_classes=spec.num_classes), policy),
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Input pipeline.
-
-def write_jpegs(root: Path, spec: CpuBench) -> None:
-    """`spec.images` photo-like JPEGs (smooth colour fields plus grain), one folder per class."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    width, height = spec.source_size
-    for i in range(spec.images):
-        folder = root / f"class_{i % spec.classes:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
-        smooth = np.asarray(coarse.resize((width, height), Image.BICUBIC), dtype=np.int16)
-        grain = rng.normal(0, 8, smooth.shape).astype(np.int16)
-        pixels = np.clip(smooth + grain, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"{i:04d}.jpg", quality=90)
-
-
-def _epoch(dataset) -> tuple[float, int]:
-    """Seconds to draw every batch of `dataset` once, and how many images came out."""
-    start = time.perf_counter()
-    count = sum(int(images.shape[0]) for images, _ in dataset)
-    return time.perf_counter() - start, count
-
-
-def _row(pipeline: str, epoch: str, timings: list[tuple[float, int]]) -> dict:
-    """The median rate of several timed epochs: one epoch of a few hundred images takes well
-    under a second, and a shared 2-core machine varies by 2x from one second to the next."""
-    images = timings[-1][1]
-    return {"pipeline": pipeline, "epoch": epoch, "images": images,
-            "images_per_s": images / float(np.median([seconds for seconds, _ in timings]))}
-
-
-def pipeline_rows(root: Path, spec: CpuBench) -> list[dict]:
-    """Each pipeline built afresh `spec.repeats` times (a new tf.data cache each time)."""
-    from teacher_student.data import pipeline, sources
-
-    start = time.perf_counter()
-    table = sources.read_source(str(root))
-    rows = [_row("ours: read_source checks every file", "once",
-                 [(time.perf_counter() - start, len(table.paths))])]
-    for augment, name in (("light", OURS_LIGHT), ("none", OURS_PLAIN)):
-        first, cached = [], []
-        for _ in range(spec.repeats):
-            dataset = pipeline.make_dataset(table.paths, table.labels, image_size=spec.image_size,
-                                        channels=3, batch_size=spec.batch_size, training=True,
-                                        augment=augment, cache=True)
-            epochs = [_epoch(dataset) for _ in range(spec.epochs)]
-            first.append(epochs[0])
-            cached += epochs[1:]
-        rows += [_row(name, "first", first), _row(name, "cached", cached)]
-    keras_epochs = []
-    for _ in range(spec.repeats):
-        keras_data = keras.utils.image_dataset_from_directory(
-            root, image_size=(spec.image_size, spec.image_size), batch_size=spec.batch_size,
-            verbose=False)
-        keras_epochs.append(_epoch(keras_data))
-    rows.append(_row(KERAS_PIPELINE, "first", keras_epochs))
-    rows.append(_row("PIL loop: open, RGB, bilinear resize, stack", "each",
-                     [_pil_epoch(table.paths, spec) for _ in range(spec.repeats)]))
-    return rows
-
-
-def _pil_epoch(paths: tuple[str, ...], spec: CpuBench) -> tuple[float, int]:
-    from PIL import Image
-
-    size = (spec.image_size, spec.image_size)
-    start = time.perf_counter()
-    for first in range(0, len(paths), spec.batch_size):
-        np.stack([np.asarray(Image.open(p).convert("RGB").resize(size, Image.BILINEAR))
-                  for p in paths[first:first + spec.batch_size]])
-    return time.perf_counter() - start, len(paths)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,10 +188,11 @@ def _train_row(name: str, xla: bool, spec: CpuBench) -> dict:
 def _ratios(report: dict) -> list[dict]:
     """The headline ratios, each between two figures of this run."""
     rates = {(r["pipeline"], r["epoch"]): r["images_per_s"] for r in report["pipeline"]}
-    keras_rate = rates[(KERAS_PIPELINE, "first")]
+    keras_rate = rates[(pipeline.KERAS_PIPELINE, "first")]
     rows = [(f"pipeline: {name.removeprefix('ours: ')}, {epoch} epoch / Keras",
              rates[(name, epoch)] / keras_rate)
-            for name in (OURS_LIGHT, OURS_PLAIN) for epoch in ("first", "cached")]
+            for name in (pipeline.OURS_LIGHT, pipeline.OURS_PLAIN)
+            for epoch in ("first", "cached")]
     latency = {(r["model"], r["runtime"], r["batch"]): r["ms_per_image"]
                for r in report["latency"]}
     for (model, runtime, batch), ms in latency.items():
@@ -290,7 +211,7 @@ def format_report(report: dict) -> str:
     width, height = spec["source_size"]
     return "\n".join([
         common.format_environment(report["environment"]), "",
-        f"Input pipeline: {spec['images']} JPEGs of {width}x{height} in {spec['classes']} "
+        f"Input path: {spec['images']} JPEGs of {width}x{height} in {spec['classes']} "
         f"folders -> {spec['image_size']} px batches of {spec['batch_size']}", "",
         markdown_table(report["pipeline"], [
             ("pipeline", "pipeline", ""), ("epoch", "epoch", ""), ("images", "images", "d"),

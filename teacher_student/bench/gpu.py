@@ -14,7 +14,9 @@ a fresh subprocess, so its peak memory is its own.
   host batches that a thread puts on the device ahead. FLOPs come from XLA's cost analysis of
   the step's HLO (the GPU's compiled count, also kept, leaves out the cuDNN convolutions). The
   distillation step computes the `Distiller`'s loss; the teacher's forward pass is timed too.
-- On every backend: Keras' own `fit` on host uint8 arrays, the way the trainer runs.
+- On every backend: Keras' own `fit` of the model alone on host uint8 arrays (the reference),
+  and `fit` the way the trainer runs it: a `Trainee` (augmentation inside the step) or the
+  `Distiller`, fed by `Batches`.
 
 Imports only keras and numpy at module level: the GPU machine has no TensorFlow.
 """
@@ -32,12 +34,15 @@ import numpy as np
 
 from teacher_student import config as config_module
 from teacher_student.bench import FULL_FLOAT32, MODELS, jax_steps
+from teacher_student.data.batches import Batches
 from teacher_student.hardware import accelerator_name, peak_memory_bytes
 from teacher_student.models.precision import FLOAT32, PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
-from teacher_student.timing import rate, time_calls
-from teacher_student.training.distiller import Distiller
+from teacher_student.timing import rate
+from teacher_student.training.distiller import Distiller, method_of
+from teacher_student.training.plan import compile_trainee
+from teacher_student.training.trainee import Trainee
 
 HOST_BATCHES = 4  # distinct batches, cycled, so no step reuses the previous step's input
 MARKER = "BENCH_RESULT "
@@ -51,10 +56,11 @@ class TrainBench:
     warmup: int = 5  # steps after compiling, not timed
     steps: int = 20  # steps per timed window
     windows: int = 5  # timed windows; rates use their median
-    keras_fit: tuple[str, ...] = MODELS  # models also timed through Keras' own `fit`
+    keras_fit: tuple[str, ...] = MODELS  # models also timed through `fit` (plain, trainer)
     config: str | None = None  # architectures: a config file or packaged name
     overrides: tuple[str, ...] = ()
     flops_only: bool = False  # count each step's FLOPs, nothing else: needs no accelerator
+    steps_per_execution: int = 1  # of the trainer's fit
 
 
 
@@ -86,18 +92,22 @@ def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
             forward = jax_steps.rates(jax_steps.forward_step(teacher), batches, spec)
             result["teacher_forward_ms"] = forward.get("step_ms")
             result["teacher_forward_hlo_flops"] = forward["hlo_flops_per_step"]
-        fit_model = Distiller(teacher, student, config.distill.alpha, config.distill.temperature)
+        plain = None
+        trainee = Distiller(teacher, student, method_of(config.distill, spec.steps),
+                            config.distill.alpha, config.distill.augment, seed=0, policy=policy)
     else:
         build = build_teacher if model_name == "teacher" else build_student
-        fit_model = build(teacher_config if model_name == "teacher" else student_config, policy)
-        result["parameters"] = fit_model.count_params()
+        plain = build(teacher_config if model_name == "teacher" else student_config, policy)
+        result["parameters"] = plain.count_params()
         if keras.backend.backend() == "jax":
-            step = jax_steps.classifier_step(fit_model, policy)
+            step = jax_steps.classifier_step(plain, policy)
             result.update(jax_steps.rates(step, batches, spec))
+        trainee = Trainee(plain, config.phases[-1].augment, seed=0)
     result["peak_bytes"] = peak_memory_bytes()  # before Keras' fit adds its own copy of the state
     if model_name in spec.keras_fit and not spec.flops_only:
-        result["keras_fit_images_per_s"] = _keras_fit_rate(fit_model, policy, batches, spec)
-        result["keras_fit_epoch_images_per_s"] = _keras_fit_epoch_rate(fit_model, batches, spec)
+        if plain is not None:
+            result["keras_fit_images_per_s"] = _plain_fit_rate(plain, policy, batches, spec)
+        result["trainer_images_per_s"] = _trainer_fit_rate(trainee, policy, spec)
     return result
 
 
@@ -137,32 +147,7 @@ def use_full_float32() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Keras' own fit, on every backend.
-
-def _keras_fit_rate(model: keras.Model, policy: PrecisionPolicy, batches: list,
-                    spec: TrainBench) -> float:
-    """Images/s of `model.fit` on host uint8 arrays of `spec.steps` batches (compiled, XLA)."""
-    images, labels = _fit_arrays(batches, spec.steps)
-    loss = None if isinstance(model, Distiller) else \
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=policy.wrap_optimizer(keras.optimizers.Adam()), loss=loss,
-                  jit_compile=True)
-
-    def fit(count: int) -> None:
-        model.fit(images[:count], labels[:count], batch_size=spec.batch_size, epochs=1,
-                  verbose=0)
-        keras.ops.convert_to_numpy(model.trainable_variables[0])  # waits for the last step
-
-    fit(spec.batch_size * max(spec.warmup, 1))  # compiles
-    return rate(len(images), time_calls(lambda: fit(len(images)), spec.windows))
-
-
-def _fit_arrays(batches: list, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """`steps` batches, cycled, as one array of images and one of labels for `fit`."""
-    chosen = [batches[i % len(batches)] for i in range(steps)]
-    return (np.concatenate([images for images, _ in chosen]),
-            np.concatenate([labels for _, labels in chosen]))
-
+# Keras' fit, on every backend: plain, and the way the trainer runs it.
 
 class _EpochTimer(keras.callbacks.Callback):
     """Seconds per epoch. Keras syncs the state and reads the metrics before `on_epoch_end`,
@@ -179,17 +164,39 @@ class _EpochTimer(keras.callbacks.Callback):
         self.durations.append(time.perf_counter() - self._start)
 
 
-def _keras_fit_epoch_rate(model: keras.Model, batches: list, spec: TrainBench) -> float:
-    """Images/s of one long `model.fit` call (already compiled by `_keras_fit_rate`): epochs of
-    `spec.steps` batches, median epoch. Unlike a `fit` call per window, this leaves out what
-    each call of `fit` costs before its first step (iterator, callbacks, state sync)."""
-    images, labels = _fit_arrays(batches, spec.steps)
+def _fit_rate(model: keras.Model, data, spec: TrainBench, **fit_options) -> float:
+    """Images/s of one long `model.fit`: epochs of `spec.steps` batches, median epoch after the
+    first (which compiles and builds the iterator)."""
     timer = _EpochTimer()
-    model.fit(images, labels, batch_size=spec.batch_size, epochs=1 + spec.windows, verbose=0,
-              shuffle=False, callbacks=[timer])
-    return rate(len(images), timer.durations[1:])  # the first epoch builds the iterator
+    model.fit(data, epochs=1 + spec.windows, verbose=0, callbacks=[timer], **fit_options)
+    return rate(spec.steps * spec.batch_size, timer.durations[1:])
 
 
+def _plain_fit_rate(model: keras.Model, policy: PrecisionPolicy, batches: list,
+                    spec: TrainBench) -> float:
+    """The model alone, Keras' own loss, `fit` on host uint8 arrays: the reference."""
+    chosen = [batches[i % len(batches)] for i in range(spec.steps)]
+    images = np.concatenate([images for images, _ in chosen])
+    labels = np.concatenate([labels for _, labels in chosen])
+    model.compile(optimizer=policy.wrap_optimizer(keras.optimizers.Adam()),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=True)
+    return _fit_rate(model, images, spec, y=labels, batch_size=spec.batch_size, shuffle=False)
+
+
+def _trainer_fit_rate(trainee: keras.Model, policy: PrecisionPolicy, spec: TrainBench) -> float:
+    """What the trainer runs: a Trainee (augmentation in the step) or Distiller, fed by
+    `Batches` (gathered, and put on the device on JAX, by background threads)."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (spec.steps * spec.batch_size, spec.image_size,
+                                   spec.image_size, 3), dtype=np.uint8)
+    labels = rng.integers(0, spec.num_classes, len(pixels))
+    batches = Batches(pixels, range(len(pixels)), labels, spec.batch_size, shuffle=True,
+                      to_device=keras.backend.backend() == "jax"
+                      and accelerator_name() is not None)
+    compile_trainee(trainee, keras.optimizers.Adam(), policy, jit_compile=True,
+                    steps_per_execution=spec.steps_per_execution)
+    return _fit_rate(trainee, batches, spec)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -70,10 +70,12 @@ def summarize(results: list[dict]) -> list[dict]:
     for (model_name, precision), r in by_key.items():
         # The HLO count includes the convolutions, which the GPU's compiled count leaves out.
         flops = r.get("hlo_flops_per_step") or r.get("flops_per_step")
-        rate = r.get("device_fed_images_per_s") or r.get("keras_fit_images_per_s")
+        rate = _rate(r)
         row = {**r, "images_per_s": rate,
                "vs_float32": common.ratio(rate, _rate(by_key.get((model_name, FLOAT32)))),
                "vs_full_float32": common.ratio(rate, _rate(by_key.get((model_name, FULL_FLOAT32)))),
+               "trainer_vs_device": common.ratio(r.get("trainer_images_per_s"),
+                                                 r.get("device_fed_images_per_s")),
                "host_vs_device": common.ratio(r.get("host_fed_images_per_s"),
                                              r.get("device_fed_images_per_s")),
                "peak_gib": r["peak_bytes"] / 2**30 if r.get("peak_bytes") else None,
@@ -94,7 +96,8 @@ def summarize(results: list[dict]) -> list[dict]:
 def _rate(result: dict | None) -> float | None:
     if not result:
         return None
-    return result.get("device_fed_images_per_s") or result.get("keras_fit_images_per_s")
+    return (result.get("device_fed_images_per_s") or result.get("trainer_images_per_s")
+            or result.get("keras_fit_images_per_s"))
 
 
 def _peak_tflops(device: str | None, precision: str) -> float | None:
@@ -108,8 +111,9 @@ TRAIN_COLUMNS = [("model", "model", ""), ("precision", "precision", ""),
                  ("host_fed_images_per_s", "img/s from host", ".0f"),
                  ("host_vs_device", "host/device", ".2f"),
                  ("prefetched_images_per_s", "img/s host, prefetched", ".0f"),
-                 ("keras_fit_images_per_s", "img/s Keras fit", ".0f"),
-                 ("keras_fit_epoch_images_per_s", "img/s one long fit", ".0f"),
+                 ("keras_fit_images_per_s", "img/s Keras fit, arrays", ".0f"),
+                 ("trainer_images_per_s", "img/s trainer fit", ".0f"),
+                 ("trainer_vs_device", "trainer/device", ".2f"),
                  ("vs_float32", "x float32", ".2f"), ("vs_full_float32", "x full fp32", ".2f"),
                  ("step_ms", "ms/step", ".1f"), ("gflop_per_step", "GFLOP/step", ".1f"),
                  ("tflop_per_s", "TFLOP/s", ".1f"), ("share_of_peak", "of peak", ".1%"),

@@ -17,7 +17,7 @@ import numpy as np
 
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.timing import rate, time_calls
-from teacher_student.training.losses import classification_loss, distillation_loss
+from teacher_student.training.losses import kd_loss, label_loss
 
 # ---------------------------------------------------------------------------------------------
 # Stateless JAX steps: (state, images, labels) -> (output, state).
@@ -66,19 +66,20 @@ def _training_step(student: keras.Model, policy: PrecisionPolicy, frozen: list, 
 
 def classifier_step(model: keras.Model, policy: PrecisionPolicy):
     return _training_step(model, policy, [],
-                          lambda logits, _, images, labels: classification_loss(labels, logits))
+                          lambda logits, _, images, labels: label_loss(labels, logits))
 
 
 def distill_step(teacher: keras.Model, student: keras.Model, policy: PrecisionPolicy,
                   settings):
-    """The `Distiller`'s loss: the frozen teacher in inference mode, its gradient stopped."""
+    """The `Distiller`'s loss under plain KD: the frozen teacher in inference mode, its
+    gradient stopped."""
     import jax
 
     def loss_of(logits, frozen, images, labels):
         teacher_logits, _ = teacher.stateless_call(frozen[0], frozen[1], images, training=False)
         teacher_logits = jax.lax.stop_gradient(teacher_logits)
-        return (settings.alpha * classification_loss(labels, logits) + (1 - settings.alpha)
-                * distillation_loss(teacher_logits, logits, settings.temperature))
+        return (settings.alpha * label_loss(labels, logits) + (1 - settings.alpha)
+                * kd_loss(teacher_logits, logits, settings.temperature))
 
     frozen = [_variables(teacher.trainable_variables), _variables(teacher.non_trainable_variables)]
     return _training_step(student, policy, frozen, loss_of)

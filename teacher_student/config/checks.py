@@ -11,6 +11,9 @@ from typing import Any
 
 from teacher_student.config.schema import (
     AUGMENT,
+    CACHES,
+    METHODS,
+    MIXES,
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULES,
@@ -49,11 +52,13 @@ CHECKS: dict[str, Any] = {
     "precision": _one_of(PRECISIONS),
     "jit_compile": lambda v: None if v in (True, False, "auto") else
     f"must be true, false or 'auto', got {v!r}",
+    "steps_per_execution": _positive,
     "data.image_size": _positive,
     "data.channels": _one_of((1, 3)),
     "data.val_fraction": _fraction,
     "data.test_fraction": _fraction,
     "data.batch_size": _positive,
+    "data.cache": _one_of(CACHES),
     "teacher.widths": _widths,
     "teacher.fusion_width": lambda v: _widths((v,)),
     "teacher.upsampling": _one_of(UPSAMPLING),
@@ -77,6 +82,13 @@ CHECKS: dict[str, Any] = {
     "distill.alpha": lambda v: None if 0 <= v <= 1 else f"must be in [0, 1], got {v!r}",
     "distill.temperature": _positive,
     "distill.augment": _one_of(AUGMENT),
+    "distill.method": _one_of(METHODS),
+    "distill.kd_weight": _positive,
+    "distill.dkd_alpha": _positive,
+    "distill.dkd_beta": _positive,
+    "distill.dkd_warmup_epochs": _non_negative,
+    "distill.feature_weight": _positive,
+    "distill.mix": _one_of(MIXES),
 }
 
 
@@ -102,3 +114,6 @@ def check_config(config: Config) -> None:
                               f"(the '{phase.schedule}' schedule already sets the rate)")
     if config.data.val_fraction + config.data.test_fraction >= 1:
         raise ConfigError("data.test_fraction: val_fraction + test_fraction must be < 1")
+    if config.distill.mix != "none" and config.data.batch_size < 2:
+        raise ConfigError(f"distill.mix: {config.distill.mix} mixes the images of a batch; "
+                          f"data.batch_size {config.data.batch_size} has nothing to mix with")

@@ -18,18 +18,23 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 TRAINABLE = ("all", "head", "top")
 AUGMENT = ("none", "light", "strong")
+MIXES = ("none", "mixup", "cutmix")
+METHODS = ("kd", "dkd", "feature")
+CACHES = ("auto", "memory", "disk")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "digits"  # "digits", "mnist", an image folder or a CSV of path,label
+    source: str = "digits"  # "digits", "mnist", an image folder, a CSV of path,label, a .npz
     image_size: int = 32  # images are resized to image_size x image_size
     channels: int = 1  # 1 (grayscale) or 3 (RGB)
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
     batch_size: int = 32  # a multiple of 8 keeps tensor cores busy
-    cache: bool = True
+    # Where the decoded images are kept: in memory, in a memory-mapped file in the run
+    # directory (rereads instantly after a restart), or auto: memory when they fit in half of it
+    cache: str = "auto"
     class_weights: bool = True  # weight the loss by inverse class frequency
 
 
@@ -77,9 +82,22 @@ class DistillConfig:
     schedule: str = "cosine"
     optimizer: str = "adam"
     weight_decay: float = 1e-4
-    alpha: float = 0.1  # weight of the hard-label loss; 1 - alpha goes to the teacher
+    # kd (Hinton), dkd (decoupled KD) or feature (kd plus a feature hint through an adapter)
+    method: str = "kd"
+    alpha: float = 0.1  # weight of the label loss
     temperature: float = 4.0
+    kd_weight: float | None = None  # weight of the KD term; null: 1 - alpha
+    standardize_logits: bool = False  # z-score logits before the softmax (kd, dkd, feature)
+    dkd_alpha: float = 1.0  # dkd: weight of the target-class part (TCKD)
+    dkd_beta: float = 8.0  # dkd: weight of the non-target part (NCKD)
+    dkd_warmup_epochs: float = 1.0  # dkd: its weight ramps up linearly over these epochs
+    feature_weight: float = 1.0  # feature: weight of the hint loss on the feature maps
+    teacher_feature: str = "head"  # feature: "head" (the map the head pools) or a layer name
+    student_feature: str = "head"
     augment: str = "light"
+    # Mixing of each batch, seen alike by teacher and student (and the baseline): none,
+    # mixup or cutmix
+    mix: str = "none"
     baseline: bool = True  # also train the student from scratch with the same budget
 
 
@@ -89,6 +107,9 @@ class Config:
     # XLA-compiled training steps: true, false, or auto (on a single GPU; off on a CPU, where
     # XLA makes the student's depthwise convolutions several times slower, see BENCHMARKS.md)
     jit_compile: bool | str = "auto"
+    # Training steps per call of Keras' compiled train function: more means fewer callback
+    # calls between steps (BENCHMARKS.md measures what it buys on a GPU)
+    steps_per_execution: int = 1
     scale_learning_rate: bool = True  # times the replicas when several devices train
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)

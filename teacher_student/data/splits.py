@@ -20,13 +20,14 @@ SPLITS = ("train", "val", "test")
 class Split:
     paths: tuple[str, ...]
     labels: tuple[int, ...]
+    rows: tuple[int, ...] = ()  # each image's row in the decoded array (ImageTable.pixels)
 
 
 def split_table(
     table: ImageTable, val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, Split]:
     """{"train", "val", "test"} -> Split; the folder's own split is kept where it has one."""
-    whole = Split(table.paths, table.labels)
+    whole = Split(table.paths, table.labels, table.rows)
     if table.splits is None:
         return _stratified_split(whole, table.class_names, val_fraction, test_fraction, seed)
     given = {name: _only(whole, table.splits, name) for name in SPLITS}
@@ -41,8 +42,9 @@ def split_table(
 
 
 def _only(whole: Split, splits: tuple[str, ...], name: str) -> Split:
-    chosen = [(p, y) for p, y, s in zip(whole.paths, whole.labels, splits) if s == name]
-    return Split(tuple(p for p, _ in chosen), tuple(y for _, y in chosen))
+    chosen = [i for i, s in enumerate(splits) if s == name]
+    return Split(tuple(whole.paths[i] for i in chosen), tuple(whole.labels[i] for i in chosen),
+                 tuple(whole.rows[i] for i in chosen))
 
 
 def _stratified_split(
@@ -65,17 +67,18 @@ def _stratified_split(
 def _take(whole: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """(kept, taken): about `fraction` of the images taken out, stratified by label."""
     if fraction <= 0:
-        return whole, Split((), ())
+        return whole, Split((), (), ())
     total, num_classes = len(whole.paths), len(set(whole.labels))
     # At least one slot per class (and one left over for each) so tiny datasets still split.
     size = min(max(round(fraction * total), num_classes), total - num_classes)
     try:
-        kept_p, taken_p, kept_y, taken_y = train_test_split(
-            whole.paths, whole.labels, test_size=size, random_state=seed, stratify=whole.labels
-        )
+        kept_p, taken_p, kept_y, taken_y, kept_r, taken_r = train_test_split(
+            whole.paths, whole.labels, whole.rows, test_size=size, random_state=seed,
+            stratify=whole.labels)
     except ValueError as err:
         raise DataError(f"cannot split {total} images of {num_classes} classes: {err}") from err
-    return Split(tuple(kept_p), tuple(kept_y)), Split(tuple(taken_p), tuple(taken_y))
+    return (Split(tuple(kept_p), tuple(kept_y), tuple(kept_r)),
+            Split(tuple(taken_p), tuple(taken_y), tuple(taken_r)))
 
 
 def class_weights(labels: tuple[int, ...], num_classes: int) -> dict[int, float]:

@@ -32,12 +32,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from teacher_student import atomic
 from teacher_student import config as config_module
-from teacher_student.data import pipeline
+from teacher_student.data.images import decode_all
 from teacher_student.errors import RunDirError
+from teacher_student.hardware import require_tensorflow
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.outputs import reports
 from teacher_student.outputs.predict import load_predictor, predict_in_chunks, softmax
@@ -114,6 +114,7 @@ def _write_saved_model(model: keras.Model, path: Path) -> Path:
 
 def convert_to_tflite(saved_model: Path, kind: str, representative: np.ndarray) -> bytes:
     """TFLite flatbuffer of the SavedModel: "float32", "float16" (weights) or "int8" (all)."""
+    tf = require_tensorflow("TFLite conversion")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if kind == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -142,7 +143,7 @@ def write_meta(path: Path, name: str, records: Sequence[ExportRecord],
         "preprocessing": (f"decode, drop any alpha channel, convert to "
                           f"{'RGB' if channels == 3 else 'grayscale'}, resize to "
                           f"{image_size}x{image_size} (area when shrinking, bilinear when "
-                          "enlarging), round to uint8 (teacher_student.data.pipeline.load_image)"),
+                          "enlarging), round to uint8 (teacher_student.data.decode)"),
         "formats": {record.format: {"file": record.path.name, "output": record.output}
                     for record in records},
     })
@@ -187,6 +188,7 @@ def export_run(run_dir: RunDir, which: Sequence[str] | None = None,
                out_dir: Path | None = None) -> str:
     """Exports the chosen models of a run, writes exports.csv/.md and adds the rows to the
     run's comparison table; returns the Markdown table of the exports."""
+    require_tensorflow("export (SavedModel and TFLite files)")
     out_dir = Path(out_dir) if out_dir else run_dir.export_dir
     names = list(which or [_default_model(run_dir)])
     missing = [str(run_dir.model_file(name)) for name in names
@@ -219,16 +221,8 @@ def load_split_images(split: pd.DataFrame, name: str, image_size: int,
                       channels: int) -> tuple[np.ndarray, np.ndarray]:
     """All uint8 images and int labels of one split of a split.csv table."""
     rows = split[split["split"] == name]
-    dataset = pipeline.make_dataset(
-        tuple(rows["path"]), tuple(int(label) for label in rows["label"]),
-        image_size=image_size, channels=channels, batch_size=reports.PREDICT_BATCH_SIZE,
-        training=False, cache=False)
-    images = np.zeros((0, image_size, image_size, channels), dtype=np.uint8)
-    labels = np.zeros(0, dtype=np.int32)
-    for batch_images, batch_labels in dataset:
-        images = np.concatenate([images, batch_images.numpy()])
-        labels = np.concatenate([labels, batch_labels.numpy()])
-    return images, labels
+    decoded = decode_all(list(rows["path"]), image_size, channels, cache="memory")
+    return decoded.pixels, rows["label"].to_numpy(dtype=np.int32)
 
 
 def _default_model(run_dir: RunDir) -> str:

@@ -1,5 +1,7 @@
 """Running any exported file: a predictor from uint8 images to probabilities for a `.keras`,
 `.tflite` or SavedModel export, and the `predict` command that classifies image files with one.
+
+A `.keras` file runs on every backend; `.tflite` and SavedModel files need TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from teacher_student.data import pipeline
-from teacher_student.data.sources import IMAGE_EXTENSIONS
+from teacher_student.data.decode import IMAGE_EXTENSIONS, UnusableImage, decode_image
 from teacher_student.errors import UserError
+from teacher_student.hardware import require_tensorflow
 from teacher_student.outputs.reports import PREDICT_BATCH_SIZE
 
 PREDICT_CHUNK = 64  # images decoded and classified together by `predict`
@@ -33,6 +34,7 @@ def load_predictor(path: Path, output: str) -> Predictor:
         # The compiled predict function: an eager call costs milliseconds of Python per batch.
         run = lambda images: keras.ops.convert_to_numpy(model.predict_on_batch(images))
     elif (path / "saved_model.pb").exists():
+        tf = require_tensorflow("a SavedModel")
         loaded = tf.saved_model.load(str(path))  # kept: `serve` needs its variables alive
         run = lambda images: loaded.serve(tf.constant(images)).numpy()
     else:
@@ -47,7 +49,7 @@ def tflite_interpreter(path: Path):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        Interpreter = tf.lite.Interpreter
+        Interpreter = require_tensorflow("a .tflite file").lite.Interpreter
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite's deprecation notice, on every construction
         interpreter = Interpreter(model_path=str(path))
@@ -123,12 +125,11 @@ def classify_files(model_path: Path, paths: Sequence[Path],
     for start in range(0, len(paths), PREDICT_CHUNK):
         images, decoded = [], []
         for path in paths[start:start + PREDICT_CHUNK]:
-            problem = pipeline.decode_problem(str(path))
-            if problem:
-                yield str(path), problem
+            try:
+                images.append(decode_image(path, meta["image_size"], meta["channels"]))
+            except UnusableImage as err:
+                yield str(path), str(err)
                 continue
-            images.append(pipeline.load_image(tf.constant(str(path)), meta["image_size"],
-                                                 meta["channels"]).numpy())
             decoded.append(str(path))
         if images:
             for path, probabilities in zip(decoded, predictor(np.stack(images))):

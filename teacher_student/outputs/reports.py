@@ -24,6 +24,7 @@ from teacher_student.timing import median_ms
 COMPARISON_COLUMNS = [
     ("model", "model", ""),
     ("accuracy", "accuracy", lambda value: f"{100 * value:.2f}%"),
+    ("balanced_accuracy", "balanced accuracy", lambda value: f"{100 * value:.2f}%"),
     ("macro_f1", "macro-F1", ".4f"),
     ("params", "params", ","),
     ("size_mb", "size (MB)", ".2f"),
@@ -103,10 +104,10 @@ def evaluate_classifier(name: str, model: keras.Model, data: Any, class_names: S
     """Evaluate `model` on `data`, write its confusion matrix and report, return a summary row.
 
     Writes `<name>_confusion.png` and `<name>_classification_report.txt` in `out_dir`. The row
-    has model, accuracy, macro_f1, params, size_mb (of `model_path`) and latency_ms (CPU,
-    batch 1, per image).
+    has model, accuracy, balanced_accuracy (the mean of the per-class recalls), macro_f1,
+    params, size_mb (of `model_path`) and latency_ms (CPU, batch 1, per image).
     """
-    from sklearn.metrics import classification_report, f1_score
+    from sklearn.metrics import classification_report
 
     out_dir = Path(out_dir)
     y_true, y_pred = predict_labels(model, data)
@@ -119,13 +120,34 @@ def evaluate_classifier(name: str, model: keras.Model, data: Any, class_names: S
                    out_dir / f"{name}_confusion.png")
     return {
         "model": name,
-        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan"),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=class_indices, average="macro",
-                                   zero_division=0)),
+        **scores(y_true, y_pred, len(class_names)),
         "params": int(model.count_params()),
         "size_mb": size_mb(model_path),
         "latency_ms": measure_latency(model, model.input_shape[1:], batch_size=1),
     }
+
+
+def scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
+    """Accuracy, balanced accuracy (mean recall over the classes present) and macro-F1."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    if not len(y_true):
+        return {"accuracy": float("nan"), "balanced_accuracy": float("nan"),
+                "macro_f1": float("nan")}
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=list(range(num_classes)),
+                                   average="macro", zero_division=0)),
+    }
+
+
+def chance_row(y_true: np.ndarray, num_classes: int) -> dict:
+    """What always answering the test split's most frequent class scores: on an imbalanced
+    folder, accuracy alone can fall below it while balanced accuracy rises."""
+    majority = np.bincount(y_true, minlength=num_classes).argmax()
+    return {"model": "always the majority class",
+            **scores(y_true, np.full_like(y_true, majority), num_classes)}
 
 
 def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> str:

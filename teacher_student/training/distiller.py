@@ -1,55 +1,173 @@
-"""The distiller: trains a student on labels and on a frozen teacher's softened logits.
+"""The distiller: trains a student on labels and on a frozen teacher that sees the same batch.
 
-    loss = alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
+    loss = alpha * label loss + the method's teacher terms
 
-A `keras.Model` that overrides only `call` and `compute_loss`, so gradients, the optimizer and
-loss scaling stay with Keras and it runs on every backend. Evaluation (`training=False`) skips
-the teacher and reports the student alone.
+A `Trainee` whose `call` (in training) augments and mixes the batch once and shows the result
+to both the student and the teacher (Beyer et al., CVPR 2022: "a good teacher is patient and
+consistent"); the teacher runs in inference mode, gradient-stopped. Evaluation skips the
+teacher and reports the student alone. The methods (`METHODS`) are small classes of their
+config and the logits; `feature` also gets the two feature maps, the student's mapped to the
+teacher's channels (and size) by a learned 1x1 convolution adapter that trains with the student,
+is saved in the training checkpoints, and is not part of the exported student.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
-from keras import ops
+from keras import layers, ops
 
-from teacher_student.training.losses import classification_loss, distillation_loss
+from teacher_student.config import DistillConfig
+from teacher_student.errors import ConfigError
+from teacher_student.models.precision import PrecisionPolicy
+from teacher_student.training.losses import dkd_loss, feature_loss, kd_loss
+from teacher_student.training.trainee import Trainee
+
+HEAD_INPUT = "head"  # a feature key meaning: the map the classifier's head pools
 
 
-class Distiller(keras.Model):
-    def __init__(self, teacher: keras.Model, student: keras.Model, alpha: float,
-                 temperature: float, **kwargs):
-        super().__init__(name=kwargs.pop("name", "distiller"), **kwargs)
+@dataclass(frozen=True)
+class KD:
+    """Hinton's KD on the softened logits (standardized first if asked)."""
+    weight: float
+    temperature: float
+    standardized: bool = False
+    uses_features = False
+
+    def terms(self, outputs: dict, labels, step) -> dict:
+        return {"kd_loss": self.weight * kd_loss(outputs["teacher_logits"], outputs["logits"],
+                                                 self.temperature, self.standardized)}
+
+
+@dataclass(frozen=True)
+class DKD:
+    """Decoupled KD, its weight ramped up linearly over the first `warmup_steps` steps (as its
+    authors warm it up over the first epochs)."""
+    alpha: float
+    beta: float
+    temperature: float
+    warmup_steps: int
+    standardized: bool = False
+    uses_features = False
+
+    def terms(self, outputs: dict, labels, step) -> dict:
+        ramp = ops.minimum(step / max(self.warmup_steps, 1), 1.0)
+        # Under mixing, an image's target is the label it holds most of.
+        if "partner" in outputs:
+            labels = ops.where(outputs["share"] >= 0.5, labels,
+                               ops.take(labels, outputs["partner"], axis=0))
+        return {"dkd_loss": ramp * dkd_loss(outputs["teacher_logits"], outputs["logits"], labels,
+                                            self.alpha, self.beta, self.temperature,
+                                            self.standardized)}
+
+
+@dataclass(frozen=True)
+class FeatureKD:
+    """KD on the logits plus FitNets' hint loss on the adapted feature maps."""
+    logits: KD
+    weight: float
+    uses_features = True
+
+    def terms(self, outputs: dict, labels, step) -> dict:
+        hint = feature_loss(outputs["adapted_features"], outputs["teacher_features"])
+        return {**self.logits.terms(outputs, labels, step), "feature_loss": self.weight * hint}
+
+
+def method_of(config: DistillConfig, steps_per_epoch: int):
+    """The configured method's terms."""
+    kd = KD(config.kd_weight if config.kd_weight is not None else 1 - config.alpha,
+            config.temperature, config.standardize_logits)
+    if config.method == "dkd":
+        return DKD(config.dkd_alpha, config.dkd_beta, config.temperature,
+                   round(config.dkd_warmup_epochs * steps_per_epoch), config.standardize_logits)
+    if config.method == "feature":
+        return FeatureKD(kd, config.feature_weight)
+    return kd
+
+
+METHODS = {"kd": KD, "dkd": DKD, "feature": FeatureKD}
+
+
+class Distiller(Trainee):
+    def __init__(self, teacher: keras.Model, student: keras.Model, method, alpha: float,
+                 augment: str = "none", mix: str = "none", seed: int = 0,
+                 policy: PrecisionPolicy | None = None, teacher_feature: str = HEAD_INPUT,
+                 student_feature: str = HEAD_INPUT, **kwargs):
+        super().__init__(student, augment, mix, seed, name=kwargs.pop("name", "distiller"),
+                         **kwargs)
         if not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise ConfigError(f"distill.alpha: must be in [0, 1], got {alpha}")
         self.teacher = teacher
-        self.student = student
         self.teacher.trainable = False  # takes effect at the next compile()
+        self.method = method
         self.alpha = alpha
-        self.temperature = temperature
-        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.step = keras.Variable(0.0, trainable=False, name="distillation_step")
+        if method.uses_features:
+            self.teacher = with_features(teacher, teacher_feature, "distill.teacher_feature")
+            self.model = with_features(student, student_feature, "distill.student_feature")
+            self.adapter = build_adapter(self.model.outputs[1], self.teacher.outputs[1],
+                                         policy or PrecisionPolicy())
+        self.student = student
+        self.label_loss_tracker = keras.metrics.Mean(name="label_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
-        # Teacher and student are built functional models: nothing is left to create, and a
-        # resumed run can load its checkpoint before the first step.
         self.built = True
 
-    def call(self, inputs, training=False):
-        return self.student(inputs, training=training)
+    def call(self, images, training=False):
+        if not training:
+            return self.student(images, training=False)
+        outputs = self.transform(images)
+        images = outputs.pop("images")
+        # BatchNorm in inference mode, and no backward pass through the frozen teacher.
+        teacher_out = self.teacher(images, training=False)
+        student_out = self.model(images, training=True)
+        if self.method.uses_features:
+            (teacher_out, teacher_map), (student_out, student_map) = teacher_out, student_out
+            outputs["teacher_features"] = ops.stop_gradient(teacher_map)
+            outputs["adapted_features"] = self.adapter(student_map)
+        outputs["teacher_logits"] = ops.stop_gradient(teacher_out)
+        outputs["logits"] = student_out
+        return outputs
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:
             y_pred = self(x, training=training)
-        student_loss = classification_loss(y, y_pred, sample_weight)
-        self.student_loss_tracker.update_state(student_loss)
-        if not training:
-            return student_loss
-        # BatchNorm in inference mode, and no backward pass through the frozen teacher.
-        teacher_logits = ops.stop_gradient(self.teacher(x, training=False))
-        soft_loss = distillation_loss(teacher_logits, y_pred, self.temperature)
-        self.distillation_loss_tracker.update_state(soft_loss)
-        return self.alpha * student_loss + (1 - self.alpha) * soft_loss
+        labels = super().compute_loss(x, y, y_pred, sample_weight, training)
+        self.label_loss_tracker.update_state(labels)
+        if not isinstance(y_pred, dict):  # evaluation: the student alone
+            return labels
+        self.step.assign(self.step + 1.0)
+        teacher_terms = sum(self.method.terms(y_pred, y, self.step).values())
+        self.distillation_loss_tracker.update_state(teacher_terms)
+        return self.alpha * labels + teacher_terms
 
     @property
     def metrics(self):
-        return [*super().metrics, self.student_loss_tracker, self.distillation_loss_tracker]
+        return [*super().metrics, self.label_loss_tracker, self.distillation_loss_tracker]
+
+
+def with_features(model: keras.Model, layer_name: str, key: str) -> keras.Model:
+    """The same model (the same layers and weights) answering (logits, feature map):
+    `head` is the map its head pools, anything else the output of the layer of that name."""
+    try:
+        layer = model.get_layer("head_pool" if layer_name == HEAD_INPUT else layer_name)
+    except ValueError as err:
+        raise ConfigError(f"{key}: {model.name} has no layer {layer_name!r}") from err
+    features = layer.input if layer_name == HEAD_INPUT else layer.output
+    if len(features.shape) != 4:
+        raise ConfigError(f"{key}: {layer_name!r} of {model.name} is not a feature map "
+                          f"(its shape is {tuple(features.shape)})")
+    return keras.Model(model.inputs, [model.outputs[0], features], name=f"{model.name}_features")
+
+
+def build_adapter(student_map, teacher_map, policy: PrecisionPolicy) -> keras.Model:
+    """The student's feature map to the teacher's channels (a 1x1 convolution) and size
+    (bilinear), in float32: the features meet in float32 whatever the policy."""
+    inputs = keras.Input(student_map.shape[1:], dtype=student_map.dtype, name="student_map")
+    x = policy.cast(inputs, "float32", name="adapter_in_float32")
+    x = layers.Conv2D(teacher_map.shape[-1], 1, dtype=policy.float32_dtype,
+                      name="adapter_conv")(x)
+    if tuple(student_map.shape[1:3]) != tuple(teacher_map.shape[1:3]):
+        x = layers.Resizing(*teacher_map.shape[1:3], interpolation="bilinear",
+                            dtype=policy.float32_dtype, name="adapter_resize")(x)
+    return keras.Model(inputs, x, name="feature_adapter")

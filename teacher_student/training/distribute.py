@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import keras
 
-from teacher_student.hardware import gpu_compute_capability
+from teacher_student.hardware import accelerator_name, gpu_compute_capability
 
 CPU_REPLICAS_VARIABLE = "TEACHER_STUDENT_CPU_REPLICAS"
 
@@ -45,6 +45,12 @@ class Distribution:
     @property
     def allows_xla(self) -> bool:
         return self.replicas == 1 or keras.backend.backend() == "jax"
+
+    @property
+    def batches_to_device(self) -> bool:
+        """Whether batches go to the device in the input threads (JAX, one accelerator)."""
+        return (keras.backend.backend() == "jax" and self.replicas == 1
+                and accelerator_name() is not None)
 
     def scope(self):
         return self.engine.scope() if self.engine is not None else contextlib.nullcontext()
@@ -89,9 +95,10 @@ def choose_jit_compile(setting: bool | str, distribution: Distribution) -> tuple
     """Whether training steps compile with XLA, and why.
 
     `auto` turns XLA on where there is a GPU: there mixed precision pays, and XLA fuses CBAM's
-    many small ops. On a CPU it stays off: XLA's CPU depthwise convolutions make the student's
-    training step 5x slower (`bench cpu`, BENCHMARKS.md). Under a multi-replica
-    tf.distribute strategy it is off whatever the setting (see above).
+    many small ops. On a CPU with TensorFlow it stays off: XLA's CPU depthwise convolutions make
+    the student's training step 5x slower (`bench cpu`, BENCHMARKS.md). JAX always compiles
+    (without it, JAX runs op by op). Under a multi-replica tf.distribute strategy it is off
+    whatever the setting (see above).
     """
     if not distribution.allows_xla:
         return False, "XLA off: it fails under this tf.distribute strategy (see distribute.py)"
@@ -99,6 +106,8 @@ def choose_jit_compile(setting: bool | str, distribution: Distribution) -> tuple
         return bool(setting), f"XLA {'on' if setting else 'off'} (as configured)"
     if gpu_compute_capability() is not None:
         return True, "XLA on (auto: a GPU)"
+    if keras.backend.backend() == "jax":
+        return True, "XLA on (auto: JAX compiles its steps)"
     return False, ("XLA off (auto: no GPU; on a CPU it slows depthwise convolutions; "
                    "--set jit_compile=true turns it on)")
 

@@ -1,14 +1,16 @@
 """The training plan: the teacher's phases, then distillation and the from-scratch baseline.
 
-Each phase sets which layers train, recompiles (a `trainable` change takes effect only then,
-and so does a `GradientGate`), wraps the optimizer through the precision policy and runs one
+Each phase sets which layers train, wraps the model in a `Trainee` (its augmentation and
+mixing run in the compiled step), recompiles (a `trainable` change takes effect only then, and
+so does a `GradientGate`), wraps the optimizer through the precision policy and runs one
 resumable fit. A finished phase is skipped on a rerun; the next phase starts from the best
-weights (by validation accuracy) of the one before.
+weights (by validation accuracy) of the one before. The baseline gets the distillation's
+augmentation, mixing, budget and schedule, so the comparison is fair.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,23 +21,29 @@ from teacher_student.config import DistillConfig, PhaseConfig
 from teacher_student.models.freezing import set_trainable, trainable_parts
 from teacher_student.models.precision import PrecisionPolicy, transfer_weights
 from teacher_student.run_dir import CheckpointDir, RunDir
-from teacher_student.training.distiller import Distiller
+from teacher_student.training.distiller import Distiller, method_of
+from teacher_student.training.trainee import Trainee
 from teacher_student.training.trainer import fit_resumable, phase_callbacks, phase_optimizer
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    train: Callable[[str], object]  # augmentation strength -> batches of (uint8 images, labels)
+    train: object  # batches of (uint8 images, labels[, sample weights]); see data/batches.py
     val: object
-    steps_per_epoch: int
-    class_weight: dict[int, float] | None = None
+    seed: int = 0  # of the augmentation and mixing streams
+    steps_per_execution: int = 1
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train)
 
 
-def classification_compile(model: keras.Model, optimizer, policy: PrecisionPolicy,
-                           jit_compile: bool) -> None:
-    model.compile(optimizer=policy.wrap_optimizer(optimizer),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], jit_compile=jit_compile)
+def compile_trainee(trainee: keras.Model, optimizer, policy: PrecisionPolicy,
+                    jit_compile: bool, steps_per_execution: int = 1) -> None:
+    """The loss is the trainee's own (`compute_loss`); the optimizer gets loss scaling as the
+    policy says."""
+    trainee.compile(optimizer=policy.wrap_optimizer(optimizer), metrics=["accuracy"],
+                    jit_compile=jit_compile, steps_per_execution=steps_per_execution)
 
 
 def load_weights_from(model: keras.Model, path: Path) -> None:
@@ -57,16 +65,16 @@ def train_teacher_phases(teacher: keras.Model, phases: tuple[PhaseConfig, ...],
             if best_so_far and directory.latest_resume_point() is None:
                 load_weights_from(teacher, best_so_far)
             set_trainable(teacher, phase.trainable, phase.unfreeze_top)
-            optimizer = phase_optimizer(phase, data.steps_per_epoch)
-            classification_compile(teacher, optimizer, policy, jit_compile)
+            trainee = Trainee(teacher, phase.augment, seed=data.seed + 10 * index)
+            compile_trainee(trainee, phase_optimizer(phase, data.steps_per_epoch), policy,
+                            jit_compile, data.steps_per_execution)
             parts = trainable_parts(teacher)
             print(f"{label}: {phase.epochs} epochs, lr {phase.learning_rate} ({phase.schedule}), "
                   f"trunk parts training {sum(parts)}/{len(parts)}, "
                   f"{_count(teacher.trainable_weights):,} trainable parameters, "
                   f"augment {phase.augment}")
-            fit_resumable(teacher, data.train(phase.augment), data.val, epochs=phase.epochs,
+            fit_resumable(trainee, data.train, data.val, epochs=phase.epochs,
                           directory=directory, policy=policy, deployable=teacher,
-                          class_weight=data.class_weight,
                           callbacks=[*callbacks, *phase_callbacks(phase, directory)])
         if directory.best_model.exists():
             best_so_far = directory.best_model
@@ -81,13 +89,16 @@ def distill_student(teacher: keras.Model, student: keras.Model, config: DistillC
                     policy: PrecisionPolicy, data: TrainingData, run_dir: RunDir,
                     jit_compile: bool = True, callbacks: Sequence = ()) -> keras.Model:
     directory = run_dir.distillation
-    distiller = Distiller(teacher, student, alpha=config.alpha, temperature=config.temperature)
-    distiller.compile(optimizer=policy.wrap_optimizer(phase_optimizer(config,
-                                                                      data.steps_per_epoch)),
-                      metrics=["accuracy"], jit_compile=jit_compile)
+    distiller = Distiller(teacher, student, method_of(config, data.steps_per_epoch),
+                          config.alpha, config.augment, config.mix, data.seed, policy,
+                          config.teacher_feature, config.student_feature)
+    compile_trainee(distiller, phase_optimizer(config, data.steps_per_epoch), policy,
+                    jit_compile, data.steps_per_execution)
     print("distillation: finished earlier, skipped" if directory.is_done() else
-          f"distillation: {config.epochs} epochs, alpha {config.alpha}, "
-          f"temperature {config.temperature}, lr {config.learning_rate} ({config.schedule})")
+          f"distillation ({config.method}): {config.epochs} epochs, alpha {config.alpha}, "
+          f"temperature {config.temperature}"
+          + (", standardized logits" if config.standardize_logits else "")
+          + f", mix {config.mix}, lr {config.learning_rate} ({config.schedule})")
     return _train_student(distiller, student, config, policy, data, directory,
                           run_dir, "student_distilled", callbacks)
 
@@ -95,13 +106,15 @@ def distill_student(teacher: keras.Model, student: keras.Model, config: DistillC
 def train_student_from_scratch(student: keras.Model, config: DistillConfig,
                                policy: PrecisionPolicy, data: TrainingData, run_dir: RunDir,
                                jit_compile: bool = True, callbacks: Sequence = ()) -> keras.Model:
-    """The baseline: the same student, budget and schedule, with labels only."""
-    classification_compile(student, phase_optimizer(config, data.steps_per_epoch), policy,
-                           jit_compile)
+    """The baseline: the same student, budget, schedule, augmentation and mixing, with labels
+    only."""
+    trainee = Trainee(student, config.augment, config.mix, data.seed)
+    compile_trainee(trainee, phase_optimizer(config, data.steps_per_epoch), policy, jit_compile,
+                    data.steps_per_execution)
     directory = run_dir.baseline
     print("student from scratch (baseline): finished earlier, skipped" if directory.is_done()
           else f"student from scratch (baseline): {config.epochs} epochs, same budget")
-    return _train_student(student, student, config, policy, data, directory, run_dir,
+    return _train_student(trainee, student, config, policy, data, directory, run_dir,
                           "student_scratch", callbacks)
 
 
@@ -109,9 +122,9 @@ def _train_student(model, student, config: DistillConfig, policy, data,
                    directory: CheckpointDir, run_dir: RunDir, name: str,
                    callbacks: Sequence) -> keras.Model:
     if not directory.is_done():
-        fit_resumable(model, data.train(config.augment), data.val, epochs=config.epochs,
+        fit_resumable(model, data.train, data.val, epochs=config.epochs,
                       directory=directory, policy=policy, deployable=student,
-                      class_weight=data.class_weight, callbacks=list(callbacks))
+                      callbacks=list(callbacks))
     if directory.best_model.exists():
         load_weights_from(student, directory.best_model)
     run_dir.save_model(student, name)

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import keras
 
 from teacher_student import atomic
 from teacher_student.config import DistillConfig, PhaseConfig
+from teacher_student.data.batches import FollowEpochs
 from teacher_student.errors import NonFiniteLoss
 from teacher_student.models.precision import PrecisionPolicy, transfer_weights
 from teacher_student.run_dir import CheckpointDir
@@ -87,17 +89,33 @@ def restore(model: keras.Model, directory: CheckpointDir, policy: PrecisionPolic
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Writes the resume point, last.keras, best.keras and history.csv after every epoch."""
+    """Writes the resume point, last.keras, best.keras and history.csv after every epoch, with
+    the epoch's seconds and training images per second.
+
+    Its batch hook only reads the loss (a NaN stops the epoch) and may run in Keras' callback
+    thread (`async_safe`): a batch hook that is not makes Keras turn every step's logs into
+    Python numbers in the training loop's thread, waiting for the device after every step.
+    """
+
+    async_safe = True
 
     def __init__(self, directory: CheckpointDir, deployable: keras.Model, progress: Progress,
-                 policy: PrecisionPolicy, keep: int = 1):
+                 policy: PrecisionPolicy, keep: int = 1, images_per_epoch: int | None = None):
         super().__init__()
         self.directory = directory
         self.deployable = deployable
         self.progress = progress
         self.progress.precision = policy.name
         self.keep = keep
+        self.images_per_epoch = images_per_epoch
         self.non_finite = False
+        self._started = self._trained = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = self._trained = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self._trained = time.perf_counter()  # validation follows the epoch's training
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -106,6 +124,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
             return  # the last good checkpoint stays the latest one
         self.progress.epochs_done = epoch + 1
+        if self._started is not None:
+            logs["seconds"] = time.perf_counter() - self._started
+            if self.images_per_epoch and self._trained > self._started:
+                logs["train_images_per_s"] = (self.images_per_epoch
+                                              / (self._trained - self._started))
         self.progress.history.append({"epoch": epoch + 1, **logs})
         score = logs.get(MONITOR, logs.get("accuracy", -math.inf))
         loss = logs.get("val_loss", logs.get("loss", math.inf))
@@ -131,8 +154,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
-                  directory: CheckpointDir,
-                  policy: PrecisionPolicy, deployable: keras.Model, class_weight=None,
+                  directory: CheckpointDir, policy: PrecisionPolicy, deployable: keras.Model,
                   callbacks: list | None = None, verbose: int | None = None) -> Progress:
     """`model.fit` for `epochs`, continued from `directory`'s latest resume point if any.
 
@@ -144,12 +166,15 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
     progress = restore(model, directory, policy, deployable)
     if progress.epochs_done:
         print(f"  resuming {directory.name} after epoch {progress.epochs_done}/{epochs}")
-    checkpoint = EpochCheckpoint(directory, deployable, progress, policy)
+    checkpoint = EpochCheckpoint(directory, deployable, progress, policy,
+                                 images_per_epoch=getattr(train_data, "images", None))
     if verbose is None:  # a live progress bar on a terminal, one line per epoch in a log
         verbose = 1 if sys.stdout.isatty() else 2
+    if hasattr(train_data, "set_epoch"):  # its order follows the epoch (data/batches.py)
+        callbacks = [FollowEpochs(train_data), *(callbacks or [])]
     if progress.epochs_done < epochs:
         model.fit(train_data, validation_data=val_data, epochs=epochs,
-                  initial_epoch=progress.epochs_done, class_weight=class_weight, shuffle=False,
+                  initial_epoch=progress.epochs_done, shuffle=False,
                   callbacks=[*(callbacks or []), checkpoint], verbose=verbose)
     if checkpoint.non_finite:
         raise NonFiniteLoss(

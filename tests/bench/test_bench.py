@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from teacher_student import atomic, cli
-from teacher_student.bench import commands, common, gpu_report
+from teacher_student.bench import commands, common, gpu_report, pipeline
 from teacher_student.bench import cpu as bench_cpu
 from teacher_student.bench import gpu as bench_gpu
 
@@ -87,20 +87,20 @@ def test_keras_fit_path_on_this_backend():
     """What other backends (TensorFlow with a GPU) measure: Keras' own fit."""
     spec = dataclasses.replace(TINY_TRAIN, keras_fit=("student",))
     result = bench_gpu.measure(spec, "student", "mixed_float16")
-    assert result["keras_fit_images_per_s"] > 0
-    assert result["keras_fit_epoch_images_per_s"] > 0
+    assert result["keras_fit_images_per_s"] > 0  # the model alone, on arrays
+    assert result["trainer_images_per_s"] > 0  # a Trainee on Batches, augmenting in the step
     assert result["parameters"] > 0
     row = gpu_report.summarize([result])[0]
-    assert row["images_per_s"] == result["keras_fit_images_per_s"]
+    assert row["images_per_s"] == result["trainer_images_per_s"]
 
 
 def test_cpu_benchmarks_report_every_table(tmp_path):
-    bench_cpu.write_jpegs(tmp_path, TINY_CPU)
+    pipeline.write_jpegs(tmp_path, TINY_CPU.images, TINY_CPU.classes, TINY_CPU.source_size)
     assert len(list(tmp_path.rglob("*.jpg"))) == TINY_CPU.images
     report = {"environment": common.environment(), "spec": dataclasses.asdict(TINY_CPU),
-              "pipeline": bench_cpu.pipeline_rows(tmp_path, TINY_CPU)}
+              "pipeline": pipeline.pipeline_rows(tmp_path, TINY_CPU)}
     assert {r["pipeline"] for r in report["pipeline"]} >= {
-        bench_cpu.OURS_LIGHT, bench_cpu.OURS_PLAIN, bench_cpu.KERAS_PIPELINE}
+        pipeline.OURS_LIGHT, pipeline.OURS_PLAIN, pipeline.KERAS_PIPELINE}
     assert all(r["images_per_s"] > 0 and r["images"] > 0 for r in report["pipeline"])
 
     models = bench_cpu._models(TINY_CPU)
@@ -149,3 +149,31 @@ def test_show_refuses_runs_of_another_batch_size(tmp_path, capsys):
     atomic.write_json(paths[1], _report([], batch_size=TINY_TRAIN.batch_size * 2))
     assert cli.main(["bench", "show", *map(str, paths)]) == 2
     assert "batch_size differs" in capsys.readouterr().err
+
+
+def test_distill_bench_trains_one_teacher_per_seed_and_a_baseline_per_mixing(tmp_path):
+    from helpers import write_image_folder
+
+    from teacher_student.bench import DISTILL_VARIANTS, distill
+
+    assert tuple(distill.VARIANTS) == DISTILL_VARIANTS  # the command line lists them all
+    images = write_image_folder(tmp_path / "images")
+    settings = ["data.batch_size=4", "jit_compile=false", "phases.1.epochs=0",
+                "phases.2.epochs=0", "distill.epochs=1"]
+    frame = distill.run(str(images), [0], ["kd", "kd+cutmix"], tmp_path / "out", "tiny",
+                        settings)
+    assert sorted(frame["model"]) == ["kd", "kd+cutmix", "scratch", "scratch+cutmix",
+                                      "teacher"]
+    assert frame["accuracy"].between(0, 1).all()
+    teacher_file = tmp_path / "out" / "seed0" / "teacher" / "teacher.keras"
+    for variant in ("kd", "kd+cutmix"):  # the one teacher, copied, not trained again
+        run = tmp_path / "out" / "seed0" / variant
+        assert (run / "teacher.keras").read_bytes() == teacher_file.read_bytes()
+        assert not (run / "teacher").exists()
+    assert "mix: cutmix" in (tmp_path / "out" / "seed0" / "kd+cutmix" / "config.yaml").read_text()
+    table = (tmp_path / "out" / "distillation.md").read_text()
+    assert "gap closed" in table and "kd+cutmix" in table
+
+    again = distill.run(str(images), [0], ["kd", "kd+cutmix"], tmp_path / "out", "tiny",
+                        settings)  # finished runs are read back
+    assert again.equals(frame)

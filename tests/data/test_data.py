@@ -1,4 +1,4 @@
-"""Real image files written with PIL into tmp_path, pushed through the real tf.data pipeline."""
+"""Real image files written with PIL into tmp_path: read, decoded once, split, batched."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from teacher_student.data import embedded as datasets
-from teacher_student.data import pipeline, sources
+from teacher_student.data.batches import Batches
+from teacher_student.data.sources import Decoding, read_source
 from teacher_student.data.splits import SPLITS, class_weights, split_table
 from teacher_student.errors import DataError
 from teacher_student.run_dir import RunDir
@@ -35,8 +36,12 @@ def make_class_folder(root: Path, counts: dict[str, int]) -> Path:
     return root
 
 
-def all_batches(dataset) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+def read(source, image_size: int = 16, channels: int = 3, **options):
+    return read_source(str(source), Decoding(image_size, channels, **options))
+
+
+def all_batches(batches: Batches) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = zip(*[batches[i][:2] for i in range(len(batches))])
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -49,7 +54,7 @@ def three_classes(tmp_path: Path) -> Path:
 # Sources.
 
 def test_folder_source_labels_each_image_by_its_folder(three_classes: Path):
-    table = sources.read_source(str(three_classes))
+    table = read(three_classes)
     assert table.class_names == ("cat", "dog", "fox")
     assert len(table.paths) == 18
     assert table.splits is None and table.skipped == ()
@@ -63,7 +68,7 @@ def test_split_folder_layout_keeps_the_given_split(tmp_path: Path):
     make_class_folder(root / "valid", {"a": 2, "b": 2})
     make_class_folder(root / "test", {"a": 2, "c": 1})  # "c" only here: names are the union
     make_class_folder(root / "train", {"c": 3})
-    table = sources.read_source(str(root))
+    table = read(root)
     assert table.class_names == ("a", "b", "c")
     assert table.splits is not None
     for path, split in zip(table.paths, table.splits):
@@ -81,7 +86,7 @@ def test_split_layout_without_val_carves_val_out_of_train(tmp_path: Path):
     root = tmp_path / "kaggle"
     make_class_folder(root / "train", {"a": 10, "b": 10})
     make_class_folder(root / "test", {"a": 2, "b": 2})
-    splits = split_table(sources.read_source(str(root)), 0.2, 0.5, seed=0)
+    splits = split_table(read(root), 0.2, 0.5, seed=0)
     assert len(splits["test"].paths) == 4  # the folder's own test split is kept, not carved
     assert len(splits["val"].paths) == 4
     assert sorted(splits["val"].labels) == [0, 0, 1, 1]  # stratified
@@ -104,7 +109,7 @@ def test_csv_source_skips_missing_files_and_empty_labels(tmp_path: Path):
         "pics/gone.png,banana\n"  # line 5: file does not exist
         "pics/b2.png,\n"  # line 6: empty label
     )
-    table = sources.read_source(str(csv))
+    table = read(csv)
     assert table.class_names == ("apple", "banana")
     assert [Path(p).name for p in table.paths] == ["a1.png", "a2.png", "b1.png"]
     assert table.labels == (0, 0, 1)
@@ -117,12 +122,12 @@ def test_csv_without_path_and_label_columns_names_the_file(tmp_path: Path):
     csv = tmp_path / "wrong.csv"
     csv.write_text("filename,class\nx.png,a\n")
     with pytest.raises(DataError, match=r"wrong\.csv.*'filename', 'class'"):
-        sources.read_source(str(csv))
+        read(csv)
 
 
 def test_unknown_source_is_a_data_error(tmp_path: Path):
     with pytest.raises(DataError, match="digits, mnist"):
-        sources.read_source(str(tmp_path / "nowhere"))
+        read(tmp_path / "nowhere")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +147,7 @@ def test_digits_are_materialized_once_and_read_as_a_folder(tmp_path: Path):
     assert datasets.materialize("digits", tmp_path) == folder
     assert {p: p.stat().st_mtime_ns for p in files} == mtimes
 
-    table = sources.read_source("digits", cache_dir=tmp_path)
+    table = read("digits", embedded_dir=tmp_path)
     assert len(table.class_names) == 10 and len(table.paths) == 1797
 
 
@@ -191,38 +196,47 @@ def odd_folder(tmp_path: Path) -> Path:
 
 
 def test_broken_files_are_skipped_with_reasons_and_odd_ones_kept(odd_folder: Path):
-    table = sources.read_source(str(odd_folder))
+    table = read(odd_folder)
     reasons = {Path(p).name: reason for p, reason in table.skipped}
     assert reasons["notes.txt"] == "not an image extension"
-    assert "empty" in reasons["zero.png"]
-    assert "JPEG" in reasons["truncated.jpg"]
-    assert "Unknown image file format" in reasons["text.jpg"]
-    assert all(reasons[name].startswith("cannot decode: ") for name in ("zero.png", "text.jpg"))
+    assert reasons["zero.png"] == "cannot decode: empty file"
+    assert "truncated" in reasons["truncated.jpg"].lower()
+    assert "cannot identify image file" in reasons["text.jpg"]
+    assert all(reasons[name].startswith("cannot decode: ")
+               for name in ("zero.png", "truncated.jpg", "text.jpg"))
     kept = {Path(p).name for p in table.paths}
-    # TensorFlow 2.21 decodes every one of these oddities.
     assert {"deep16.png", "cmyk.jpg", "palette.gif", "gray.PNG", "rgba.png"} <= kept
     assert not {"zero.png", "truncated.jpg", "text.jpg", "notes.txt"} & kept
     assert len(table.paths) == 8
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_odd_images_become_uint8_batches_of_the_right_shape(odd_folder: Path, channels: int):
-    table = sources.read_source(str(odd_folder))
-    dataset = pipeline.make_dataset(
-        table.paths, table.labels, image_size=16, channels=channels, batch_size=3, training=False
-    )
-    shapes = [tuple(x.shape) for x, _ in dataset]
-    assert shapes == [(3, 16, 16, channels)] * 2 + [(2, 16, 16, channels)]  # remainder kept
-    images, labels = all_batches(dataset)
-    assert images.dtype == np.uint8 and labels.dtype == np.int32
-    assert labels.tolist() == list(table.labels)  # evaluation order is the table's order
+def test_odd_images_become_uint8_arrays_of_the_right_shape(odd_folder: Path, channels: int):
+    table = read(odd_folder, channels=channels)
+    images = table.pixels[list(table.rows)]
+    assert images.dtype == np.uint8 and images.shape == (8, 16, 16, channels)
     deep = images[[Path(p).name for p in table.paths].index("deep16.png")]
-    assert np.all(deep == 128)
+    assert np.all(deep == 128)  # 32768 of 65535, scaled down, not wrapped
+    if channels == 3:
+        cmyk = images[[Path(p).name for p in table.paths].index("cmyk.jpg")]
+        assert cmyk[..., 0].mean() > 200 and cmyk[..., 1:].mean() < 60  # cyan-free: red
+
+
+def test_a_npz_of_images_and_labels_is_a_source(tmp_path: Path):
+    images = np.random.default_rng(0).integers(0, 256, (12, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "set.npz", images=images, labels=np.repeat([0, 1, 2], 4))
+    table = read(tmp_path / "set.npz", image_size=8, channels=1, embedded_dir=tmp_path / "e")
+    assert table.class_names == ("0", "1", "2") and len(table.paths) == 12
+    assert np.array_equal(table.pixels[list(table.rows)][..., 0][np.argsort(
+        [int(Path(p).stem) for p in table.paths])], images)
+    np.savez(tmp_path / "wrong.npz", x=images)
+    with pytest.raises(DataError, match=r"wrong\.npz: needs arrays 'images' and 'labels'"):
+        read(tmp_path / "wrong.npz", embedded_dir=tmp_path / "e")
 
 
 def test_empty_class_folder_is_left_out_and_recorded(three_classes: Path):
     (three_classes / "empty").mkdir()
-    table = sources.read_source(str(three_classes))
+    table = read(three_classes)
     assert table.class_names == ("cat", "dog", "fox")
     assert (str(three_classes / "empty"), "empty class folder") in table.skipped
 
@@ -232,14 +246,14 @@ def test_a_single_class_is_a_data_error(tmp_path: Path):
     (root / "broken").mkdir()
     (root / "broken" / "x.png").write_bytes(b"")
     with pytest.raises(DataError, match=r"one.*only 1 class.*'only'"):
-        sources.read_source(str(root))
+        read(root)
 
 
 def test_a_folder_without_images_is_a_data_error(tmp_path: Path):
     (tmp_path / "none" / "a").mkdir(parents=True)
     (tmp_path / "none" / "a" / "readme.txt").write_text("hi")
     with pytest.raises(DataError, match="no usable images"):
-        sources.read_source(str(tmp_path / "none"))
+        read(tmp_path / "none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,14 +261,14 @@ def test_a_folder_without_images_is_a_data_error(tmp_path: Path):
 
 def test_class_too_small_to_split_names_the_class(tmp_path: Path):
     root = make_class_folder(tmp_path / "small", {"big": 10, "tiny": 2})
-    table = sources.read_source(str(root))
+    table = read(root)
     with pytest.raises(DataError, match="'tiny' has 2 images"):
         split_table(table, 0.2, 0.2, seed=0)
     assert len(split_table(table, 0.2, 0.0, seed=0)["val"].paths) >= 2  # 2 parts: enough
 
 
 def test_stratified_split_is_disjoint_complete_and_reproducible(tmp_path: Path):
-    table = sources.read_source(str(make_class_folder(tmp_path / "s", {"a": 10, "b": 10, "c": 10})))
+    table = read(make_class_folder(tmp_path / "s", {"a": 10, "b": 10, "c": 10}))
     first = split_table(table, 0.2, 0.2, seed=7)
     again = split_table(table, 0.2, 0.2, seed=7)
     other = split_table(table, 0.2, 0.2, seed=8)
@@ -269,35 +283,77 @@ def test_stratified_split_is_disjoint_complete_and_reproducible(tmp_path: Path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Pipeline, weights and records.
+# Decoded images, batches, weights and records.
 
-def test_augmented_training_batches_are_uint8_and_changed(three_classes: Path):
-    table = sources.read_source(str(three_classes))
-    common = {"image_size": 16, "channels": 3, "batch_size": 18, "training": True, "seed": 3}
-    plain = pipeline.make_dataset(table.paths, table.labels, augment="none", **common)
-    strong = pipeline.make_dataset(table.paths, table.labels, augment="strong", **common)
-    (plain_x, plain_y), (strong_x, strong_y) = all_batches(plain), all_batches(strong)
-    assert strong_x.dtype == np.uint8 and strong_x.shape == (18, 16, 16, 3)
-    assert plain_y.tolist() == strong_y.tolist()  # same seed: same shuffle, so same images
-    assert not np.array_equal(plain_x, strong_x)
-    assert sorted(plain_y.tolist()) == sorted(table.labels)
+def test_decoding_is_the_same_from_memory_and_from_a_disk_cache(three_classes: Path,
+                                                                tmp_path: Path):
+    in_memory = read(three_classes)
+    cache = tmp_path / "cache"
+    on_disk = read(three_classes, cache="disk", cache_dir=cache)
+    assert isinstance(on_disk.pixels, np.memmap)
+    assert np.array_equal(in_memory.pixels[list(in_memory.rows)],
+                          on_disk.pixels[list(on_disk.rows)])
+    assert sorted(p.name for p in cache.iterdir()) == ["images-16x16x3.json",
+                                                       "images-16x16x3.npy"]
+    cached = read(three_classes, cache="disk", cache_dir=cache)
+    assert cached.pixels.filename == on_disk.pixels.filename  # read back, not decoded again
 
 
-def test_augmentation_is_per_image_fresh_each_epoch_and_seeded(three_classes: Path):
-    same_image = (str(three_classes / "cat" / "0.png"),) * 12
-    common = {"image_size": 16, "channels": 1, "batch_size": 4, "training": True}
-    dataset = pipeline.make_dataset(same_image, (0,) * 12, augment="light", seed=1, **common)
-    first, second = all_batches(dataset)[0], all_batches(dataset)[0]
-    assert all(not np.array_equal(first[0], first[i]) for i in range(1, 12))
-    assert not np.array_equal(first, second)
-    rebuilt = pipeline.make_dataset(same_image, (0,) * 12, augment="light", seed=1, **common)
-    assert np.array_equal(all_batches(rebuilt)[0], first)
-    assert np.array_equal(all_batches(rebuilt)[0], second)
+def test_a_cache_an_interrupted_run_left_is_rebuilt_not_read(three_classes: Path,
+                                                              tmp_path: Path):
+    cache = tmp_path / "cache"
+    whole = read(three_classes, cache="disk", cache_dir=cache)
+    expected = np.array(whole.pixels)
+    # Killed while writing: the array half written, its description not yet there.
+    (cache / "images-16x16x3.json").unlink()
+    data = (cache / "images-16x16x3.npy").read_bytes()
+    (cache / "images-16x16x3.npy").write_bytes(data[: len(data) // 2])
+    rebuilt = read(three_classes, cache="disk", cache_dir=cache)
+    assert np.array_equal(np.array(rebuilt.pixels), expected)
+    # A cache of other files (one was changed since) is rebuilt too.
+    write_png(three_classes / "cat" / "0.png", seed=99)
+    changed = read(three_classes, cache="disk", cache_dir=cache)
+    row = changed.rows[changed.paths.index(str(three_classes / "cat" / "0.png"))]
+    assert not np.array_equal(changed.pixels[row], expected[row])
 
+
+def test_training_batches_follow_the_seed_and_the_epoch(three_classes: Path):
+    table = read(three_classes)
+    def batches(seed: int) -> Batches:
+        return Batches(table.pixels, table.rows, table.labels, 4, shuffle=True, seed=seed)
+
+    first = batches(3)
+    epoch0 = all_batches(first)[1].tolist()
+    first.set_epoch(1)
+    epoch1 = all_batches(first)[1].tolist()
+    assert len(first) == 4 and len(epoch0) == 16  # 18 images: the ragged batch of 2 dropped
+    assert epoch0 != epoch1
+    resumed = batches(3)
+    resumed.set_epoch(1)  # a run resumed at epoch 1 sees what an uninterrupted one saw
+    assert all_batches(resumed)[1].tolist() == epoch1
+    assert all_batches(batches(4))[1].tolist() != epoch0
+
+
+def test_evaluation_batches_keep_the_order_and_the_ragged_last_batch(three_classes: Path):
+    table = read(three_classes)
+    batches = Batches(table.pixels, table.rows, table.labels, 4)
+    images, labels = all_batches(batches)
+    assert [len(batches[i][1]) for i in range(len(batches))] == [4, 4, 4, 4, 2]
+    assert labels.tolist() == list(table.labels)
+    assert np.array_equal(images, table.pixels[list(table.rows)])
+
+
+def test_class_weights_travel_with_each_training_image(tmp_path: Path):
+    table = read(make_class_folder(tmp_path / "w", {"many": 9, "few": 3}))
+    weights = class_weights(table.labels, len(table.class_names))
+    batches = Batches(table.pixels, table.rows, table.labels, 4, shuffle=True,
+                      class_weights=weights)
+    _, labels, sample_weights = batches[0]
+    assert sample_weights.tolist() == pytest.approx([weights[y] for y in labels.tolist()])
 
 
 def test_class_weights_are_balanced_for_an_imbalanced_folder(tmp_path: Path):
-    table = sources.read_source(str(make_class_folder(tmp_path / "w", {"many": 9, "few": 3})))
+    table = read(make_class_folder(tmp_path / "w", {"many": 9, "few": 3}))
     weights = class_weights(table.labels, len(table.class_names))
     few, many = table.class_names.index("few"), table.class_names.index("many")
     assert weights[few] == pytest.approx(12 / (2 * 3))
@@ -306,7 +362,7 @@ def test_class_weights_are_balanced_for_an_imbalanced_folder(tmp_path: Path):
 
 
 def test_write_split_and_skipped_make_readable_csvs(odd_folder: Path, tmp_path: Path):
-    table = sources.read_source(str(odd_folder))
+    table = read(odd_folder)
     splits = split_table(table, 0.0, 0.25, seed=0)
     run = RunDir(tmp_path)
     run.write_split(splits, table.class_names)

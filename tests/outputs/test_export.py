@@ -13,13 +13,12 @@ from helpers import TINY_STUDENT, write_image_folder
 
 from teacher_student import cli
 from teacher_student import config as config_module
-from teacher_student.data.sources import read_source
+from teacher_student.data.sources import Decoding, read_source
 from teacher_student.data.splits import split_table
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.outputs import export, predict, reports
 from teacher_student.run_dir import RunDir
-from teacher_student.training import plan
 
 FORMATS = ("keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8")
 EXPORTED_FILES = ("student_distilled.keras", "student_distilled_savedmodel/saved_model.pb",
@@ -33,8 +32,9 @@ def trained_student(policy: PrecisionPolicy, images: np.ndarray,
     """A tiny student fitted until its predictions differ from image to image."""
     keras.utils.set_random_seed(0)
     student = build_student(TINY_STUDENT, policy)
-    plan.classification_compile(student, keras.optimizers.Adam(3e-3), policy,
-                                  jit_compile=False)
+    student.compile(optimizer=policy.wrap_optimizer(keras.optimizers.Adam(3e-3)),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    jit_compile=False)
     student.fit(images, labels, batch_size=8, epochs=15, verbose=0)
     return student
 
@@ -48,7 +48,7 @@ def tiny_run(tmp_path_factory):
                                        "data.channels=3"]).with_dataset(3)
     run = RunDir(root / "run")
     run.write_config(config_module.to_yaml(config))
-    table = read_source(str(folder))
+    table = read_source(str(folder), Decoding(32, 3))
     splits = split_table(table, val_fraction=0.15, test_fraction=0.3, seed=0)
     run.write_split(splits, table.class_names)
     images, labels = export.load_split_images(run.read_split(), "train", 32, 3)

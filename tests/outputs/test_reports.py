@@ -166,10 +166,10 @@ def test_write_comparison_markdown_and_csv_agree(tmp_path: Path) -> None:
     markdown = reports.write_comparison(rows, tmp_path)
 
     lines = [cells(line) for line in markdown.splitlines()]
-    assert lines[0] == ["model", "accuracy", "macro-F1", "params", "size (MB)",
-                        "latency (ms/img)"]
+    assert lines[0] == ["model", "accuracy", "balanced accuracy", "macro-F1", "params",
+                        "size (MB)", "latency (ms/img)"]
     assert len(lines) == 2 + len(rows)  # header, separator, one line per model
-    assert lines[2] == ["teacher", "98.77%", "0.9812", "1,234,567", "14.25", "3.500"]
+    assert lines[2] == ["teacher", "98.77%", "-", "0.9812", "1,234,567", "14.25", "3.500"]
     assert lines[3][:2] == ["student", "95.00%"]
     assert (tmp_path / "comparison.md").read_text().strip() == markdown
 
@@ -184,9 +184,24 @@ def test_write_comparison_shows_missing_values_as_dash(tmp_path: Path) -> None:
     markdown = reports.write_comparison([{"model": "a|b", "accuracy": 0.5}], tmp_path)
 
     assert markdown.splitlines()[2].startswith("| a\\|b ")  # the "|" escaped, one cell
-    assert cells(markdown.splitlines()[2])[-5:] == ["50.00%", "-", "-", "-", "-"]
+    assert cells(markdown.splitlines()[2])[-6:] == ["50.00%", "-", "-", "-", "-", "-"]
 
 
 def cells(line: str) -> list[str]:
     """The cells of a Markdown table line, padding stripped (an escaped `\\|` kept whole)."""
     return [cell.strip() for cell in line.strip("|").replace("\\|", "\0").split("|")]
+
+
+def test_the_comparison_shows_what_chance_is_on_an_imbalanced_test_split():
+    y_true = np.array([0] * 8 + [1] + [2])
+    # A model that gets the rare classes right and some of the common one wrong: its accuracy
+    # falls below always answering the majority class, its balanced accuracy rises far above.
+    y_pred = np.array([0] * 5 + [1] * 3 + [1] + [2])
+    model = reports.scores(y_true, y_pred, 3)
+    chance = reports.chance_row(y_true, 3)
+    assert chance["model"] == "always the majority class"
+    assert chance["accuracy"] == pytest.approx(0.8)
+    assert chance["balanced_accuracy"] == pytest.approx(1 / 3)
+    assert model["accuracy"] == pytest.approx(0.7) and model["accuracy"] < chance["accuracy"]
+    assert model["balanced_accuracy"] == pytest.approx((5 / 8 + 1 + 1) / 3)
+    assert model["macro_f1"] > chance["macro_f1"]

@@ -1,0 +1,45 @@
+"""The timings of finished runs, read from their phases' histories: per phase, the epochs, the
+seconds of one epoch and the training images per second (medians of the epochs after the
+first, which compiles the steps), and the whole phase's seconds.
+
+    python -m teacher_student bench runs RUN_DIR [RUN_DIR ...]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from teacher_student.run_dir import CheckpointDir, RunDir
+from teacher_student.tables import markdown_table
+
+COLUMNS = [("run", "run", ""), ("phase", "phase", ""), ("epochs", "epochs", "d"),
+           ("epoch_s", "s/epoch", ".1f"), ("images_per_s", "train img/s", ".0f"),
+           ("total_s", "phase s", ".0f")]
+
+
+def phase_rows(run_dir: RunDir) -> list[dict]:
+    phases = sorted((run_dir.path / "teacher").glob("phase*"))
+    phases += [run_dir.distillation.path, run_dir.baseline.path]
+    rows = []
+    for folder in phases:
+        history = CheckpointDir(folder).read_history()
+        if history.empty or "seconds" not in history:
+            continue
+        steady = history.iloc[1:] if len(history) > 1 else history
+        rows.append({"run": run_dir.path.name, "phase": folder.name, "epochs": len(history),
+                     "epoch_s": float(steady["seconds"].median()),
+                     "images_per_s": float(steady["train_images_per_s"].median())
+                     if "train_images_per_s" in steady else None,
+                     "total_s": float(history["seconds"].sum())})
+    return rows
+
+
+def table(run_dirs: Sequence[Path]) -> str:
+    rows = [row for path in run_dirs for row in phase_rows(RunDir(path))]
+    totals = pd.DataFrame(rows).groupby("run", sort=False)["total_s"].sum() if rows else {}
+    rows += [{"run": run, "phase": "all phases", "total_s": seconds}
+             for run, seconds in dict(totals).items()]
+    return markdown_table(rows, COLUMNS)

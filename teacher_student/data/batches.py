@@ -1,0 +1,98 @@
+"""Batches for Keras' `fit`, `evaluate` and `predict`, gathered from the decoded image array.
+
+The host's whole job per step: pick the batch's rows (in a seeded order that depends only on
+the seed and the epoch, so a resumed run sees the epochs an uninterrupted one would) and copy
+them out of memory. Background threads do that a few batches ahead of the step and, on JAX with
+an accelerator (`to_device`), also copy them to the device, so the training loop's own thread
+only dispatches steps. Augmentation and mixing happen on the accelerator, in the training step
+(see augment.py). A `PyDataset`, so every Keras backend takes it; no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import keras
+import numpy as np
+
+
+class Batches(keras.utils.PyDataset):
+    """(uint8 images [B, H, W, C], int32 labels [B]) or, with `class_weights`, also float32
+    sample weights [B]. Training batches (`shuffle=True`) drop a ragged last batch: a compiled
+    step then keeps one shape, and BatchNorm never sees a batch of one."""
+
+    def __init__(self, pixels: np.ndarray, rows: Sequence[int], labels: Sequence[int],
+                 batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 class_weights: Mapping[int, float] | None = None,
+                 drop_remainder: bool | None = None, ahead: int = 2, to_device: bool = False):
+        super().__init__()
+        self.pixels = pixels
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int32)
+        self.weights = None if class_weights is None else \
+            np.asarray([class_weights[int(y)] for y in self.labels], dtype=np.float32)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_remainder = (shuffle and len(self.rows) >= batch_size
+                               if drop_remainder is None else drop_remainder)
+        self.ahead = ahead
+        self.to_device = to_device
+        self.epoch = 0
+        self._order = self._order_of(0)
+        self._threads = ThreadPoolExecutor(max_workers=ahead) if ahead else None
+        self._pending: dict[tuple[int, int], Future] = {}
+
+    def __len__(self) -> int:
+        whole, ragged = divmod(len(self.rows), self.batch_size)
+        return whole if self.drop_remainder else whole + bool(ragged)
+
+    @property
+    def images(self) -> int:
+        """How many images one epoch yields."""
+        return min(len(self) * self.batch_size, len(self.rows))
+
+    def set_epoch(self, epoch: int) -> None:
+        """The order of `epoch`'s batches; called by the trainer before each epoch."""
+        if epoch != self.epoch:
+            self.epoch, self._order = epoch, self._order_of(epoch)
+            self._pending.clear()
+
+    def __getitem__(self, index: int):
+        if self._threads is None:
+            return self._batch(self.epoch, index)
+        for upcoming in range(index, min(index + self.ahead + 1, len(self))):
+            key = (self.epoch, upcoming)
+            if key not in self._pending:
+                self._pending[key] = self._threads.submit(self._batch, *key)
+        return self._pending.pop((self.epoch, index)).result()
+
+    def _order_of(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.rows))
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
+
+    def _batch(self, epoch: int, index: int):
+        order = self._order if epoch == self.epoch else self._order_of(epoch)
+        chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
+        batch = (self.pixels[self.rows[chosen]], self.labels[chosen])
+        if self.weights is not None:
+            batch += (self.weights[chosen],)
+        if self.to_device:
+            import jax
+
+            return jax.device_put(batch)
+        return batch
+
+
+class FollowEpochs(keras.callbacks.Callback):
+    """Tells training batches which epoch begins, so their order is that epoch's."""
+
+    def __init__(self, batches: Batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)
+

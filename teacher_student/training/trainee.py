@@ -1,0 +1,62 @@
+"""The model being trained, with what happens to each training batch on the accelerator.
+
+A `Trainee` wraps a built classifier (the teacher, or the student of the baseline). In training
+its `call` augments the uint8 batch and mixes it (see data/augment.py), inside the compiled
+step, then runs the classifier; `compute_loss` is the label loss, mixed as the images were. In
+evaluation and prediction it is the classifier alone. It overrides only `call`,
+`compute_loss` and `compute_metrics`, so gradients, the optimizer and loss scaling stay with
+Keras, on every backend. The `Distiller` is a Trainee with a teacher.
+
+What gets deployed is the wrapped classifier; the Trainee's own weights (augmentation and
+mixing seed states, a distiller's adapter) live only in the training checkpoints.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from teacher_student.data.augment import Augmentation, Mixing
+from teacher_student.training.losses import label_loss
+
+
+class Trainee(keras.Model):
+    def __init__(self, model: keras.Model, augment: str = "none", mix: str = "none",
+                 seed: int = 0, **kwargs):
+        super().__init__(name=kwargs.pop("name", f"{model.name}_trainee"), **kwargs)
+        self.model = model
+        # Separate seeds: the mixing stream does not depend on the augmentation strength.
+        self.augmentation = Augmentation(augment, seed, name="augmentation") \
+            if augment != "none" else None
+        self.mixing = Mixing(mix, seed + 1, name="mixing") if mix != "none" else None
+        # Built functional models inside: nothing is left to create, and a resumed run can
+        # load its checkpoint before the first step.
+        self.built = True
+
+    def call(self, images, training=False):
+        if not training:
+            return self.model(images, training=False)
+        outputs = self.transform(images)
+        outputs["logits"] = self.model(outputs.pop("images"), training=True)
+        return outputs
+
+    def transform(self, images) -> dict:
+        """The batch as the step trains on it: augmented, then mixed; with each image's partner
+        and the share of its own image when mixed."""
+        if self.augmentation is not None:
+            images = self.augmentation(images)
+        if self.mixing is None:
+            return {"images": images}
+        images, partner, share = self.mixing(images)
+        return {"images": images, "partner": partner, "share": share}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        if not isinstance(y_pred, dict):  # evaluation: the classifier's logits
+            return label_loss(y, y_pred, sample_weight)
+        return label_loss(y, y_pred["logits"], sample_weight, y_pred.get("partner"),
+                          y_pred.get("share"))
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logits = y_pred["logits"] if isinstance(y_pred, dict) else y_pred
+        return super().compute_metrics(x, y, logits, sample_weight)
