@@ -6,9 +6,10 @@ Per seed (which re-splits the data and re-initialises every model): the teacher 
 once; then every variant (a distillation method and its settings) distils it, each in a run
 directory of its own seeded with the teacher's files, and the student is trained from scratch
 with the same augmentation, mixing, budget and schedule (one baseline per kind of mixing).
-Writes `distillation.csv` (every run) and `distillation.md` (per variant: test accuracy mean
-and standard deviation over the seeds, and the share of the teacher-scratch gap it closed,
-(variant - scratch) / (teacher - scratch)).
+Writes each seed's results as they come (`seedS/results.csv`, so seeds can run in parallel
+processes sharing `--out`), then `distillation.csv` (every run of the seeds asked for) and
+`distillation.md` (per variant: test accuracy mean and standard deviation over the seeds, and
+the share of the teacher-scratch gap it closed, (variant - scratch) / (teacher - scratch)).
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
     if unknown:
         raise config_module.ConfigError(f"bench distill: unknown variant {unknown[0]!r} "
                                         f"(known: {', '.join(VARIANTS)})")
-    rows = []
+    frames = []
     for seed in seeds:
+        rows: list[dict] = []
+        results = out / f"seed{seed}" / "results.csv"
         base = [f"data.source={data}", f"data.seed={seed}", *overrides]
         teacher_run = RunDir(out / f"seed{seed}" / "teacher")
         # A finished teacher is evaluated again, not trained again.
@@ -73,7 +76,9 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
                 baselines_done.add(mix)
                 rows.append({"seed": seed, "model": _scratch_name(mix),
                              "accuracy": _accuracy(run_dir, "student_scratch")})
-    frame = pd.DataFrame(rows)
+            atomic.write_csv(pd.DataFrame(rows), results)
+        frames.append(pd.DataFrame(rows))
+    frame = pd.concat(frames, ignore_index=True)
     atomic.write_csv(frame, out / "distillation.csv")
     atomic.write_text(out / "distillation.md", format_table(frame, variants) + "\n")
     return frame

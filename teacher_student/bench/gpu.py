@@ -108,6 +108,9 @@ def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
         if plain is not None:
             result["keras_fit_images_per_s"] = _plain_fit_rate(plain, policy, batches, spec)
         result["trainer_images_per_s"] = _trainer_fit_rate(trainee, policy, spec)
+        if plain is not None:  # what the augmentation in the step costs
+            result["trainer_unaugmented_images_per_s"] = _trainer_fit_rate(
+                Trainee(plain, "none"), policy, spec)
     return result
 
 
