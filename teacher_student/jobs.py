@@ -148,7 +148,9 @@ def load_teacher(run_dir: RunDir, policy: PrecisionPolicy, config: Config) -> ke
     return teacher
 
 
-def distill(config: Config, run_dir: RunDir) -> str:
+def distill(config: Config, run_dir: RunDir, distilled: bool = True) -> str:
+    """The distilled student and, when `distill.baseline` says so, the same student trained
+    from scratch; `distilled=False` trains the baseline alone (a benchmark's reference)."""
     job = prepare(config, run_dir)
     run_dir = job.run_dir
     with job.distribution.scope():
@@ -156,8 +158,10 @@ def distill(config: Config, run_dir: RunDir) -> str:
         student = build_student(job.config.student, job.policy)
         print(f"student: {student.count_params():,} parameters "
               f"({teacher.count_params() / student.count_params():.1f}x fewer than the teacher)")
-        plan.distill_student(teacher, student, job.config.distill, job.policy, job.training,
-                             run_dir, job.jit_compile, job.distribution.callbacks())
+        if distilled:
+            plan.distill_student(teacher, student, job.config.distill, job.policy,
+                                 job.training, run_dir, job.jit_compile,
+                                 job.distribution.callbacks())
         if job.config.distill.baseline:
             baseline = build_student(job.config.student, job.policy)
             plan.train_student_from_scratch(baseline, job.config.distill, job.policy,

@@ -59,7 +59,7 @@ def bench_distill(args) -> int:
     frame = distill.run(args.data, args.seeds, args.variants, Path(args.out), args.config,
                         args.set)
     print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n"
-          f"{distill.format_table(frame, args.variants)}")
+          f"{distill.format_table(frame)}")
     return 0
 
 
@@ -126,8 +126,8 @@ def add_bench_commands(commands) -> None:
                             "of the teacher-scratch gap closed")
     gain.add_argument("--data", default="mnist", help="embedded name, image folder, CSV or .npz")
     gain.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    gain.add_argument("--variants", nargs="+", default=list(DISTILL_VARIANTS),
-                      choices=DISTILL_VARIANTS)
+    gain.add_argument("--variants", nargs="*", default=list(DISTILL_VARIANTS),
+                      choices=DISTILL_VARIANTS, help="none: the teachers alone")
     gain.add_argument("--out", default="runs/bench-distill", help="run directories and tables")
     gain.add_argument("--config", default="default")
     gain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -151,29 +151,36 @@ def test_show_refuses_runs_of_another_batch_size(tmp_path, capsys):
     assert "batch_size differs" in capsys.readouterr().err
 
 
-def test_distill_bench_trains_one_teacher_per_seed_and_a_baseline_per_mixing(tmp_path):
+def test_distill_bench_trains_one_teacher_per_seed_and_compares_with_the_matching_baseline(
+        tmp_path):
     from helpers import write_image_folder
 
     from teacher_student.bench import DISTILL_VARIANTS, distill
 
     assert tuple(distill.VARIANTS) == DISTILL_VARIANTS  # the command line lists them all
     images = write_image_folder(tmp_path / "images")
-    settings = ["data.batch_size=4", "jit_compile=false", "phases.1.epochs=0",
+    settings = ["data.batch_size=4", "data.cache=disk", "phases.1.epochs=0",
                 "phases.2.epochs=0", "distill.epochs=1"]
-    frame = distill.run(str(images), [0], ["kd", "kd+cutmix"], tmp_path / "out", "tiny",
-                        settings)
-    assert sorted(frame["model"]) == ["kd", "kd+cutmix", "scratch", "scratch+cutmix",
-                                      "teacher"]
+    variants = ["scratch", "scratch+cutmix", "kd", "kd+cutmix"]
+    frame = distill.run(str(images), [0], variants, tmp_path / "out", "tiny", settings)
+    assert sorted(frame["model"]) == sorted(["teacher", *variants])
     assert frame["accuracy"].between(0, 1).all()
-    teacher_file = tmp_path / "out" / "seed0" / "teacher" / "teacher.keras"
-    for variant in ("kd", "kd+cutmix"):  # the one teacher, copied, not trained again
-        run = tmp_path / "out" / "seed0" / variant
-        assert (run / "teacher.keras").read_bytes() == teacher_file.read_bytes()
-        assert not (run / "teacher").exists()
-    assert "mix: cutmix" in (tmp_path / "out" / "seed0" / "kd+cutmix" / "config.yaml").read_text()
+    seed = tmp_path / "out" / "seed0"
+    for variant in variants:  # the one teacher and its decoded images, not made again
+        assert (seed / variant / "teacher.keras").read_bytes() == \
+            (seed / "teacher" / "teacher.keras").read_bytes()
+        assert not (seed / variant / "teacher").exists()
+        assert (seed / variant / "cache").resolve() == (seed / "teacher" / "cache").resolve()
+    assert not (seed / "scratch" / "student_distilled.keras").exists()  # the baseline alone
+    assert not (seed / "kd" / "student_scratch.keras").exists()
+    assert "mix: cutmix" in (seed / "kd+cutmix" / "config.yaml").read_text()
     table = (tmp_path / "out" / "distillation.md").read_text()
-    assert "gap closed" in table and "kd+cutmix" in table
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert set(rows) == {"teacher", *variants} and "gap closed" in table
+    expected = frame.set_index("model")["accuracy"]
+    gain = 100 * (expected["kd+cutmix"] - expected["scratch+cutmix"])
+    assert f"{gain:+.2f}" in rows["kd+cutmix"]  # compared with the baseline of its mixing
 
-    again = distill.run(str(images), [0], ["kd", "kd+cutmix"], tmp_path / "out", "tiny",
-                        settings)  # finished runs are read back
-    assert again.equals(frame)
+    again = distill.run(str(images), [0], variants, tmp_path / "out", "tiny", settings)
+    assert again.sort_values("model").reset_index(drop=True).equals(
+        frame.sort_values("model").reset_index(drop=True))  # finished runs are read back
