@@ -13,5 +13,6 @@ FULL_FLOAT32 = "float32-highest"
 PRECISIONS = (POLICIES[0], FULL_FLOAT32, *POLICIES[1:])
 MODELS = ("teacher", "student", "distill")
 # `bench distill`'s variants (their settings are in bench/distill.py)
-DISTILL_VARIANTS = ("scratch", "scratch+cutmix", "kd", "kd+ls", "dkd", "dkd+ls", "feature",
-                    "kd+cutmix", "kd+ls+cutmix")
+DISTILL_VARIANTS = ("scratch", "scratch+cutmix", "kd", "kd+ls", "kd-alpha0.5", "kd-alpha0.9",
+                    "dkd", "dkd+ls", "feature", "feature-alpha0.5", "scratch+mixup", "kd+mixup",
+                    "fm+mixup", "kd+cutmix", "kd+ls+cutmix")

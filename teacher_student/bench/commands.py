@@ -56,8 +56,12 @@ def bench_cpu(args) -> int:
 def bench_distill(args) -> int:
     from teacher_student.bench import distill
 
-    frame = distill.run(args.data, args.seeds, args.variants, Path(args.out), args.config,
-                        args.set)
+    if args.jobs > 1:
+        frame = distill.run_in_processes(args.data, args.seeds, args.variants, Path(args.out),
+                                         args.config, args.set, args.jobs)
+    else:
+        frame = distill.run(args.data, args.seeds, args.variants, Path(args.out), args.config,
+                            args.set)
     print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n"
           f"{distill.format_table(frame)}")
     return 0
@@ -131,6 +135,8 @@ def add_bench_commands(commands) -> None:
     gain.add_argument("--out", default="runs/bench-distill", help="run directories and tables")
     gain.add_argument("--config", default="default")
     gain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    gain.add_argument("--jobs", type=int, default=1,
+                      help="runs at once, each in a process of its own (a GPU has room)")
     gain.set_defaults(run=bench_distill)
     timings = kinds.add_parser("runs", help="per phase of finished runs: epochs, seconds per "
                                "epoch, training images/s")

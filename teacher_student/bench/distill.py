@@ -8,17 +8,22 @@ trained from scratch with a kind of mixing) runs in a run directory of its own, 
 teacher's files and decoded images, so the teacher is not trained, nor the images decoded,
 again. All student runs share the augmentation, budget and schedule; a method is compared with
 the baseline of its own mixing. Each run writes its `result.csv` when it is done, so runs can
-go in parallel processes sharing `--out` (a seed's teacher first), and a rerun skips them.
+go in parallel processes sharing `--out` (`--jobs N`: N processes at a time, the first seed's runs
+first, each logging to its run's `bench.log`), and a rerun skips them.
 The table: per variant, test accuracy mean and standard deviation over the seeds, the gain
-over its baseline and the share of the teacher-scratch gap closed,
+over its baseline paired by seed and the share of the teacher-scratch gap closed,
 (variant - scratch) / (teacher - scratch), in `distillation.md` with every run in
 `distillation.csv`.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -38,10 +43,20 @@ VARIANTS = {
     "kd": ["distill.method=kd"],
     "kd+ls": ["distill.method=kd", "distill.standardize_logits=true", "distill.temperature=2",
               "distill.kd_weight=9"],
+    # The teacher as a regulariser beside the labels, for a student too small to copy it.
+    "kd-alpha0.5": ["distill.method=kd", "distill.alpha=0.5"],
+    "kd-alpha0.9": ["distill.method=kd", "distill.alpha=0.9"],
     "dkd": ["distill.method=dkd", "distill.alpha=1"],
     "dkd+ls": ["distill.method=dkd", "distill.alpha=1", "distill.standardize_logits=true",
                "distill.temperature=2"],
     "feature": ["distill.method=feature"],
+    "feature-alpha0.5": ["distill.method=feature", "distill.alpha=0.5"],
+    "scratch+mixup": ["distill.mix=mixup"],
+    "kd+mixup": ["distill.method=kd", "distill.mix=mixup"],
+    # Beyer et al.'s function matching: the teacher's outputs alone (no labels), T = 1, on
+    # mixed images.
+    "fm+mixup": ["distill.method=kd", "distill.alpha=0", "distill.temperature=1",
+                 "distill.mix=mixup"],
     "kd+cutmix": ["distill.method=kd", "distill.mix=cutmix"],
     "kd+ls+cutmix": ["distill.method=kd", "distill.standardize_logits=true",
                      "distill.temperature=2", "distill.kd_weight=9", "distill.mix=cutmix"],
@@ -80,6 +95,40 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
     return frame
 
 
+def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
+                     config: str | None, overrides: Sequence[str], jobs: int) -> pd.DataFrame:
+    """`run`, split into one process per run, `jobs` at a time: the teachers, then the rest.
+    Processes sharing a GPU allocate its memory as they need it, not most of it up front."""
+    environment = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                   "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+    def one(seed: int, names: Sequence[str]) -> None:
+        log = out / f"seed{seed}" / (names[0] if names else "teacher") / "bench.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "teacher_student", "bench", "distill", "--data", data,
+                   "--seeds", str(seed), "--out", str(out), "--variants", *names]
+        command += ["--config", config] if config else []
+        command += [part for override in overrides for part in ("--set", override)]
+        with open(log, "w") as stream:
+            done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT,
+                                  env=environment, check=False)
+        if done.returncode:
+            raise RuntimeError(f"bench distill: seed {seed} {names or 'teacher'} failed, "
+                               f"see {log}")
+
+    # The first seed's runs go first, so that a persistent compilation cache (JAX's
+    # JAX_COMPILATION_CACHE_DIR) serves the same programs to the other seeds' runs.
+    first, rest = seeds[0], seeds[1:]
+    stages = ([(first, [])],
+              [*((seed, []) for seed in rest), *((first, [name]) for name in variants)],
+              [(seed, [name]) for seed in rest for name in variants])
+    with ThreadPoolExecutor(jobs) as pool:
+        for stage in stages:
+            for future in [pool.submit(one, *task) for task in stage]:
+                future.result()
+    return run(data, seeds, variants, out, config, overrides)
+
+
 def results(out: Path, seeds: Sequence[int]) -> pd.DataFrame:
     """Every finished run's result under `out` for these seeds."""
     files = [path for seed in seeds for path in sorted((out / f"seed{seed}").glob(f"*/{RESULT}"))]
@@ -87,25 +136,29 @@ def results(out: Path, seeds: Sequence[int]) -> pd.DataFrame:
 
 
 def format_table(frame: pd.DataFrame) -> str:
-    """Per model: mean and spread of the test accuracy over the seeds, gain over the baseline of
-    its mixing, and the share of the teacher-scratch gap closed."""
-    by_model = frame.groupby("model")["accuracy"]
-    mean, spread, count = by_model.mean(), by_model.std(ddof=1), by_model.count()
-    order = ["teacher", *(name for name in VARIANTS if name in mean.index)]
+    """Per model: mean and spread of the test accuracy over the seeds; for a student, its gain
+    over the baseline of its mixing, paired by seed (the same split and teacher), and the share
+    of the teacher-scratch gap closed on those seeds."""
+    by_seed = frame.pivot_table(index="seed", columns="model", values="accuracy")
+    order = ["teacher", *(name for name in VARIANTS if name in by_seed.columns)]
     lines = []
     for name in order:
-        line = {"model": name, "mean": mean[name], "std": spread[name], "seeds": count[name]}
+        scores = by_seed[name].dropna()
+        line = {"model": name, "mean": scores.mean(), "std": scores.std(ddof=1),
+                "seeds": len(scores)}
         scratch = _scratch_of(name)
-        if name != "teacher" and scratch != name and scratch in mean.index:
-            gap = mean["teacher"] - mean[scratch]
-            line["gain"] = mean[name] - mean[scratch]
-            line["gap_closed"] = line["gain"] / gap if gap > 0 else None
+        if name != "teacher" and scratch != name and scratch in by_seed.columns:
+            gains = (by_seed[name] - by_seed[scratch]).dropna()
+            gap = (by_seed["teacher"] - by_seed[scratch])[gains.index].mean()
+            line.update(gain=gains.mean(), gain_std=gains.std(ddof=1),
+                        gap_closed=gains.mean() / gap if gap > 0 else None)
         lines.append(line)
     percent = lambda value: f"{100 * value:.2f}"  # noqa: E731
     return markdown_table(lines, [
         ("model", "model", ""), ("mean", "test accuracy %", percent), ("std", "± std", percent),
-        ("seeds", "seeds", "d"), ("gain", "vs scratch (points)", lambda v: f"{100 * v:+.2f}"),
-        ("gap_closed", "gap closed", ".0%")])
+        ("seeds", "seeds", "d"),
+        ("gain", "gain over scratch (points)", lambda v: f"{100 * v:+.2f}"),
+        ("gain_std", "± std", percent), ("gap_closed", "gap closed", ".0%")])
 
 
 def _scratch_of(name: str) -> str:

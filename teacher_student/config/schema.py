@@ -84,7 +84,7 @@ class DistillConfig:
     weight_decay: float = 1e-4
     # kd (Hinton), dkd (decoupled KD) or feature (kd plus a feature hint through an adapter)
     method: str = "kd"
-    alpha: float = 0.1  # weight of the label loss
+    alpha: float = 0.5  # weight of the label loss
     temperature: float = 4.0
     kd_weight: float | None = None  # weight of the KD term; null: 1 - alpha
     standardize_logits: bool = False  # z-score logits before the softmax (kd, dkd, feature)
@@ -110,6 +110,9 @@ class Config:
     # Training steps per call of Keras' compiled train function: more means fewer callback
     # calls between steps (BENCHMARKS.md measures what it buys on a GPU)
     steps_per_execution: int = 1
+    # Stop, everything saved, when the next epoch would end after this much time from the
+    # job's start: 11h30m, 90m, 3600 (seconds); null: no limit. The same command continues.
+    time_budget: str | int | None = None
     scale_learning_rate: bool = True  # times the replicas when several devices train
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)

@@ -53,10 +53,7 @@ class DKD:
 
     def terms(self, outputs: dict, labels, step) -> dict:
         ramp = ops.minimum(step / max(self.warmup_steps, 1), 1.0)
-        # Under mixing, an image's target is the label it holds most of.
-        if "partner" in outputs:
-            labels = ops.where(outputs["share"] >= 0.5, labels,
-                               ops.take(labels, outputs["partner"], axis=0))
+        labels = _major_labels(outputs, labels)
         return {"dkd_loss": ramp * dkd_loss(outputs["teacher_logits"], outputs["logits"], labels,
                                             self.alpha, self.beta, self.temperature,
                                             self.standardized)}
@@ -111,6 +108,9 @@ class Distiller(Trainee):
         self.student = student
         self.label_loss_tracker = keras.metrics.Mean(name="label_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        # How often the teacher is right on the batches it teaches: near 1, its soft targets
+        # say little beyond the labels; well below its test accuracy, something is wrong.
+        self.teacher_accuracy = keras.metrics.Mean(name="teacher_accuracy")
         self.built = True
 
     def call(self, images, training=False):
@@ -137,13 +137,30 @@ class Distiller(Trainee):
         if not isinstance(y_pred, dict):  # evaluation: the student alone
             return labels
         self.step.assign(self.step + 1.0)
+        self.teacher_accuracy.update_state(_hits(y_pred, y))
         teacher_terms = sum(self.method.terms(y_pred, y, self.step).values())
         self.distillation_loss_tracker.update_state(teacher_terms)
         return self.alpha * labels + teacher_terms
 
     @property
     def metrics(self):
-        return [*super().metrics, self.label_loss_tracker, self.distillation_loss_tracker]
+        return [*super().metrics, self.label_loss_tracker, self.distillation_loss_tracker,
+                self.teacher_accuracy]
+
+
+def _hits(outputs: dict, labels):
+    """1 where the teacher's top class is the label (under mixing: the label an image holds
+    most of), else 0."""
+    predicted = ops.cast(ops.argmax(outputs["teacher_logits"], axis=-1), "int32")
+    return ops.cast(ops.equal(predicted, _major_labels(outputs, labels)), "float32")
+
+
+def _major_labels(outputs: dict, labels):
+    """Each image's label; under mixing, the label it holds most of."""
+    labels = ops.cast(labels, "int32")
+    if "partner" not in outputs:
+        return labels
+    return ops.where(outputs["share"] >= 0.5, labels, ops.take(labels, outputs["partner"], axis=0))
 
 
 def with_features(model: keras.Model, layer_name: str, key: str) -> keras.Model:
