@@ -12,7 +12,7 @@ from pathlib import Path
 
 from teacher_student import config as config_module
 from teacher_student.bench.commands import add_bench_commands
-from teacher_student.errors import ConfigError, UserError
+from teacher_student.errors import ConfigError, TimeBudgetReached, UserError
 from teacher_student.run_dir import RunDir
 
 JOBS = {
@@ -38,6 +38,8 @@ def _config(args) -> config_module.Config:
         overrides.append(f"data.source={args.data}")
     if args.precision:
         overrides.append(f"precision={args.precision}")
+    if getattr(args, "time_budget", None):
+        overrides.append(f"time_budget={args.time_budget}")
     return config_module.load(args.config, overrides)
 
 
@@ -156,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "dataset name (digits, mnist); default: the config's data.source")
         job.add_argument("--run-dir", default="runs/default",
                          help="where checkpoints and reports go (default: runs/default)")
+        job.add_argument("--time-budget", metavar="DURATION",
+                         help="stop, everything saved, before an epoch that would end after "
+                         "this long (11h30m, 90m, 3600); the same command continues "
+                         "(exit status 3)")
         job.set_defaults(run=job_command)
     _add_export_commands(commands)
     add_bench_commands(commands)
@@ -169,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
+    except TimeBudgetReached as err:
+        print(str(err), file=sys.stderr)
+        return 3
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -27,3 +27,8 @@ class RunDirError(UserError):
 
 class NonFiniteLoss(UserError, RuntimeError):
     """The loss became NaN or infinite: the phase stopped, its last good checkpoint is kept."""
+
+
+class TimeBudgetReached(Exception):
+    """The run's time budget ends before the next epoch would: everything is saved, and the
+    same command continues. Not an error: the command line exits with status 3."""

@@ -9,11 +9,14 @@ on any Keras backend.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import keras
 import numpy as np
 
 from teacher_student import config as config_module
+from teacher_student import run_lock
 from teacher_student.config import Config, ConfigError
 from teacher_student.data.batches import Batches
 from teacher_student.data.inputs import prepare_inputs
@@ -25,6 +28,7 @@ from teacher_student.models.teacher import build_teacher
 from teacher_student.outputs import plots, reports
 from teacher_student.run_dir import RunDir
 from teacher_student.training import distribute, plan
+from teacher_student.training.timekeeping import Timekeeper, parse_duration
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +56,7 @@ def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
         return config
     saved = config_module.load(run_dir.config_file)
     ours = config.with_dataset(saved.teacher.num_classes)
-    changeable = ["precision", "jit_compile"]
+    changeable = ["precision", "jit_compile", "time_budget"]
     if not (run_dir.distillation.path.exists() or run_dir.baseline.path.exists()):
         changeable += ["distill", "student"]
     if dataclasses.replace(ours, **{key: getattr(saved, key) for key in changeable}) != saved:
@@ -94,8 +98,29 @@ def scaled_for_replicas(config: Config, replicas: int) -> Config:
                                     learning_rate=config.distill.learning_rate * replicas))
 
 
-def prepare(config: Config, run_dir: RunDir) -> Prepared:
+def phases_of(config: Config) -> list[tuple[str, str, int]]:
+    """Every training phase of a run, in order: (its folder's name, a label, its epochs)."""
+    plan_ = [(f"phase{index}_{phase.name}", f"teacher phase {index} '{phase.name}'",
+              phase.epochs) for index, phase in enumerate(config.phases, start=1)]
+    plan_.append(("student_distilled", "distillation", config.distill.epochs))
+    if config.distill.baseline:
+        plan_.append(("student_scratch", "baseline", config.distill.epochs))
+    return plan_
+
+
+@contextmanager
+def training_job(config: Config, run_dir: RunDir) -> Iterator[Prepared]:
+    """A training job's preparation, its run directory locked until the job ends."""
     distribution = distribute.choose()
+    own_dir = worker_run_dir(run_dir, distribution)
+    with run_lock.hold(own_dir.path):
+        yield prepare(config, run_dir, distribution)
+
+
+def prepare(config: Config, run_dir: RunDir,
+            distribution: distribute.Distribution | None = None) -> Prepared:
+    started = Timekeeper.now()
+    distribution = distribution or distribute.choose()
     run_dir = worker_run_dir(run_dir, distribution)
     run_dir.check_writable()
     config = resolve_run_config(config, run_dir)
@@ -110,14 +135,20 @@ def prepare(config: Config, run_dir: RunDir) -> Prepared:
     print(f"{why}; {distribution.describe()}"
           + (f", global batch {global_batch}" if distribution.replicas > 1 else "")
           + f"; {why_xla}")
+    budget = None if config.time_budget is None else parse_duration(config.time_budget)
+    clock = Timekeeper(phases_of(resolved), run_dir.status_file, budget, started)
     training = plan.TrainingData(inputs.train, inputs.val, config.data.seed,
-                                 config.steps_per_execution)
+                                 config.steps_per_execution, clock)
     return Prepared(scaled_for_replicas(resolved, distribution.replicas), policy, training,
                     inputs.test, inputs.class_names, distribution, run_dir, jit_compile)
 
 
 def train_teacher(config: Config, run_dir: RunDir) -> dict:
-    job = prepare(config, run_dir)
+    with training_job(config, run_dir) as job:
+        return _train_teacher(job)
+
+
+def _train_teacher(job: Prepared) -> dict:
     run_dir = job.run_dir
     with job.distribution.scope():
         teacher = build_teacher(job.config.teacher, job.policy)
@@ -151,7 +182,11 @@ def load_teacher(run_dir: RunDir, policy: PrecisionPolicy, config: Config) -> ke
 def distill(config: Config, run_dir: RunDir, distilled: bool = True) -> str:
     """The distilled student and, when `distill.baseline` says so, the same student trained
     from scratch; `distilled=False` trains the baseline alone (a benchmark's reference)."""
-    job = prepare(config, run_dir)
+    with training_job(config, run_dir) as job:
+        return _distill(job, config, distilled)
+
+
+def _distill(job: Prepared, config: Config, distilled: bool) -> str:
     run_dir = job.run_dir
     with job.distribution.scope():
         teacher = load_teacher(run_dir, job.policy, job.config)

@@ -9,6 +9,8 @@
     reports/             curves, confusion matrices, per-class reports, comparison table
     export/              deployable copies (the export command)
     cache/               decoded images, when they are kept on disk (data/images.py)
+    status.json          where the run is: phase, epoch, share of the plan, time left
+    .lock                held by the process training here (run_lock.py)
     workers/worker-N/    what a non-chief worker of a multi-host run writes
 
 A `CheckpointDir` (one phase) holds
@@ -112,6 +114,7 @@ class RunDir:
     reports = _inside("reports")
     export_dir = _inside("export")
     cache = _inside("cache")  # decoded images, when they are kept on disk
+    status_file = _inside("status.json")  # where the run is: phase, epoch, time left
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))

@@ -94,6 +94,7 @@ def _command(images, run_dir) -> list[str]:
             "--set", "jit_compile=true"]  # a real job under XLA, killed and resumed
 
 
+@pytest.mark.slow  # 160 s; tests/training/test_interruptions.py kills mid-phase in CI
 def test_sigkill_in_phase_two_then_rerun_resumes_in_phase_two(tmp_path):
     images = write_image_folder(tmp_path / "images")
     run_dir = tmp_path / "run"

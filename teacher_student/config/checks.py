@@ -37,6 +37,17 @@ def _fraction(v):
     return None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}"
 
 
+def _duration(v):
+    if v is None:
+        return None
+    from teacher_student.training.timekeeping import parse_duration
+    try:
+        parse_duration(v)
+    except ConfigError as err:
+        return str(err).split(": ", 1)[1]
+    return None
+
+
 def _one_of(choices):
     return lambda v: None if v in choices else f"must be one of {list(choices)}, got {v!r}"
 
@@ -53,6 +64,7 @@ CHECKS: dict[str, Any] = {
     "jit_compile": lambda v: None if v in (True, False, "auto") else
     f"must be true, false or 'auto', got {v!r}",
     "steps_per_execution": _positive,
+    "time_budget": _duration,
     "data.image_size": _positive,
     "data.channels": _one_of((1, 3)),
     "data.val_fraction": _fraction,

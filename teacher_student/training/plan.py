@@ -22,6 +22,7 @@ from teacher_student.models.freezing import set_trainable, trainable_parts
 from teacher_student.models.precision import PrecisionPolicy, transfer_weights
 from teacher_student.run_dir import CheckpointDir, RunDir
 from teacher_student.training.distiller import Distiller, method_of
+from teacher_student.training.timekeeping import Timekeeper
 from teacher_student.training.trainee import Trainee
 from teacher_student.training.trainer import fit_resumable, phase_callbacks, phase_optimizer
 
@@ -32,6 +33,15 @@ class TrainingData:
     val: object
     seed: int = 0  # of the augmentation and mixing streams
     steps_per_execution: int = 1
+    clock: Timekeeper | None = None  # progress, status.json and the time budget
+
+    def watch(self, directory: CheckpointDir):
+        """The clock's callback for a phase about to train in `directory`, once it has checked
+        that an epoch fits in the time budget."""
+        if self.clock is None:
+            return None
+        self.clock.check_room(directory.name)
+        return self.clock.watch(directory.name)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -75,7 +85,8 @@ def train_teacher_phases(teacher: keras.Model, phases: tuple[PhaseConfig, ...],
                   f"augment {phase.augment}")
             fit_resumable(trainee, data.train, data.val, epochs=phase.epochs,
                           directory=directory, policy=policy, deployable=teacher,
-                          callbacks=[*callbacks, *phase_callbacks(phase, directory)])
+                          callbacks=[*callbacks, *phase_callbacks(phase, directory)],
+                          clock=data.watch(directory))
         if directory.best_model.exists():
             best_so_far = directory.best_model
     if best_so_far:
@@ -124,7 +135,7 @@ def _train_student(model, student, config: DistillConfig, policy, data,
     if not directory.is_done():
         fit_resumable(model, data.train, data.val, epochs=config.epochs,
                       directory=directory, policy=policy, deployable=student,
-                      callbacks=list(callbacks))
+                      callbacks=list(callbacks), clock=data.watch(directory))
     if directory.best_model.exists():
         load_weights_from(student, directory.best_model)
     run_dir.save_model(student, name)

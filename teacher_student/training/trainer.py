@@ -155,11 +155,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
                   directory: CheckpointDir, policy: PrecisionPolicy, deployable: keras.Model,
-                  callbacks: list | None = None, verbose: int | None = None) -> Progress:
+                  callbacks: list | None = None, verbose: int | None = None,
+                  clock: keras.callbacks.Callback | None = None) -> Progress:
     """`model.fit` for `epochs`, continued from `directory`'s latest resume point if any.
 
     `model` is compiled; `deployable` is what gets saved as last/best (the model itself, or the
     student inside a distiller). Raises NonFiniteLoss when the loss stops being finite.
+    `clock` (timekeeping.py) runs after the checkpoint: an epoch is saved before a time
+    budget stops the run.
     """
     directory.path.mkdir(parents=True, exist_ok=True)
     directory.remove_leftovers()
@@ -175,7 +178,8 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
     if progress.epochs_done < epochs:
         model.fit(train_data, validation_data=val_data, epochs=epochs,
                   initial_epoch=progress.epochs_done, shuffle=False,
-                  callbacks=[*(callbacks or []), checkpoint], verbose=verbose)
+                  callbacks=[*(callbacks or []), checkpoint, *([clock] if clock else [])],
+                  verbose=verbose)
     if checkpoint.non_finite:
         raise NonFiniteLoss(
             f"{directory.path}: the loss became NaN or infinite in epoch "

@@ -1,0 +1,124 @@
+"""The plan's clock: progress after every epoch, `status.json`, and the time budget.
+
+The plan is every training phase of the run in order (the teacher's phases, distillation, the
+baseline) with its epochs. After each epoch one line says where the run is (phase k of n,
+epoch, overall share of the plan's epochs, time left at this process's mean epoch time) and
+`RUN/status.json` holds the same for a notebook cell or a person. With a time budget, the
+run stops after the epoch after which the next one would not fit (the longest epoch seen so
+far, compiling included, is the estimate), with everything saved; rerunning the same command
+continues.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from teacher_student import atomic
+from teacher_student.errors import ConfigError, TimeBudgetReached
+
+UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str | float | int, key: str = "time_budget") -> float:
+    """Seconds in `11h30m`, `90m`, `45s`, `1.5h` or a plain number of seconds."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?\s*[hms]\s*)+|\d+(?:\.\d+)?)\s*", str(text))
+        if not parts:
+            raise ConfigError(f"{key}: {text!r} is not a duration such as 11h30m, 90m or 3600")
+        pieces = re.findall(r"(\d+(?:\.\d+)?)\s*([hms]?)", parts.group(1))
+        seconds = sum(float(number) * UNITS[unit or "s"] for number, unit in pieces)
+    if seconds <= 0:
+        raise ConfigError(f"{key}: must be a positive duration, got {text!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """`42s`, `17m` or `3h05m`."""
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f}s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+@dataclass
+class Timekeeper:
+    plan: Sequence[tuple[str, str, int]]  # (folder name, label, epochs) of every phase in order
+    status_file: Path
+    budget_s: float | None = None
+    started: float = field(default_factory=time.monotonic)  # the job's start
+    epoch_seconds: list[float] = field(default_factory=list)  # this process's epochs
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    def remaining_s(self) -> float | None:
+        return None if self.budget_s is None else self.budget_s - (time.monotonic() - self.started)
+
+    def check_room(self, folder: str) -> None:
+        """Before a phase starts: stop if an epoch of it would not fit in the budget."""
+        remaining = self.remaining_s()
+        if remaining is not None and self.epoch_seconds and remaining < max(self.epoch_seconds):
+            raise TimeBudgetReached(self._stop_message(f"before {self._label(folder)}"))
+
+    def watch(self, folder: str) -> keras.callbacks.Callback:
+        """The callback for the phase trained in `folder`; it must come after the checkpoint
+        callback, so that an epoch is saved before the budget stops the run."""
+        return _EpochClock(self, folder)
+
+    def epoch_done(self, folder: str, epoch: int, seconds: float) -> None:
+        self.epoch_seconds.append(seconds)
+        names = [name for name, _, _ in self.plan]
+        index = names.index(folder)
+        phase_epochs = self.plan[index][2]
+        done = sum(epochs for _, _, epochs in self.plan[:index]) + epoch
+        total = sum(epochs for _, _, epochs in self.plan)
+        mean = sum(self.epoch_seconds) / len(self.epoch_seconds)
+        left = mean * (total - done)
+        status = {"phase": self._label(folder), "phase_number": index + 1,
+                  "phases": len(self.plan), "epoch": epoch, "epochs": phase_epochs,
+                  "overall": round(done / total, 4), "seconds_left_estimate": round(left),
+                  "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+        remaining = self.remaining_s()
+        if remaining is not None:
+            status["budget_seconds_left"] = round(remaining)
+        atomic.write_json(self.status_file, status)
+        print(f"[{index + 1}/{len(self.plan)} {self._label(folder)}] epoch {epoch}/{phase_epochs}"
+              f" | plan {done / total:.0%} | about {format_duration(left)} left"
+              + (f" | budget {format_duration(remaining)} left" if remaining is not None else ""))
+        if (remaining is not None and epoch < phase_epochs
+                and remaining < max(self.epoch_seconds)):
+            raise TimeBudgetReached(self._stop_message(f"after {self._label(folder)} epoch "
+                                                       f"{epoch}/{phase_epochs}"))
+
+    def _label(self, folder: str) -> str:
+        return next(label for name, label, _ in self.plan if name == folder)
+
+    def _stop_message(self, where: str) -> str:
+        return (f"time budget: stopped {where}, everything saved; the next epoch would not "
+                "fit. Run the same command again (in a new session: from a copy of this run "
+                "directory) to continue.")
+
+
+class _EpochClock(keras.callbacks.Callback):
+    def __init__(self, keeper: Timekeeper, folder: str):
+        super().__init__()
+        self.keeper = keeper
+        self.folder = folder
+        self._started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training:  # the loss went NaN: the checkpoint callback said so
+            return
+        self.keeper.epoch_done(self.folder, epoch + 1, time.monotonic() - self._started)
