@@ -100,8 +100,12 @@ def _check_layer(path: str, layer, mixed: bool) -> list[Finding]:
                 findings.append(Finding(path, f"merge input not fed by a CastTo layer: {uncast}"))
     if is_resize(layer) and layer.compute_dtype in LOW_PRECISION:
         findings.append(Finding(
-            path, f"bilinear resize computed in {layer.compute_dtype}: its XLA gradient is "
-            "float32; compute it in a float32 island"))
+            path, f"{layer.interpolation} resize computed in {layer.compute_dtype}: its XLA "
+            "gradient is float32; compute it in a float32 island"))
+    if is_resize(layer) and layer.interpolation == "bicubic":
+        findings.append(Finding(
+            path, "bicubic resize: TensorFlow's XLA has no gradient for it in any precision; "
+            "use bilinear or area"))
     if layer.name == "logits" and layer.compute_dtype != FLOAT32:
         findings.append(Finding(path, f"logits computed in {layer.compute_dtype}, must be float32"))
     if isinstance(layer, CastTo) and not mixed:

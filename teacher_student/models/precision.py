@@ -149,10 +149,12 @@ def transfer_weights(source: keras.Model, target: keras.Model) -> None:
 
 
 def is_resize(layer) -> bool:
-    """Whether `layer` is a bilinear resize, which must stay in float32 under XLA."""
+    """Whether `layer` resizes by interpolating (bilinear, area, bicubic, lanczos, ...: all
+    but nearest), which must compute in float32 under XLA: TensorFlow's XLA gradients of
+    these resizes are float32 whatever their input."""
     interpolation = getattr(layer, "interpolation", None)
-    return isinstance(layer, (layers.UpSampling2D, layers.Resizing)) and interpolation in (
-        "bilinear", "bicubic")
+    return (isinstance(layer, (layers.UpSampling2D, layers.Resizing))
+            and interpolation not in (None, "nearest"))
 
 
 def resolve(name: str) -> tuple[PrecisionPolicy, str]:

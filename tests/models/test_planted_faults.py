@@ -40,6 +40,29 @@ def test_float16_bilinear_upsampling_is_flagged():
     assert "not fed by a CastTo" in problems["merge"]
 
 
+@pytest.mark.parametrize("interpolation", ["area", "lanczos3", "bicubic"])
+def test_half_precision_resizes_of_any_interpolation_are_flagged_inside_nested_models(
+        interpolation):
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(8, 3, dtype=HALF, name="conv")(inputs)
+    x = layers.Resizing(8, 8, interpolation=interpolation, dtype=HALF, name="shrink")(x)
+    trunk = keras.Model(inputs, x, name="trunk")  # like a keras.applications trunk
+    outer_in = keras.Input((16, 16, 3))
+    pooled = layers.GlobalAveragePooling2D(dtype=HALF)(trunk(outer_in))
+    model = keras.Model(outer_in, layers.Dense(3, dtype="float32", name="logits")(pooled))
+    problems = [f.problem for f in audit_dtypes(model) if f.layer.endswith("shrink")]
+    assert any(f"{interpolation} resize computed in float16" in p for p in problems)
+
+
+def test_bicubic_is_flagged_even_in_float32():
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Resizing(8, 8, interpolation="bicubic", name="shrink")(inputs)
+    pooled = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(3, name="logits")(pooled))
+    problems = {f.layer: f.problem for f in audit_dtypes(model, "float32")}
+    assert "no gradient" in problems["shrink"]
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow XLA fault")
 def test_float16_bilinear_upsampling_reproduces_the_xla_error():
     with pytest.raises(Exception, match=XLA_ERROR):
