@@ -25,9 +25,16 @@ PRECISION = "auto"  # auto: mixed_float16 on a T4, float32 on a CPU; None keeps 
 WORK = "/kaggle/working"  # Kaggle keeps this folder as the notebook's output
 RUN_NAME = "teacher_student_run"  # the run directory: keep it to resume after a restart
 PACKAGE_SOURCE = "/kaggle/input/teacher-student"  # the repository, attached as a dataset
+# A previous session's output holding RUN_NAME (attach that version's output as a dataset,
+# e.g. "/kaggle/input/my-notebook-output"): copied into WORK, and the run continues from it.
+RESUME_FROM = None
+SESSION_HOURS = 12  # Kaggle's limit: the jobs stop in time, everything saved; None: no limit
 '''
 
 INSTALL = '''\
+import time
+
+SESSION_START = time.time()  # the time budget counts from here
 import importlib
 import importlib.util
 import os
@@ -71,6 +78,42 @@ if importlib.util.find_spec("yaml") is None:
     pip_install("pyyaml")
 '''
 
+VERSIONS = '''\
+import keras
+import tensorflow as tf
+
+# What the project is tested with (requirements.txt): Keras 3, TensorFlow 2.16 or later.
+keras_version = tuple(int(part) for part in keras.__version__.split(".")[:2])
+tf_version = tuple(int(part) for part in tf.__version__.split(".")[:2])
+print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
+if keras_version[0] != 3 or tf_version < (2, 16):
+    raise RuntimeError(
+        f"teacher_student needs Keras 3 and TensorFlow >= 2.16, found Keras {keras.__version__} "
+        f"and TensorFlow {tf.__version__}: in the notebook's settings choose the latest "
+        "environment, or run: pip install -q 'keras>=3.8' 'tensorflow>=2.16' and restart")
+'''
+
+RESUME = '''\
+run_dir = Path(WORK) / RUN_NAME
+
+
+def previous_run(folder):
+    """The run directory `RUN_NAME` inside `folder` (an attached output may sit a level or two
+    deeper), or `folder` itself when it is one."""
+    for candidate in (folder, *sorted(folder.glob(f"**/{RUN_NAME}"))):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"no run directory ({RUN_NAME}/config.yaml) in {folder}")
+
+
+if RESUME_FROM and not (run_dir / "config.yaml").exists():
+    previous = previous_run(Path(RESUME_FROM))
+    shutil.copytree(previous, run_dir, ignore=shutil.ignore_patterns("cache", ".lock"))
+    print(f"continuing the run copied from {previous}")
+elif RESUME_FROM:
+    print(f"{run_dir} exists: continuing it (RESUME_FROM is not copied over it)")
+'''
+
 DATASET_CELL = '''\
 from teacher_student.data import embedded
 
@@ -108,7 +151,6 @@ overrides = [f"data.source={source}", *OVERRIDES]
 if PRECISION:
     overrides.append(f"precision={PRECISION}")
 config = config_module.load(CONFIG, overrides)
-run_dir = Path(WORK) / RUN_NAME
 reports_dir = run_dir / "reports"
 
 print(f"config {CONFIG}: {config.data.image_size} px, {config.data.channels} channels, "
@@ -143,15 +185,36 @@ print(why)
 '''
 
 TRAIN = '''\
+import dataclasses
+
 from teacher_student import jobs
+from teacher_student.errors import TimeBudgetReached
 from teacher_student.run_dir import RunDir
 
 run = RunDir(run_dir)
-teacher_row = jobs.train_teacher(config, run)
+MARGIN_S = 20 * 60  # for the export, the reports and saving the output
+
+
+def run_job(job):
+    """`job` with what is left of the session as its time budget. When it stops for time, the
+    decoded-image cache goes (the next session rebuilds it) and the run directory is the
+    output to continue from: set RESUME_FROM to it in the next version."""
+    budget = None
+    if SESSION_HOURS:
+        budget = int(SESSION_HOURS * 3600 - MARGIN_S - (time.time() - SESSION_START))
+    try:
+        return job(dataclasses.replace(config, time_budget=max(budget, 1) if budget else None),
+                   run)
+    except TimeBudgetReached:
+        shutil.rmtree(run_dir / "cache", ignore_errors=True)
+        raise
+
+
+teacher_row = run_job(jobs.train_teacher)
 '''
 
 DISTILL = '''\
-comparison = jobs.distill(config, run)
+comparison = run_job(jobs.distill)
 '''
 
 CURVES = '''\
@@ -174,6 +237,7 @@ display(Markdown(export.export_run(run)))
 '''
 
 COMPARISON = '''\
+shutil.rmtree(run_dir / "cache", ignore_errors=True)  # decoded images: not worth keeping
 display(Markdown((reports_dir / "comparison.md").read_text()))
 print(f"everything is in {run_dir}:")
 for path in sorted(run_dir.glob("*.keras")) + sorted((run_dir / "export").iterdir()):
@@ -199,6 +263,11 @@ The repository, attached as a Kaggle dataset (`PACKAGE_SOURCE`), is installed wi
 Where `teacher_student` is already installed, nothing happens."""),
     ("code", INSTALL),
     ("markdown", """\
+## Versions
+
+The project needs Keras 3 and TensorFlow 2.16 or later; this cell says what to do otherwise."""),
+    ("code", VERSIONS),
+    ("markdown", """\
 ## Dataset
 
 `DATASET` is a folder with one subfolder per class, or Kaggle's `train/`, `val/` (or `valid/`),
@@ -206,6 +275,15 @@ Where `teacher_student` is already installed, nothing happens."""),
 cannot be found, the notebook says so and uses the embedded `digits` dataset instead, so that it
 runs anywhere."""),
     ("code", DATASET_CELL),
+    ("markdown", """\
+## Continuing an earlier session
+
+A Kaggle session ends after 12 hours, and `/kaggle/working` is kept only as a saved version's
+output. The jobs stop before the session limit with everything saved (`SESSION_HOURS`). To
+continue in a new session, attach the previous version's output as a dataset and set
+`RESUME_FROM` to it: the run directory is copied into `WORK` and training goes on from its
+last finished epoch; finished phases are skipped."""),
+    ("code", RESUME),
     ("markdown", """\
 ## Configuration
 
