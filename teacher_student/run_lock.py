@@ -31,8 +31,12 @@ LOCK_FILE = ".lock"
 def hold(run_path: Path) -> Iterator[None]:
     """The run directory `run_path`, locked for this process until the block ends."""
     path = Path(run_path) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as err:
+        raise RunDirError(f"run directory {run_path} is not writable: {err}") from err
+    with handle:
         if fcntl is not None:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
