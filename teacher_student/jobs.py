@@ -9,6 +9,7 @@ on any Keras backend.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,6 +19,7 @@ import numpy as np
 from teacher_student import config as config_module
 from teacher_student import run_lock
 from teacher_student.config import Config, ConfigError
+from teacher_student.config.checks import parse_duration
 from teacher_student.data.batches import Batches
 from teacher_student.data.inputs import prepare_inputs
 from teacher_student.errors import RunDirError
@@ -28,7 +30,7 @@ from teacher_student.models.teacher import build_teacher
 from teacher_student.outputs import plots, reports
 from teacher_student.run_dir import RunDir
 from teacher_student.training import distribute, plan
-from teacher_student.training.timekeeping import Timekeeper, parse_duration
+from teacher_student.training.timekeeping import Timekeeper
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +121,7 @@ def training_job(config: Config, run_dir: RunDir) -> Iterator[Prepared]:
 
 def prepare(config: Config, run_dir: RunDir,
             distribution: distribute.Distribution | None = None) -> Prepared:
-    started = Timekeeper.now()
+    started = time.monotonic()  # the time budget counts from here
     distribution = distribution or distribute.choose()
     run_dir = worker_run_dir(run_dir, distribution)
     run_dir.check_writable()

@@ -7,6 +7,7 @@ adds the checks that involve several keys.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from teacher_student.config.schema import (
@@ -37,10 +38,27 @@ def _fraction(v):
     return None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}"
 
 
+UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str | float | int, key: str = "time_budget") -> float:
+    """Seconds in `11h30m`, `90m`, `45s`, `1.5h` or a plain number of seconds."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?\s*[hms]\s*)+|\d+(?:\.\d+)?)\s*", str(text))
+        if not parts:
+            raise ConfigError(f"{key}: {text!r} is not a duration such as 11h30m, 90m or 3600")
+        pieces = re.findall(r"(\d+(?:\.\d+)?)\s*([hms]?)", parts.group(1))
+        seconds = sum(float(number) * UNITS[unit or "s"] for number, unit in pieces)
+    if seconds <= 0:
+        raise ConfigError(f"{key}: must be a positive duration, got {text!r}")
+    return seconds
+
+
 def _duration(v):
     if v is None:
         return None
-    from teacher_student.training.timekeeping import parse_duration
     try:
         parse_duration(v)
     except ConfigError as err:

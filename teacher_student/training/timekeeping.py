@@ -11,7 +11,6 @@ continues.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,24 +19,7 @@ from pathlib import Path
 import keras
 
 from teacher_student import atomic
-from teacher_student.errors import ConfigError, TimeBudgetReached
-
-UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
-
-
-def parse_duration(text: str | float | int, key: str = "time_budget") -> float:
-    """Seconds in `11h30m`, `90m`, `45s`, `1.5h` or a plain number of seconds."""
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?\s*[hms]\s*)+|\d+(?:\.\d+)?)\s*", str(text))
-        if not parts:
-            raise ConfigError(f"{key}: {text!r} is not a duration such as 11h30m, 90m or 3600")
-        pieces = re.findall(r"(\d+(?:\.\d+)?)\s*([hms]?)", parts.group(1))
-        seconds = sum(float(number) * UNITS[unit or "s"] for number, unit in pieces)
-    if seconds <= 0:
-        raise ConfigError(f"{key}: must be a positive duration, got {text!r}")
-    return seconds
+from teacher_student.errors import TimeBudgetReached
 
 
 def format_duration(seconds: float) -> str:
@@ -55,10 +37,6 @@ class Timekeeper:
     budget_s: float | None = None
     started: float = field(default_factory=time.monotonic)  # the job's start
     epoch_seconds: list[float] = field(default_factory=list)  # this process's epochs
-
-    @staticmethod
-    def now() -> float:
-        return time.monotonic()
 
     def remaining_s(self) -> float | None:
         return None if self.budget_s is None else self.budget_s - (time.monotonic() - self.started)

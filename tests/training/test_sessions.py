@@ -12,9 +12,9 @@ from helpers import write_image_folder
 
 from teacher_student import config as cfg
 from teacher_student import jobs, run_lock
+from teacher_student.config.checks import parse_duration
 from teacher_student.errors import ConfigError, TimeBudgetReached
 from teacher_student.run_dir import RunDir
-from teacher_student.training.timekeeping import parse_duration
 
 HOLD = """
 import sys, time
