@@ -24,7 +24,12 @@ from teacher_student.run_dir import CheckpointDir, RunDir
 from teacher_student.training.distiller import Distiller, method_of
 from teacher_student.training.timekeeping import Timekeeper
 from teacher_student.training.trainee import Trainee
-from teacher_student.training.trainer import fit_resumable, phase_callbacks, phase_optimizer
+from teacher_student.training.trainer import (
+    fit_resumable,
+    phase_callbacks,
+    phase_optimizer,
+    recover_checkpoints,
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ def train_teacher_phases(teacher: keras.Model, phases: tuple[PhaseConfig, ...],
     for index, phase in enumerate(phases, start=1):
         directory = run_dir.teacher_phase(index, phase.name)
         label = f"teacher phase {index}/{len(phases)} '{phase.name}'"
+        recover_checkpoints(directory)  # before asking what it holds
         if directory.is_done():
             print(f"{label}: finished earlier, skipped")
         else:
@@ -100,6 +106,7 @@ def distill_student(teacher: keras.Model, student: keras.Model, config: DistillC
                     policy: PrecisionPolicy, data: TrainingData, run_dir: RunDir,
                     jit_compile: bool = True, callbacks: Sequence = ()) -> keras.Model:
     directory = run_dir.distillation
+    recover_checkpoints(directory)
     distiller = Distiller(teacher, student, method_of(config, data.steps_per_epoch),
                           config.alpha, config.augment, config.mix, data.seed, policy,
                           config.teacher_feature, config.student_feature)
@@ -123,6 +130,7 @@ def train_student_from_scratch(student: keras.Model, config: DistillConfig,
     compile_trainee(trainee, phase_optimizer(config, data.steps_per_epoch), policy, jit_compile,
                     data.steps_per_execution)
     directory = run_dir.baseline
+    recover_checkpoints(directory)
     print("student from scratch (baseline): finished earlier, skipped" if directory.is_done()
           else f"student from scratch (baseline): {config.epochs} epochs, same budget")
     return _train_student(trainee, student, config, policy, data, directory, run_dir,

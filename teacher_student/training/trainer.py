@@ -23,13 +23,14 @@ import keras
 from teacher_student import atomic
 from teacher_student.config import DistillConfig, PhaseConfig
 from teacher_student.data.batches import FollowEpochs
-from teacher_student.errors import NonFiniteLoss
+from teacher_student.errors import NonFiniteLoss, RunDirError
 from teacher_student.models.precision import PrecisionPolicy, transfer_weights
+from teacher_student.run_dir import RESUME_PROGRESS as PROGRESS_FILE
+from teacher_student.run_dir import RESUME_STATE as STATE_FILE
 from teacher_student.run_dir import CheckpointDir
 
-STATE_FILE = "state.weights.h5"
-PROGRESS_FILE = "progress.json"
 MONITOR = "val_accuracy"
+KEEP_RESUME_POINTS = 2  # the one before the newest stands in when the newest cannot be read
 
 @dataclass
 class Progress:
@@ -57,6 +58,12 @@ def phase_optimizer(phase: PhaseConfig | DistillConfig, steps_per_epoch: int):
                           phase.epochs * steps_per_epoch, phase.weight_decay)
 
 
+def recover_checkpoints(directory: CheckpointDir) -> None:
+    """Sets aside what cannot be read back in `directory`, saying so (run_dir.py)."""
+    for note in directory.recover():
+        print(f"  {note}")
+
+
 def load_progress(directory: CheckpointDir) -> Progress:
     point = directory.latest_resume_point()
     if point is None:
@@ -80,11 +87,19 @@ def restore(model: keras.Model, directory: CheckpointDir, policy: PrecisionPolic
             model.optimizer.build(model.trainable_variables)
         model.load_weights(point / STATE_FILE)
     else:
-        saved = keras.saving.load_model(directory.last_model, safe_mode=True)
-        transfer_weights(saved, deployable)
+        # last.keras is the resume point's epoch; set aside with a broken epoch, best.keras
+        # is the nearest model left.
+        source = next((p for p in (directory.last_model, directory.best_model) if p.exists()),
+                      None)
+        if source is None:
+            print(f"  no model of {directory.name} can be read: the phase starts over")
+            return Progress(precision=policy.name)
+        transfer_weights(keras.saving.load_model(source, safe_mode=True), deployable)
         print(f"  resuming under {policy.name} (saved under {progress.precision}): "
-              "weights restored, optimizer state starts afresh")
+              f"weights restored from {source.name}, optimizer state starts afresh")
         progress.precision = policy.name
+    if not directory.best_model.exists():  # set aside: the next epoch writes a new one
+        progress.best, progress.best_loss = -math.inf, math.inf
     return progress
 
 
@@ -100,7 +115,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     async_safe = True
 
     def __init__(self, directory: CheckpointDir, deployable: keras.Model, progress: Progress,
-                 policy: PrecisionPolicy, keep: int = 1, images_per_epoch: int | None = None):
+                 policy: PrecisionPolicy, keep: int = KEEP_RESUME_POINTS,
+                 images_per_epoch: int | None = None):
         super().__init__()
         self.directory = directory
         self.deployable = deployable
@@ -130,6 +146,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 logs["train_images_per_s"] = (self.images_per_epoch
                                               / (self._trained - self._started))
         self.progress.history.append({"epoch": epoch + 1, **logs})
+        try:
+            self._write_checkpoint(logs)
+        except OSError as err:  # a full disk, say: every write is atomic, nothing is half-done
+            raise RunDirError(
+                f"{self.directory.path}: the checkpoint of epoch {epoch + 1} could not be "
+                f"written ({err}); the one before it is kept. Free some space and rerun the "
+                "same command to continue.") from err
+
+    def _write_checkpoint(self, logs: dict) -> None:
         score = logs.get(MONITOR, logs.get("accuracy", -math.inf))
         loss = logs.get("val_loss", logs.get("loss", math.inf))
         # A small validation split makes ties common; the tie with the lower loss is the
@@ -165,7 +190,7 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
     budget stops the run.
     """
     directory.path.mkdir(parents=True, exist_ok=True)
-    directory.remove_leftovers()
+    recover_checkpoints(directory)
     progress = restore(model, directory, policy, deployable)
     if progress.epochs_done:
         print(f"  resuming {directory.name} after epoch {progress.epochs_done}/{epochs}")

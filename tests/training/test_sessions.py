@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 from helpers import write_image_folder
 
@@ -86,3 +87,28 @@ def test_durations(text, seconds):
 def test_a_bad_time_budget_is_a_config_error_naming_the_key(text):
     with pytest.raises(ConfigError, match="^time_budget"):
         cfg.load("tiny", [f"time_budget={text}"])
+
+
+def test_a_truncated_last_keras_is_set_aside_and_the_run_resumes_from_the_epoch_before(
+        tmp_path, capsys):
+    images = write_image_folder(tmp_path / "images")
+    settings = [f"data.source={images}", "data.batch_size=4", "phases.0.epochs=3"]
+    run_dir = RunDir(tmp_path / "run")
+    phase = run_dir.teacher_phase(1, "warmup")
+    for _ in range(2):  # one epoch per run: two resume points
+        with pytest.raises(TimeBudgetReached):
+            jobs.train_teacher(cfg.load("tiny", [*settings, "time_budget=1s"]), run_dir)
+    assert [p.name for p in phase.resume_points()] == ["epoch-0001", "epoch-0002"]
+    content = phase.last_model.read_bytes()
+    phase.last_model.write_bytes(content[:len(content) // 2])  # a copy cut short
+    capsys.readouterr()
+
+    jobs.train_teacher(cfg.load("tiny", settings), run_dir)
+
+    out = capsys.readouterr().out
+    assert f"{phase.last_model} cannot be read" in out
+    assert "resuming phase1_warmup after epoch 1/3" in out
+    assert sorted(p.name for p in (phase.path / "set_aside").iterdir()) == [
+        "epoch-0002", "last.keras"]
+    assert phase.read_history()["epoch"].tolist() == [1, 2, 3]
+    keras.saving.load_model(phase.last_model)  # written again, whole
