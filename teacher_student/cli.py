@@ -12,7 +12,7 @@ from pathlib import Path
 
 from teacher_student import config as config_module
 from teacher_student.bench.commands import add_bench_commands
-from teacher_student.errors import ConfigError, TimeBudgetReached, UserError
+from teacher_student.errors import ConfigError, PreflightFailed, TimeBudgetReached, UserError
 from teacher_student.run_dir import RunDir
 
 JOBS = {
@@ -79,9 +79,14 @@ def check_dtypes_command(args) -> int:
 def job_command(args) -> int:
     from teacher_student import jobs
 
-    run = {"train-teacher": jobs.train_teacher, "distill": jobs.distill,
-           "evaluate": jobs.evaluate}[args.command]
-    run(_config(args), RunDir(Path(args.run_dir)))
+    config, run_dir = _config(args), RunDir(Path(args.run_dir))
+    if args.command == "evaluate":
+        jobs.evaluate(config, run_dir)
+    elif args.preflight_only:
+        jobs.preflight(config, run_dir)
+    else:
+        run = {"train-teacher": jobs.train_teacher, "distill": jobs.distill}[args.command]
+        run(config, run_dir, preflight=not args.no_preflight)
     return 0
 
 
@@ -162,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="stop, everything saved, before an epoch that would end after "
                          "this long (11h30m, 90m, 3600); the same command continues "
                          "(exit status 3)")
+        if name != "evaluate":
+            checks = job.add_mutually_exclusive_group()
+            checks.add_argument("--preflight", dest="preflight_only", action="store_true",
+                                help="only check that every step of the plan builds, compiles "
+                                "and trains one batch here, print step times and an estimate "
+                                "of the whole plan, and exit (0: every step runs, 1: one "
+                                "cannot)")
+            checks.add_argument("--no-preflight", action="store_true",
+                                help="start training without that check (it runs first "
+                                "otherwise)")
         job.set_defaults(run=job_command)
     _add_export_commands(commands)
     add_bench_commands(commands)
@@ -178,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     except TimeBudgetReached as err:
         print(str(err), file=sys.stderr)
         return 3
+    except PreflightFailed as err:
+        print(str(err), file=sys.stderr)
+        return 1
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

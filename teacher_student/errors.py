@@ -1,8 +1,9 @@
 """What the user must fix, as one family of exceptions.
 
 The library raises these; only the command line turns them into a one-line message and an exit
-status (2), so a notebook or a script that calls the library gets an exception it can catch.
-Each message names what to fix: the config key, the file, folder or class, the run directory.
+status (2; 1 for a failed preflight), so a notebook or a script that calls the library gets an
+exception it can catch. Each message names what to fix: the config key, the file, folder or
+class, the run directory.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class RunDirError(UserError):
 
 class NonFiniteLoss(UserError, RuntimeError):
     """The loss became NaN or infinite: the phase stopped, its last good checkpoint is kept."""
+
+
+class PreflightFailed(UserError):
+    """A step of the plan cannot run on this machine, with any known fallback; the message
+    names the step, what was being done and the cause. The command line exits with status 1."""
 
 
 class TimeBudgetReached(Exception):

@@ -30,6 +30,7 @@ from teacher_student.models.teacher import build_teacher
 from teacher_student.outputs import plots, reports
 from teacher_student.run_dir import RunDir
 from teacher_student.training import distribute, plan
+from teacher_student.training import preflight as preflight_module
 from teacher_student.training.timekeeping import Timekeeper
 
 
@@ -43,6 +44,12 @@ class Prepared:
     distribution: distribute.Distribution
     run_dir: RunDir  # a non-chief worker keeps its own files apart from the chief's
     jit_compile: bool
+    # Steps the preflight moved to other settings (XLA off, float32), by folder name.
+    fallbacks: dict[str, plan.StepSettings] = dataclasses.field(default_factory=dict)
+
+    def step(self, name: str) -> plan.StepSettings:
+        """How the step trained in folder `name` runs."""
+        return self.fallbacks.get(name) or plan.StepSettings(self.policy, self.jit_compile)
 
 
 def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
@@ -111,12 +118,35 @@ def phases_of(config: Config) -> list[tuple[str, str, int]]:
 
 
 @contextmanager
-def training_job(config: Config, run_dir: RunDir) -> Iterator[Prepared]:
-    """A training job's preparation, its run directory locked until the job ends."""
+def training_job(config: Config, run_dir: RunDir, preflight: bool = True,
+                 distilled: bool = True) -> Iterator[Prepared]:
+    """A training job's preparation and preflight, its run directory locked until the job
+    ends."""
     distribution = distribute.choose()
     own_dir = worker_run_dir(run_dir, distribution)
     with run_lock.hold(own_dir.path):
-        yield prepare(config, run_dir, distribution)
+        job = prepare(config, run_dir, distribution)
+        if preflight:
+            job = dataclasses.replace(job, fallbacks=preflight_module.fallbacks_of(
+                check_plan_steps(job, distilled)))
+        # The run's models start from the same weights whether the preflight ran or not.
+        keras.utils.set_random_seed(job.config.data.seed)
+        yield job
+
+
+def check_plan_steps(job: Prepared, distilled: bool = True) -> dict[str, plan.StepSettings]:
+    """The preflight of every step still to train (preflight.py)."""
+    steps = preflight_module.planned_steps(job.config, job.run_dir, job.training, distilled)
+    clock = job.training.clock
+    return preflight_module.run_preflight(
+        steps, plan.StepSettings(job.policy, job.jit_compile), job.training, job.test,
+        job.run_dir, clock.remaining_s() if clock else None, job.distribution.scope)
+
+
+def preflight(config: Config, run_dir: RunDir, distilled: bool = True) -> None:
+    """The preflight alone (`--preflight`): raises PreflightFailed when a step cannot run."""
+    with training_job(config, run_dir, preflight=True, distilled=distilled):
+        pass
 
 
 def prepare(config: Config, run_dir: RunDir,
@@ -145,8 +175,8 @@ def prepare(config: Config, run_dir: RunDir,
                     inputs.test, inputs.class_names, distribution, run_dir, jit_compile)
 
 
-def train_teacher(config: Config, run_dir: RunDir) -> dict:
-    with training_job(config, run_dir) as job:
+def train_teacher(config: Config, run_dir: RunDir, preflight: bool = True) -> dict:
+    with training_job(config, run_dir, preflight) as job:
         return _train_teacher(job)
 
 
@@ -156,7 +186,8 @@ def _train_teacher(job: Prepared) -> dict:
         teacher = build_teacher(job.config.teacher, job.policy)
         print(f"teacher: {teacher.count_params():,} parameters")
         plan.train_teacher_phases(teacher, job.config.phases, job.policy, job.training, run_dir,
-                                  job.jit_compile, job.distribution.callbacks())
+                                  job.jit_compile, job.distribution.callbacks(), job.fallbacks,
+                                  lambda policy: build_teacher(job.config.teacher, policy))
     histories = {phase.name: run_dir.teacher_phase(index, phase.name).read_history()
                  for index, phase in enumerate(job.config.phases, start=1)}
     plots.plot_curves(histories, run_dir.reports / "teacher_curves.png")
@@ -181,31 +212,41 @@ def load_teacher(run_dir: RunDir, policy: PrecisionPolicy, config: Config) -> ke
     return teacher
 
 
-def distill(config: Config, run_dir: RunDir, distilled: bool = True) -> str:
+def distill(config: Config, run_dir: RunDir, distilled: bool = True,
+            preflight: bool = True) -> str:
     """The distilled student and, when `distill.baseline` says so, the same student trained
     from scratch; `distilled=False` trains the baseline alone (a benchmark's reference)."""
-    with training_job(config, run_dir) as job:
+    with training_job(config, run_dir, preflight, distilled) as job:
         return _distill(job, config, distilled)
 
 
 def _distill(job: Prepared, config: Config, distilled: bool) -> str:
     run_dir = job.run_dir
+    step = job.step(run_dir.distillation.name)
     with job.distribution.scope():
-        teacher = load_teacher(run_dir, job.policy, job.config)
-        student = build_student(job.config.student, job.policy)
+        teacher = load_teacher(run_dir, step.policy, job.config)
+        student = build_student(job.config.student, step.policy)
         print(f"student: {student.count_params():,} parameters "
               f"({teacher.count_params() / student.count_params():.1f}x fewer than the teacher)")
         if distilled:
-            plan.distill_student(teacher, student, job.config.distill, job.policy,
-                                 job.training, run_dir, job.jit_compile,
+            _say_fallback("distillation", step)
+            plan.distill_student(teacher, student, job.config.distill, step.policy,
+                                 job.training, run_dir, step.jit_compile,
                                  job.distribution.callbacks())
         if job.config.distill.baseline:
-            baseline = build_student(job.config.student, job.policy)
-            plan.train_student_from_scratch(baseline, job.config.distill, job.policy,
-                                            job.training, run_dir, job.jit_compile,
+            step = job.step(run_dir.baseline.name)
+            _say_fallback("baseline", step)
+            baseline = build_student(job.config.student, step.policy)
+            plan.train_student_from_scratch(baseline, job.config.distill, step.policy,
+                                            job.training, run_dir, step.jit_compile,
                                             job.distribution.callbacks())
     _print_peak_memory()
     return evaluate(config, run_dir, prepared=job)
+
+
+def _say_fallback(label: str, step: plan.StepSettings) -> None:
+    if step.fallback:
+        print(f"{label}: {step.fallback}")
 
 
 def evaluate(config: Config, run_dir: RunDir, prepared: Prepared | None = None) -> str:

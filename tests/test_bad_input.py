@@ -17,7 +17,7 @@ ONE_EPOCH = ["--config", "tiny", "--set", "data.batch_size=4", "--set", "phases.
 
 def train(images, run_dir, *extra) -> int:
     return main(["train-teacher", "--data", str(images), "--run-dir", str(run_dir),
-                 *ONE_EPOCH, *extra])
+                 "--no-preflight", *ONE_EPOCH, *extra])
 
 
 def test_unusable_files_are_skipped_listed_and_training_goes_on(tmp_path, capsys):

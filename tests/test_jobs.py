@@ -29,8 +29,9 @@ def trained_run(tmp_path_factory):
     images = write_image_folder(root / "images")
     config = cfg.load("tiny", [f"data.source={images}", *TINY])
     run_dir = root / "run"
-    teacher_row = jobs.train_teacher(config, RunDir(run_dir))
-    table = jobs.distill(config, RunDir(run_dir))
+    # The preflight has its own tests (tests/training/test_preflight.py).
+    teacher_row = jobs.train_teacher(config, RunDir(run_dir), preflight=False)
+    table = jobs.distill(config, RunDir(run_dir), preflight=False)
     return config, run_dir, teacher_row, table
 
 
@@ -65,7 +66,7 @@ def test_run_directory_holds_config_split_and_reports(trained_run):
 def test_rerun_skips_finished_work(trained_run, capsys):
     config, run_dir, _, _ = trained_run
     before = (run_dir / "teacher.keras").stat().st_mtime_ns
-    jobs.distill(config, RunDir(run_dir))
+    jobs.distill(config, RunDir(run_dir), preflight=False)
     out = capsys.readouterr().out
     assert "Epoch" not in out  # nothing was trained again
     assert "distillation: finished earlier, skipped" in out
@@ -76,7 +77,7 @@ def test_another_config_on_an_existing_run_is_an_error_naming_the_key(trained_ru
     config, run_dir, _, _ = trained_run
     changed = cfg.apply_overrides(config, ["teacher.fusion_width=16"])
     with pytest.raises(ConfigError, match="teacher.fusion_width: differs"):
-        jobs.train_teacher(changed, RunDir(run_dir))
+        jobs.train_teacher(changed, RunDir(run_dir), preflight=False)
 
 
 def test_precision_and_xla_may_change_on_an_existing_run(trained_run):
@@ -89,7 +90,8 @@ def test_precision_and_xla_may_change_on_an_existing_run(trained_run):
 
 def _command(images, run_dir) -> list[str]:
     return [sys.executable, "-m", "teacher_student", "train-teacher", "--config", "tiny",
-            "--data", str(images), "--run-dir", str(run_dir), "--set", "data.batch_size=4",
+            "--data", str(images), "--run-dir", str(run_dir), "--no-preflight",
+            "--set", "data.batch_size=4",
             "--set", "phases.1.epochs=6", "--set", "phases.2.epochs=0",
             "--set", "jit_compile=true"]  # a real job under XLA, killed and resumed
 

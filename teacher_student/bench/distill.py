@@ -76,7 +76,8 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
         base = [f"data.source={data}", f"data.seed={seed}", *overrides]
         teacher_run = RunDir(out / f"seed{seed}" / "teacher")
         if not (teacher_run.path / RESULT).exists():
-            row = jobs.train_teacher(config_module.load(config, base), teacher_run)
+            row = jobs.train_teacher(config_module.load(config, base), teacher_run,
+                                     preflight=False)
             _write_result(teacher_run, seed, "teacher", row["accuracy"])
         for name in variants:
             run_dir = _seeded(teacher_run, out / f"seed{seed}" / name)
@@ -85,7 +86,7 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
             baseline = name.startswith("scratch")
             settings = config_module.load(
                 config, [*base, *VARIANTS[name], f"distill.baseline={str(baseline).lower()}"])
-            jobs.distill(settings, run_dir, distilled=not baseline)
+            jobs.distill(settings, run_dir, distilled=not baseline, preflight=False)
             accuracy = pd.read_csv(run_dir.reports / "comparison.csv").set_index("model")[
                 "accuracy"]["student_scratch" if baseline else "student_distilled"]
             _write_result(run_dir, seed, name, float(accuracy))

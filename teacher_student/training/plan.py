@@ -10,7 +10,7 @@ augmentation, mixing, budget and schedule, so the comparison is fair.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,15 @@ from teacher_student.training.trainer import (
     phase_optimizer,
     recover_checkpoints,
 )
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How one step of the plan runs; the preflight (preflight.py) may choose another precision
+    or XLA setting for one step than the run's, and says why in `fallback`."""
+    policy: PrecisionPolicy
+    jit_compile: bool
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,25 @@ def compile_trainee(trainee: keras.Model, optimizer, policy: PrecisionPolicy,
                     jit_compile=jit_compile, steps_per_execution=steps_per_execution)
 
 
+def teacher_trainee(teacher: keras.Model, phase: PhaseConfig, index: int,
+                    data: TrainingData) -> Trainee:
+    """The teacher as phase `index` trains it: its trainable set, its augmentation."""
+    set_trainable(teacher, phase.trainable, phase.unfreeze_top)
+    return Trainee(teacher, phase.augment, seed=data.seed + 10 * index)
+
+
+def make_distiller(teacher: keras.Model, student: keras.Model, config: DistillConfig,
+                   policy: PrecisionPolicy, data: TrainingData) -> Distiller:
+    return Distiller(teacher, student, method_of(config, data.steps_per_epoch), config.alpha,
+                     config.augment, config.mix, data.seed, policy, config.teacher_feature,
+                     config.student_feature)
+
+
+def baseline_trainee(student: keras.Model, config: DistillConfig, data: TrainingData) -> Trainee:
+    """The student with the distillation's augmentation and mixing, trained on labels only."""
+    return Trainee(student, config.augment, config.mix, data.seed)
+
+
 def load_weights_from(model: keras.Model, path: Path) -> None:
     """Weights of a saved model, by layer name: works across precision policies."""
     transfer_weights(keras.saving.load_model(path, safe_mode=True), model)
@@ -68,8 +96,13 @@ def load_weights_from(model: keras.Model, path: Path) -> None:
 
 def train_teacher_phases(teacher: keras.Model, phases: tuple[PhaseConfig, ...],
                          policy: PrecisionPolicy, data: TrainingData, run_dir: RunDir,
-                         jit_compile: bool = True, callbacks: Sequence = ()) -> keras.Model:
-    """`callbacks` go to every phase's fit (the distribution engine's, say)."""
+                         jit_compile: bool = True, callbacks: Sequence = (),
+                         fallbacks: Mapping[str, StepSettings] | None = None,
+                         build: Callable[[PrecisionPolicy], keras.Model] | None = None
+                         ) -> keras.Model:
+    """`teacher` is built under `policy`; `callbacks` go to every phase's fit (the distribution
+    engine's, say). A phase with a preflight fallback (`fallbacks`, by folder name) under
+    another policy trains a model `build` makes under it, carrying the teacher's weights."""
     best_so_far: Path | None = None
     for index, phase in enumerate(phases, start=1):
         directory = run_dir.teacher_phase(index, phase.name)
@@ -78,19 +111,21 @@ def train_teacher_phases(teacher: keras.Model, phases: tuple[PhaseConfig, ...],
         if directory.is_done():
             print(f"{label}: finished earlier, skipped")
         else:
+            step = (fallbacks or {}).get(directory.name) or StepSettings(policy, jit_compile)
+            model = teacher if step.policy.name == policy.name else _rebuilt(teacher, step,
+                                                                             build)
             if best_so_far and directory.latest_resume_point() is None:
-                load_weights_from(teacher, best_so_far)
-            set_trainable(teacher, phase.trainable, phase.unfreeze_top)
-            trainee = Trainee(teacher, phase.augment, seed=data.seed + 10 * index)
-            compile_trainee(trainee, phase_optimizer(phase, data.steps_per_epoch), policy,
-                            jit_compile, data.steps_per_execution)
-            parts = trainable_parts(teacher)
+                load_weights_from(model, best_so_far)
+            trainee = teacher_trainee(model, phase, index, data)
+            compile_trainee(trainee, phase_optimizer(phase, data.steps_per_epoch), step.policy,
+                            step.jit_compile, data.steps_per_execution)
+            parts = trainable_parts(model)
             print(f"{label}: {phase.epochs} epochs, lr {phase.learning_rate} ({phase.schedule}), "
                   f"trunk parts training {sum(parts)}/{len(parts)}, "
-                  f"{_count(teacher.trainable_weights):,} trainable parameters, "
-                  f"augment {phase.augment}")
+                  f"{_count(model.trainable_weights):,} trainable parameters, "
+                  f"augment {phase.augment}" + (f"; {step.fallback}" if step.fallback else ""))
             fit_resumable(trainee, data.train, data.val, epochs=phase.epochs,
-                          directory=directory, policy=policy, deployable=teacher,
+                          directory=directory, policy=step.policy, deployable=model,
                           callbacks=[*callbacks, *phase_callbacks(phase, directory)],
                           clock=data.watch(directory))
         if directory.best_model.exists():
@@ -107,9 +142,7 @@ def distill_student(teacher: keras.Model, student: keras.Model, config: DistillC
                     jit_compile: bool = True, callbacks: Sequence = ()) -> keras.Model:
     directory = run_dir.distillation
     recover_checkpoints(directory)
-    distiller = Distiller(teacher, student, method_of(config, data.steps_per_epoch),
-                          config.alpha, config.augment, config.mix, data.seed, policy,
-                          config.teacher_feature, config.student_feature)
+    distiller = make_distiller(teacher, student, config, policy, data)
     compile_trainee(distiller, phase_optimizer(config, data.steps_per_epoch), policy,
                     jit_compile, data.steps_per_execution)
     print("distillation: finished earlier, skipped" if directory.is_done() else
@@ -126,7 +159,7 @@ def train_student_from_scratch(student: keras.Model, config: DistillConfig,
                                jit_compile: bool = True, callbacks: Sequence = ()) -> keras.Model:
     """The baseline: the same student, budget, schedule, augmentation and mixing, with labels
     only."""
-    trainee = Trainee(student, config.augment, config.mix, data.seed)
+    trainee = baseline_trainee(student, config, data)
     compile_trainee(trainee, phase_optimizer(config, data.steps_per_epoch), policy, jit_compile,
                     data.steps_per_execution)
     directory = run_dir.baseline
@@ -148,6 +181,15 @@ def _train_student(model, student, config: DistillConfig, policy, data,
         load_weights_from(student, directory.best_model)
     run_dir.save_model(student, name)
     return student
+
+
+def _rebuilt(model: keras.Model, step: StepSettings, build) -> keras.Model:
+    """`model`'s weights in a model built under `step.policy`."""
+    if build is None:
+        raise ValueError(f"a fallback to {step.policy.name} needs a `build` function")
+    other = build(step.policy)
+    transfer_weights(model, other)
+    return other
 
 
 def _count(weights) -> int:

@@ -55,7 +55,7 @@ CPU_INTO_EPOCH_S = 0.5  # CPU time the process runs after an epoch's checkpoint,
 
 def _command(job: str, images: Path, run_dir: Path) -> list[str]:
     command = [sys.executable, "-m", "teacher_student", job, "--config", "tiny",
-               "--data", str(images), "--run-dir", str(run_dir)]
+               "--data", str(images), "--run-dir", str(run_dir), "--no-preflight"]
     for setting in SETTINGS:
         command += ["--set", setting]
     return command

@@ -62,7 +62,7 @@ def test_time_budget_stops_between_epochs_and_reruns_end_like_an_uninterrupted_r
     stops = 0
     while True:  # each run: one epoch, then the next would not fit in one second
         try:
-            jobs.train_teacher(config, run_dir)
+            jobs.train_teacher(config, run_dir, preflight=False)
             break
         except TimeBudgetReached as stop:
             assert "Run the same command again" in str(stop)
@@ -97,13 +97,14 @@ def test_a_truncated_last_keras_is_set_aside_and_the_run_resumes_from_the_epoch_
     phase = run_dir.teacher_phase(1, "warmup")
     for _ in range(2):  # one epoch per run: two resume points
         with pytest.raises(TimeBudgetReached):
-            jobs.train_teacher(cfg.load("tiny", [*settings, "time_budget=1s"]), run_dir)
+            jobs.train_teacher(cfg.load("tiny", [*settings, "time_budget=1s"]), run_dir,
+                               preflight=False)
     assert [p.name for p in phase.resume_points()] == ["epoch-0001", "epoch-0002"]
     content = phase.last_model.read_bytes()
     phase.last_model.write_bytes(content[:len(content) // 2])  # a copy cut short
     capsys.readouterr()
 
-    jobs.train_teacher(cfg.load("tiny", settings), run_dir)
+    jobs.train_teacher(cfg.load("tiny", settings), run_dir, preflight=False)
 
     out = capsys.readouterr().out
     assert f"{phase.last_model} cannot be read" in out

@@ -1,0 +1,156 @@
+"""The preflight: every step of the plan checked on a real batch before the first epoch.
+
+The faults are planted in the models the job builds (the builders are replaced by ones that add
+the faulty layers to the real models); the XLA compile, the allocation and the fallback run are
+real.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from helpers import write_image_folder
+from keras import layers, ops
+
+from teacher_student import cli, jobs
+from teacher_student import config as cfg
+from teacher_student.models.student import build_student
+from teacher_student.models.teacher import build_teacher
+from teacher_student.run_dir import RunDir
+from teacher_student.training import preflight
+
+STEPS = ["phase1_warmup", "phase2_main", "phase3_finetune", "student_distilled",
+         "student_scratch"]
+RECORDS = ["config.yaml", "preflight.json", "skipped_files.csv", "split.csv"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("images"))
+
+
+def _settings(images, *more):
+    return [f"data.source={images}", "data.batch_size=4", *more]
+
+
+def test_preflight_checks_every_step_and_leaves_no_trace(images, tmp_path, capsys):
+    config = cfg.load("tiny", _settings(images))
+    run_dir = RunDir(tmp_path / "run")
+    with jobs.training_job(config, run_dir) as job:
+        weights = build_teacher(job.config.teacher, job.policy).get_weights()
+    out = capsys.readouterr().out
+    record = json.loads((run_dir.path / "preflight.json").read_text())
+    assert [step["name"] for step in record["steps"]] == STEPS
+    assert not any(step["fallback"] for step in record["steps"])
+    assert all(step["train_step_s"] > 0 and step["estimate_s"] > 0 for step in record["steps"])
+    assert "teacher phase 3 'finetune': " in out and "estimate for the plan" in out
+    # No checkpoint, no model: the records of the run's data and of the preflight.
+    assert sorted(p.name for p in run_dir.path.iterdir() if p.name != ".lock") == RECORDS
+    # The run's models start where they would without a preflight.
+    with jobs.training_job(config, RunDir(tmp_path / "plain"), preflight=False) as job:
+        plain = build_teacher(job.config.teacher, job.policy).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(weights, plain))
+
+
+class DeviceHog(layers.Layer):
+    """Asks for 1 TiB in the training step: a real out-of-memory on any machine."""
+
+    def call(self, x, training=False):
+        if training:
+            huge = ops.tile(x[:1, :1, :1, :1], (2**14, 2**13, 2**12, 1))
+            x = x + ops.cast(ops.max(huge), x.dtype)
+        return x
+
+
+def _with_layer_before_logits(model: keras.Model, layer: layers.Layer) -> keras.Model:
+    """`model` with `layer` applied to its input, the real model after it."""
+    inputs = keras.Input(model.input.shape[1:], dtype=model.input.dtype, name="image")
+    features = layers.Rescaling(1.0, dtype="float32", name="planted_cast")(inputs)
+    return keras.Model(inputs, model(layer(features)), name=f"planted_{model.name}")
+
+
+def test_an_out_of_memory_step_fails_the_preflight_naming_the_step(images, tmp_path, capsys,
+                                                                 monkeypatch):
+    def hungry_teacher(config, policy):
+        return _with_layer_before_logits(build_teacher(config, policy), DeviceHog(name="hog"))
+
+    monkeypatch.setattr(preflight, "build_teacher", hungry_teacher)
+    run = tmp_path / "run"
+    argv = ["train-teacher", "--config", "tiny", "--run-dir", str(run)]
+    for setting in _settings(images):
+        argv += ["--set", setting]
+    assert cli.main([*argv, "--preflight"]) == 1
+    err = capsys.readouterr().err
+    assert "teacher phase 1 'warmup', compiling and taking the first training step" in err
+    assert "memory" in err and "data.batch_size" in err
+    assert not (run / "teacher").exists() and not list(run.glob("*.keras"))
+
+
+def _float16_bilinear_branch(policy):
+    """A two-scale branch whose bilinear upsampling computes in the policy's float16, with no
+    float32 island: TensorFlow's XLA cannot compile its gradient (MIXED-PRECISION-FACTS.md)."""
+    dtype = policy.layer_dtype
+
+    def apply(x):
+        fine = layers.Conv2D(4, 3, padding="same", dtype=dtype, name="planted_fine")(x)
+        coarse = layers.Conv2D(4, 3, strides=2, padding="same", dtype=dtype,
+                               name="planted_coarse")(fine)
+        up = layers.UpSampling2D(2, interpolation="bilinear", dtype=dtype,
+                                 name="planted_up")(coarse)
+        return layers.Add(dtype=dtype, name="planted_merge")([fine, up])
+    return apply
+
+
+def teacher_with_a_float16_resize(config, policy):
+    teacher = build_teacher(config, policy)
+    inputs = keras.Input(teacher.input.shape[1:], dtype="uint8", name="image")
+    x = layers.Rescaling(1 / 255, dtype=policy.layer_dtype, name="planted_scale")(inputs)
+    branch = layers.GlobalAveragePooling2D(dtype=policy.layer_dtype, name="planted_pool")(
+        _float16_bilinear_branch(policy)(x))
+    extra = layers.Dense(config.num_classes, dtype="float32", name="planted_logits")(branch)
+    logits = layers.Add(dtype="float32", name="planted_sum")([teacher(inputs), extra])
+    return keras.Model(inputs, logits, name="planted_teacher")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow XLA fault")
+def test_an_xla_dtype_fault_falls_back_to_xla_off_and_the_run_completes(images, tmp_path,
+                                                                      capsys, monkeypatch):
+    monkeypatch.setattr(preflight, "build_teacher", teacher_with_a_float16_resize)
+    monkeypatch.setattr(jobs, "build_teacher", teacher_with_a_float16_resize)
+    config = cfg.load("tiny", _settings(images, "precision=mixed_float16", "jit_compile=true",
+                                        "distill.baseline=false"))
+    run_dir = RunDir(tmp_path / "run")
+
+    jobs.train_teacher(config, run_dir)
+
+    out = capsys.readouterr().out
+    assert "preflight: teacher phase 1 'warmup' fails as configured" in out
+    assert "it runs with mixed_float16, XLA off instead" in out
+    steps = {s["name"]: s for s in json.loads((run_dir.path / "preflight.json").read_text())[
+        "steps"]}
+    for name in STEPS[:3]:
+        assert (steps[name]["precision"], steps[name]["jit_compile"]) == ("mixed_float16", False)
+        assert "different precisions" in steps[name]["fallback"]
+    # The distillation only runs the teacher forward: XLA stays on for it.
+    assert steps["student_distilled"]["jit_compile"] is True
+    for index, name in enumerate(("warmup", "main", "finetune"), start=1):
+        history = run_dir.teacher_phase(index, name).read_history()
+        assert history["epoch"].tolist() == [1]
+    assert keras.saving.load_model(run_dir.model_file("teacher")).name == "planted_teacher"
+
+
+def test_a_student_that_fails_everywhere_stops_the_run_before_training(images, tmp_path,
+                                                                      monkeypatch):
+    def broken_student(config, policy):
+        return _with_layer_before_logits(build_student(config, policy),
+                                         layers.Reshape((-1,), name="planted_flatten"))
+
+    monkeypatch.setattr(preflight, "build_student", broken_student)
+    config = cfg.load("tiny", _settings(images))
+    run_dir = RunDir(tmp_path / "run")
+    with pytest.raises(preflight.PreflightFailed, match="distillation, building its models"):
+        jobs.train_teacher(config, run_dir)
+    assert not (run_dir.path / "teacher").exists()
