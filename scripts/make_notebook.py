@@ -308,6 +308,12 @@ With a pretrained trunk: phase 1 trains the head on the frozen trunk, phase 2 un
 blocks, phase 3 trains everything at a low learning rate (from scratch: warm-up, main training,
 fine-tune). Each phase checkpoints `last.keras` and `best.keras` after every epoch.
 
+First, a **preflight** builds every step still to train (the three phases, distillation, the
+baseline), trains each on one real batch on this GPU and prints the step times, the peak GPU
+memory and an estimate of the whole plan, in a few minutes. A step that fails under XLA or
+float16 runs with XLA off (or in float32) instead, and the line says so; an out-of-memory stops
+here, before hours are spent, naming the step.
+
 **After a kernel restart or a time-out**, run all cells again with the same `WORK` and
 `RUN_NAME`: finished phases print "finished earlier, skipped", an interrupted phase continues
 after its last finished epoch with its optimizer state, and distillation resumes the same way.

@@ -10,6 +10,7 @@
     export/              deployable copies (the export command)
     cache/               decoded images, when they are kept on disk (data/images.py)
     status.json          where the run is: phase, epoch, share of the plan, time left
+    preflight.json       what the preflight measured, and the fallback of any step
     .lock                held by the process training here (run_lock.py)
     workers/worker-N/    what a non-chief worker of a multi-host run writes
 

@@ -92,7 +92,8 @@ def test_a_bad_time_budget_is_a_config_error_naming_the_key(text):
 def test_a_truncated_last_keras_is_set_aside_and_the_run_resumes_from_the_epoch_before(
         tmp_path, capsys):
     images = write_image_folder(tmp_path / "images")
-    settings = [f"data.source={images}", "data.batch_size=4", "phases.0.epochs=3"]
+    settings = [f"data.source={images}", "data.batch_size=4", "phases.0.epochs=3",
+                "phases.1.epochs=0", "phases.2.epochs=0"]
     run_dir = RunDir(tmp_path / "run")
     phase = run_dir.teacher_phase(1, "warmup")
     for _ in range(2):  # one epoch per run: two resume points
