@@ -19,6 +19,9 @@ from teacher_student import jobs
 from teacher_student.config import ConfigError
 from teacher_student.run_dir import RunDir
 
+# Its shared fixture is built once: every test of the module runs in one worker.
+pytestmark = pytest.mark.xdist_group("jobs")
+
 TINY = ["data.batch_size=4", "distill.epochs=2"]
 
 

@@ -14,6 +14,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+# Its shared fixture is built once: every test of the module runs in one worker.
+pytestmark = pytest.mark.xdist_group("notebook")
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "kaggle_t4.ipynb"
 

@@ -29,6 +29,9 @@ import pandas as pd
 import pytest
 from helpers import write_image_folder
 
+# Its shared fixture is built once: every test of the module runs in one worker.
+pytestmark = pytest.mark.xdist_group("interruptions")
+
 PHASES = ("phase1_warmup", "phase2_main", "phase3_finetune")
 PHASE_NAMES = ("warmup", "main", "finetune")
 EPOCHS = 3  # in every teacher phase: an epoch to kill in, and one after the resumed one

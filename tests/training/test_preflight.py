@@ -37,23 +37,33 @@ def _settings(images, *more):
     return [f"data.source={images}", "data.batch_size=4", *more]
 
 
-def test_preflight_checks_every_step_and_leaves_no_trace(images, tmp_path, capsys):
-    config = cfg.load("tiny", _settings(images))
-    run_dir = RunDir(tmp_path / "run")
-    with jobs.training_job(config, run_dir) as job:
-        weights = build_teacher(job.config.teacher, job.policy).get_weights()
+def _argv(command, images, run) -> list[str]:
+    argv = [command, "--config", "tiny", "--run-dir", str(run)]
+    for setting in _settings(images):
+        argv += ["--set", setting]
+    return argv
+
+
+def test_preflight_alone_checks_every_step_and_leaves_no_checkpoint(images, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main([*_argv("train-teacher", images, run), "--preflight"]) == 0
     out = capsys.readouterr().out
-    record = json.loads((run_dir.path / "preflight.json").read_text())
+    record = json.loads((run / "preflight.json").read_text())
     assert [step["name"] for step in record["steps"]] == STEPS
     assert not any(step["fallback"] for step in record["steps"])
     assert all(step["train_step_s"] > 0 and step["estimate_s"] > 0 for step in record["steps"])
     assert "teacher phase 3 'finetune': " in out and "estimate for the plan" in out
     # No checkpoint, no model: the records of the run's data and of the preflight.
-    assert sorted(p.name for p in run_dir.path.iterdir() if p.name != ".lock") == RECORDS
-    # The run's models start where they would without a preflight.
-    with jobs.training_job(config, RunDir(tmp_path / "plain"), preflight=False) as job:
-        plain = build_teacher(job.config.teacher, job.policy).get_weights()
-    assert all(np.array_equal(a, b) for a, b in zip(weights, plain))
+    assert sorted(p.name for p in run.iterdir() if p.name != ".lock") == RECORDS
+
+
+def test_the_run_starts_from_the_same_weights_with_or_without_a_preflight(images, tmp_path):
+    config = cfg.load("tiny", _settings(images, *ONE_PHASE, "distill.baseline=false"))
+    weights = {}
+    for checked in (True, False):
+        with jobs.training_job(config, RunDir(tmp_path / str(checked)), checked) as job:
+            weights[checked] = build_teacher(job.config.teacher, job.policy).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(weights[True], weights[False]))
 
 
 class DeviceHog(layers.Layer):
@@ -80,10 +90,7 @@ def test_an_out_of_memory_step_fails_the_preflight_naming_the_step(images, tmp_p
 
     monkeypatch.setattr(preflight, "build_teacher", hungry_teacher)
     run = tmp_path / "run"
-    argv = ["train-teacher", "--config", "tiny", "--run-dir", str(run)]
-    for setting in _settings(images):
-        argv += ["--set", setting]
-    assert cli.main([*argv, "--preflight"]) == 1
+    assert cli.main([*_argv("train-teacher", images, run), "--preflight"]) == 1
     err = capsys.readouterr().err
     assert "teacher phase 1 'warmup', compiling and taking the first training step" in err
     assert "memory" in err and "data.batch_size" in err
