@@ -3,10 +3,9 @@ Keras' stock `image_dataset_from_directory`, each built afresh `spec.repeats` ti
 
 Ours, as the trainer runs it: `read_source` decodes (and checks) every file once into the image
 cache, `Batches` serves shuffled uint8 batches, and the `Augmentation` layer transforms each
-batch as the training step does (compiled without XLA on a CPU; its warp
-with XLA on TensorFlow). The first epoch includes the
-decoding; later epochs come from the cache. The stock loader decodes every epoch, does not
-check files and does not augment.
+batch as the training step does (compiled without XLA on a CPU; its warp with XLA on
+TensorFlow). The first epoch includes the decoding; later epochs come from the cache. The stock
+loader decodes every epoch, does not check files and does not augment.
 """
 
 from __future__ import annotations
