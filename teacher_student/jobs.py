@@ -140,7 +140,8 @@ def check_plan_steps(job: Prepared, distilled: bool = True) -> dict[str, plan.St
     clock = job.training.clock
     return preflight_module.run_preflight(
         steps, plan.StepSettings(job.policy, job.jit_compile), job.training, job.test,
-        job.run_dir, clock.remaining_s() if clock else None, job.distribution.scope)
+        job.run_dir, clock.remaining_s() if clock else None, job.distribution.scope,
+        timed_fits=not job.distribution.spans_processes)
 
 
 def preflight(config: Config, run_dir: RunDir, distilled: bool = True) -> None:

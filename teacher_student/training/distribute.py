@@ -52,6 +52,11 @@ class Distribution:
         return (keras.backend.backend() == "jax" and self.replicas == 1
                 and accelerator_name() is not None)
 
+    @property
+    def spans_processes(self) -> bool:
+        """Whether several processes take every step together (each must take as many)."""
+        return self.name.startswith("MultiWorker")
+
     def scope(self):
         return self.engine.scope() if self.engine is not None else contextlib.nullcontext()
 

@@ -4,10 +4,11 @@ the first minutes of a session, not hours in.
 
 For each step not finished yet (each teacher phase with its trainable set, distillation with its
 method, the baseline) it builds fresh models under the run's precision, XLA setting and
-distribution, compiles them, takes training steps and a validation step on the first batches of
-the real data, and saves, loads and predicts with the step's model as the checkpoints and the
-evaluation will. The fresh models are then dropped: the run's own models, optimizers and run
-directory never see them; only `RUN/preflight.json` records what was found.
+distribution, compiles them, takes training steps (single ones, then a few through `fit`, as
+the epochs run them) and a validation step on the first batches of the real data, and saves,
+loads and predicts with the step's model as the checkpoints and the evaluation will. The fresh
+models are then dropped: the run's own models, optimizers and run directory never see them;
+only `RUN/preflight.json` records what was found.
 
 When a step fails, the known fallbacks are tried in order: XLA off, then float32, then both;
 the first that works is what the run uses for that step, said in one line and in
@@ -44,7 +45,8 @@ from teacher_student.training.plan import StepSettings, TrainingData
 from teacher_student.training.timekeeping import format_duration
 from teacher_student.training.trainer import load_progress, phase_optimizer
 
-TIMED_STEPS = 3  # training steps timed after the first (which compiles)
+TIMED_STEPS = 3  # single training steps timed after the first (which compiles)
+FIT_SECONDS = 0.5  # about how long the shorter of the two timing fits runs
 RECORD = "preflight.json"
 
 
@@ -122,9 +124,11 @@ def _epochs_done(directory: CheckpointDir) -> int:
 
 def run_preflight(steps: list[PlannedStep], settings: StepSettings, data: TrainingData,
                   test_batches, run_dir: RunDir, budget_left_s: float | None = None,
-                  scope=None) -> dict[str, StepSettings]:
+                  scope=None, timed_fits: bool = True) -> dict[str, StepSettings]:
     """Checks every step; the settings each will run with (by folder name). Writes
-    `RUN/preflight.json`; raises PreflightFailed when a step cannot run."""
+    `RUN/preflight.json`; raises PreflightFailed when a step cannot run. `timed_fits=False`
+    times single steps only: workers that step together must take the same number of steps,
+    and a count chosen from each one's own timing would differ."""
     started = time.monotonic()
     batches = _Batches(data.train, data.val, test_batches)
     print(f"preflight: {len(steps)} steps on {device_name()}, {settings.policy.name}, "
@@ -132,7 +136,7 @@ def run_preflight(steps: list[PlannedStep], settings: StepSettings, data: Traini
     checks, chosen = [], {}
     for step in steps:
         with _quiet_retracing():
-            check = _check_step(step, settings, batches, data, scope)
+            check = _check_step(step, settings, batches, data, scope, timed_fits)
         checks.append(check)
         chosen[step.name] = StepSettings(PrecisionPolicy(check.precision), check.jit_compile,
                                          check.fallback)
@@ -169,12 +173,12 @@ def _quiet_retracing():
 
 
 def _check_step(step: PlannedStep, settings: StepSettings, batches, data: TrainingData,
-                scope) -> StepCheck:
+                scope, timed_fits: bool) -> StepCheck:
     failures = []
     for policy, jit_compile, fallback in _candidates(settings):
         try:
             with scope() if scope else contextlib.nullcontext():
-                timings = _try_step(step, policy, jit_compile, batches)
+                timings = _try_step(step, policy, jit_compile, batches, timed_fits)
         except _StageFailed as failed:
             cause = _cause(failed.error)
             where = (f"{step.label}, {failed.stage} ({policy.name}, XLA "
@@ -210,7 +214,8 @@ def _candidates(settings: StepSettings):
     return candidates
 
 
-def _try_step(step: PlannedStep, policy: PrecisionPolicy, jit_compile: bool, batches) -> dict:
+def _try_step(step: PlannedStep, policy: PrecisionPolicy, jit_compile: bool, batches,
+              timed_fits: bool = True) -> dict:
     """Seconds of: the first training step (building and compiling too), a training step,
     a validation step. Raises _StageFailed naming the stage."""
     stage = "building its models"
@@ -222,7 +227,9 @@ def _try_step(step: PlannedStep, policy: PrecisionPolicy, jit_compile: bool, bat
         trainee.train_on_batch(*batches.train)
         first = time.perf_counter() - started
         stage = "a training step"
-        train = _median_time(lambda: trainee.train_on_batch(*batches.train), TIMED_STEPS)
+        single = _median_time(lambda: trainee.train_on_batch(*batches.train), TIMED_STEPS)
+        stage = "training steps through fit"
+        train = _fit_step_time(trainee, batches.train, single) if timed_fits else single
         stage = "a validation step"
         trainee.test_on_batch(*batches.val)
         val = _median_time(lambda: trainee.test_on_batch(*batches.val), 1)
@@ -240,6 +247,36 @@ def _save_load_predict(trainee: keras.Model, deployable: keras.Model, images) ->
         trainee.save_weights(Path(scratch) / "state.weights.h5")
         loaded = keras.saving.load_model(model_file, safe_mode=True)
         loaded.predict_on_batch(images)
+
+
+def _fit_step_time(trainee: keras.Model, batch: tuple, single_s: float) -> float:
+    """Seconds per training step as epochs run them: through `fit`, which keeps the device
+    busy while Python moves on (a single `train_on_batch` waits for its result, and on a fast
+    GPU that wait doubles a short step). Two short fits, so that fit's start-up cancels out."""
+    steps = min(max(round(FIT_SECONDS / max(single_s, 1e-4)), 2), 50)
+    seconds = []
+    for count in (steps, 2 * steps):
+        started = time.perf_counter()
+        trainee.fit(_Repeated(batch, count), epochs=1, verbose=0, shuffle=False)
+        seconds.append(time.perf_counter() - started)
+    difference = (seconds[1] - seconds[0]) / steps
+    average = seconds[1] / (2 * steps)  # start-up included: an upper bound
+    # On a busy machine the difference can be noise; the longer fit's average bounds it.
+    return difference if average / 2 <= difference <= average else min(single_s, average)
+
+
+class _Repeated(keras.utils.PyDataset):
+    """One batch, `count` times."""
+
+    def __init__(self, batch: tuple, count: int):
+        super().__init__()
+        self.batch, self.count = batch, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> tuple:
+        return self.batch
 
 
 def _median_time(call: Callable[[], object], times: int) -> float:
