@@ -23,7 +23,7 @@ from teacher_student.config.checks import parse_duration
 from teacher_student.data.batches import Batches
 from teacher_student.data.inputs import prepare_inputs
 from teacher_student.errors import RunDirError
-from teacher_student.hardware import peak_memory_bytes
+from teacher_student.hardware import accelerator_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy, resolve
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
@@ -141,7 +141,8 @@ def check_plan_steps(job: Prepared, distilled: bool = True) -> dict[str, plan.St
     return preflight_module.run_preflight(
         steps, plan.StepSettings(job.policy, job.jit_compile), job.training, job.test,
         job.run_dir, clock.remaining_s() if clock else None, job.distribution.scope,
-        timed_fits=not job.distribution.spans_processes)
+        # On a CPU a single step is already synchronous: short fits would only add time.
+        timed_fits=accelerator_name() is not None and not job.distribution.spans_processes)
 
 
 def preflight(config: Config, run_dir: RunDir, distilled: bool = True) -> None:
