@@ -67,7 +67,7 @@ def test_the_run_starts_from_the_same_weights_with_or_without_a_preflight(images
 
 
 class DeviceHog(layers.Layer):
-    """Asks for 1 TiB in the training step: a real out-of-memory on any machine."""
+    """Asks for 2 TiB in the training step: a real out-of-memory on any machine."""
 
     def call(self, x, training=False):
         if training:
@@ -76,7 +76,7 @@ class DeviceHog(layers.Layer):
         return x
 
 
-def _with_layer_before_logits(model: keras.Model, layer: layers.Layer) -> keras.Model:
+def _with_layer_in_front(model: keras.Model, layer: layers.Layer) -> keras.Model:
     """`model` with `layer` applied to its input, the real model after it."""
     inputs = keras.Input(model.input.shape[1:], dtype=model.input.dtype, name="image")
     features = layers.Rescaling(1.0, dtype="float32", name="planted_cast")(inputs)
@@ -86,7 +86,7 @@ def _with_layer_before_logits(model: keras.Model, layer: layers.Layer) -> keras.
 def test_an_out_of_memory_step_fails_the_preflight_naming_the_step(images, tmp_path, capsys,
                                                                  monkeypatch):
     def hungry_teacher(config, policy):
-        return _with_layer_before_logits(build_teacher(config, policy), DeviceHog(name="hog"))
+        return _with_layer_in_front(build_teacher(config, policy), DeviceHog(name="hog"))
 
     monkeypatch.setattr(preflight, "build_teacher", hungry_teacher)
     run = tmp_path / "run"
@@ -152,7 +152,7 @@ def test_an_xla_dtype_fault_falls_back_to_xla_off_and_the_run_completes(images, 
 def test_a_student_that_fails_everywhere_stops_the_run_before_training(images, tmp_path,
                                                                       monkeypatch):
     def broken_student(config, policy):
-        return _with_layer_before_logits(build_student(config, policy),
+        return _with_layer_in_front(build_student(config, policy),
                                          layers.Reshape((-1,), name="planted_flatten"))
 
     monkeypatch.setattr(preflight, "build_student", broken_student)
