@@ -3,11 +3,19 @@ Constants and helpers that tests import by name are in helpers.py."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
 from teacher_student.config import POLICIES
 from teacher_student.models.precision import PrecisionPolicy
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same random state: a model's initial weights must not depend
+    on which tests ran before it in the same worker (pytest-xdist changes that order)."""
+    keras.utils.set_random_seed(0)
 
 
 @pytest.fixture(params=POLICIES)

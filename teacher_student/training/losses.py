@@ -28,12 +28,14 @@ def label_loss(labels, logits, sample_weight=None, partner=None, share=None):
 def standardize(logits):
     """Each sample's logits minus their mean, over their standard deviation (Sun et al., "Logit
     Standardization in Knowledge Distillation", CVPR 2024): the student then matches the
-    relations between the teacher's logits, not their scale."""
+    relations between the teacher's logits, not their scale. The small constant goes inside the
+    square root: at zero variance (a constant row) sqrt's own gradient is infinite, and the
+    step's gradient NaN."""
     logits = ops.cast(logits, "float32")
     count = ops.cast(ops.shape(logits)[-1], "float32")
     mean = ops.mean(logits, axis=-1, keepdims=True)
     variance = ops.sum(ops.square(logits - mean), axis=-1, keepdims=True) / (count - 1)
-    return (logits - mean) / (ops.sqrt(variance) + 1e-7)
+    return (logits - mean) / ops.sqrt(variance + 1e-14)
 
 
 def kd_loss(teacher_logits, student_logits, temperature: float, standardized: bool = False):
@@ -84,8 +86,8 @@ def feature_loss(student_features, teacher_features):
 def _standardized_map(features):
     features = ops.cast(features, "float32")
     mean = ops.mean(features, axis=(1, 2, 3), keepdims=True)
-    deviation = ops.sqrt(ops.mean(ops.square(features - mean), axis=(1, 2, 3), keepdims=True))
-    return (features - mean) / (deviation + 1e-5)
+    variance = ops.mean(ops.square(features - mean), axis=(1, 2, 3), keepdims=True)
+    return (features - mean) / ops.sqrt(variance + 1e-10)  # a constant map: a finite gradient
 
 
 def _prepared(teacher_logits, student_logits, standardized: bool):

@@ -24,7 +24,7 @@ def kl(p, q):
 
 
 def zscore(z):
-    return (z - z.mean(axis=-1, keepdims=True)) / (z.std(axis=-1, ddof=1, keepdims=True) + 1e-7)
+    return (z - z.mean(axis=-1, keepdims=True)) / np.sqrt(z.var(axis=-1, ddof=1, keepdims=True) + 1e-14)
 
 
 def test_label_loss_is_the_mean_cross_entropy_weighted_per_sample():
@@ -92,13 +92,38 @@ def test_dkd_with_a_confident_teacher_stays_finite():
     assert np.isfinite(value) and value > 0
 
 
+def gradient(loss, x):
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = loss(x)
+    return tape.gradient(value, x).numpy()
+
+
+def test_a_constant_row_of_logits_or_a_constant_feature_map_has_a_finite_gradient():
+    # A dead student (all its logits or features equal) has zero variance, where sqrt's own
+    # gradient is infinite: one NaN gradient and loss scaling skips every step.
+    constant_row = STUDENT.copy()
+    constant_row[2] = 0.5
+    for standardized_loss in (
+            lambda s: losses.kd_loss(TEACHER, s, 4.0, standardized=True),
+            lambda s: losses.dkd_loss(TEACHER, s, LABELS, 1.0, 8.0, 4.0, standardized=True)):
+        grad = gradient(standardized_loss, constant_row)
+        assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+    dead_map = np.zeros((2, 4, 4, 3), dtype="float32")
+    teacher_map = RNG.normal(size=(2, 4, 4, 3)).astype("float32")
+    assert np.isfinite(gradient(lambda s: losses.feature_loss(s, teacher_map), dead_map)).all()
+
+
 def test_feature_loss_is_the_mse_of_standardized_maps_whatever_their_scale():
     student = RNG.normal(size=(2, 4, 4, 3)).astype("float32")
     teacher = RNG.normal(size=(2, 4, 4, 3)).astype("float32")
 
     def standardized(f):
         mean = f.mean(axis=(1, 2, 3), keepdims=True)
-        return (f - mean) / (f.std(axis=(1, 2, 3), keepdims=True) + 1e-5)
+        return (f - mean) / np.sqrt(f.var(axis=(1, 2, 3), keepdims=True) + 1e-10)
 
     expected = np.mean((standardized(student) - standardized(teacher)) ** 2)
     assert float(losses.feature_loss(student, teacher)) == pytest.approx(expected, rel=1e-4)
