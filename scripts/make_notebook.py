@@ -146,6 +146,8 @@ print(f"dataset: {source}")
 
 CONFIG_CELL = '''\
 from teacher_student import config as config_module
+from teacher_student.run_dir import RunDir
+from teacher_student.training.steps import plan_steps
 
 overrides = [f"data.source={source}", *OVERRIDES]
 if PRECISION:
@@ -154,12 +156,11 @@ config = config_module.load(CONFIG, overrides)
 reports_dir = run_dir / "reports"
 
 print(f"config {CONFIG}: {config.data.image_size} px, {config.data.channels} channels, "
-      f"batch {config.data.batch_size} per replica, trunk {config.teacher.trunk or 'none'}")
-for index, phase in enumerate(config.phases, start=1):
-    print(f"  teacher phase {index} '{phase.name}': {phase.epochs} epochs, "
-          f"trainable {phase.trainable}, learning rate {phase.learning_rate}")
-print(f"  distillation: {config.distill.epochs} epochs, alpha {config.distill.alpha}, "
-      f"temperature {config.distill.temperature}")
+      f"batch {config.data.batch_size} per replica, trunk {config.teacher.trunk or 'none'}, "
+      f"distillation {config.distill.method} (alpha {config.distill.alpha}, temperature "
+      f"{config.distill.temperature})")
+for step in plan_steps(config, RunDir(run_dir)):
+    print(f"  {step.label}: {step.epochs} epochs")
 print(f"run directory: {run_dir}")
 '''
 
@@ -224,7 +225,9 @@ display(Image(filename=str(reports_dir / "teacher_curves.png")))
 '''
 
 CONFUSION = '''\
-for name in ("teacher", "student_scratch", "student_distilled"):
+from teacher_student.run_dir import MODEL_NAMES
+
+for name in MODEL_NAMES:
     path = reports_dir / f"{name}_confusion.png"
     if path.exists():  # no student_scratch when distill.baseline is false
         display(Markdown(f"**{name}**"), Image(filename=str(path)))

@@ -13,7 +13,7 @@ from pathlib import Path
 from teacher_student import config as config_module
 from teacher_student.bench.commands import add_bench_commands
 from teacher_student.errors import ConfigError, PreflightFailed, TimeBudgetReached, UserError
-from teacher_student.run_dir import RunDir
+from teacher_student.run_dir import MODEL_NAMES, TEACHER, RunDir
 
 JOBS = {
     "train-teacher": "train the teacher's phases (resumes a stopped run)",
@@ -60,7 +60,7 @@ def check_dtypes_command(args) -> int:
     policy, why = resolve(config.precision)
     print(why)
     failed = False
-    for name, builder, part in (("teacher", build_teacher, config.teacher),
+    for name, builder, part in ((TEACHER, build_teacher, config.teacher),
                                 ("student", build_student, config.student)):
         model = builder(part, policy)
         model.compile(optimizer=policy.wrap_optimizer(keras.optimizers.Adam()), loss=None)
@@ -78,15 +78,20 @@ def check_dtypes_command(args) -> int:
 
 def job_command(args) -> int:
     from teacher_student import jobs
+    from teacher_student.outputs.reports import comparison_table
 
     config, run_dir = _config(args), RunDir(Path(args.run_dir))
-    if args.command == "evaluate":
-        jobs.evaluate(config, run_dir)
-    elif args.preflight_only:
-        jobs.preflight(config, run_dir)
+    if args.command != "evaluate" and args.preflight_only:
+        jobs.preflight(config, run_dir, args.command)
+        return 0
+    if args.command == "train-teacher":
+        jobs.train_teacher(config, run_dir, preflight=not args.no_preflight)
+        return 0
+    if args.command == "distill":
+        rows = jobs.distill(config, run_dir, preflight=not args.no_preflight)
     else:
-        run = {"train-teacher": jobs.train_teacher, "distill": jobs.distill}[args.command]
-        run(config, run_dir, preflight=not args.no_preflight)
+        rows = jobs.evaluate(config, run_dir)
+    print(f"\ntest split ({run_dir.path}):\n{comparison_table(rows)}")
     return 0
 
 
@@ -128,7 +133,7 @@ def _add_export_commands(commands) -> None:
     export.add_argument("--run-dir", default="runs/default",
                         help="the trained run (default: runs/default)")
     export.add_argument("--which", nargs="+",
-                        choices=("student_distilled", "student_scratch", "teacher"),
+                        choices=MODEL_NAMES,
                         help="models to export (default: student_distilled, else "
                              "student_scratch)")
     export.add_argument("--out", help="where the exports go (default: RUN_DIR/export)")

@@ -1,8 +1,10 @@
 """The user's jobs: train the teacher, distil the student, evaluate all three.
 
 A job reads its config, prepares the inputs (decoded once, served as batches; augmentation runs
-in the training step), builds the models, hands them to the training plan and writes the
-reports, all in one run directory (see run_dir.py). Nothing here needs TensorFlow: the jobs run
+in the training step), makes the run's plan of steps (training/steps.py), checks it (the
+preflight), trains the steps that make its models and evaluates them, all in one run directory
+(see run_dir.py). Jobs return result rows; tables are made by the command line and the
+reports. Nothing here needs TensorFlow: the jobs run
 on any Keras backend.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import keras
@@ -25,31 +27,35 @@ from teacher_student.data.inputs import prepare_inputs
 from teacher_student.errors import RunDirError
 from teacher_student.hardware import accelerator_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy, resolve
-from teacher_student.models.student import build_student
-from teacher_student.models.teacher import build_teacher
 from teacher_student.outputs import plots, reports
-from teacher_student.run_dir import RunDir
-from teacher_student.training import distribute, plan
-from teacher_student.training import preflight as preflight_module
+from teacher_student.run_dir import MODEL_NAMES, STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
+from teacher_student.training import distribute
+from teacher_student.training.preflight import run_preflight
+from teacher_student.training.runner import run_steps
+from teacher_student.training.steps import Settings, Step, TrainingData, plan_steps
 from teacher_student.training.timekeeping import Timekeeper
+
+# The run's models that each job trains.
+JOB_MODELS = {"train-teacher": (TEACHER,), "distill": (STUDENT_DISTILLED, STUDENT_SCRATCH)}
 
 
 @dataclasses.dataclass(frozen=True)
-class Prepared:
+class Job:
+    """A training job, prepared: its inputs, the run's plan of steps, and how each step runs."""
     config: Config  # resolved: model shapes and class count filled in
     policy: PrecisionPolicy
-    training: plan.TrainingData
+    data: TrainingData
     test: Batches
     class_names: tuple[str, ...]
     distribution: distribute.Distribution
     run_dir: RunDir  # a non-chief worker keeps its own files apart from the chief's
     jit_compile: bool
-    # Steps the preflight moved to other settings (XLA off, float32), by folder name.
-    fallbacks: dict[str, plan.StepSettings] = dataclasses.field(default_factory=dict)
-
-    def step(self, name: str) -> plan.StepSettings:
-        """How the step trained in folder `name` runs."""
-        return self.fallbacks.get(name) or plan.StepSettings(self.policy, self.jit_compile)
+    plan: tuple[Step, ...]  # every step of the run, in order (steps.py)
+    steps: tuple[Step, ...]  # the steps of the plan that this job trains
+    clock: Timekeeper
+    # How each step of the plan runs, by step name: the run's settings unless the preflight
+    # chose a fallback.
+    settings: dict[str, Settings] = dataclasses.field(default_factory=dict)
 
 
 def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
@@ -107,58 +113,45 @@ def scaled_for_replicas(config: Config, replicas: int) -> Config:
                                     learning_rate=config.distill.learning_rate * replicas))
 
 
-def phases_of(config: Config) -> list[tuple[str, str, int]]:
-    """Every training phase of a run, in order: (its folder's name, a label, its epochs)."""
-    plan_ = [(f"phase{index}_{phase.name}", f"teacher phase {index} '{phase.name}'",
-              phase.epochs) for index, phase in enumerate(config.phases, start=1)]
-    plan_.append(("student_distilled", "distillation", config.distill.epochs))
-    if config.distill.baseline:
-        plan_.append(("student_scratch", "baseline", config.distill.epochs))
-    return plan_
-
-
 @contextmanager
-def training_job(config: Config, run_dir: RunDir, preflight: bool = True,
-                 distilled: bool = True) -> Iterator[Prepared]:
-    """A training job's preparation and preflight, its run directory locked until the job
-    ends."""
+def training_job(config: Config, run_dir: RunDir, models: Sequence[str],
+                 preflight: bool = True, distilled: bool = True) -> Iterator[Job]:
+    """A job that trains the steps making `models`, prepared and checked (the models its steps
+    need exist, and the preflight), its run directory locked until the job ends."""
     distribution = distribute.choose()
     own_dir = worker_run_dir(run_dir, distribution)
     with run_lock.hold(own_dir.path):
-        job = prepare(config, run_dir, distribution)
+        job = prepare(config, run_dir, distribution, distilled, models)
+        _check_needs(job)
         if preflight:
-            job = dataclasses.replace(job, fallbacks=preflight_module.fallbacks_of(
-                check_plan_steps(job, distilled)))
-        # The run's models start from the same weights whether the preflight ran or not.
-        keras.utils.set_random_seed(job.config.data.seed)
+            job = dataclasses.replace(job, settings=check_plan_steps(job))
         yield job
 
 
-def check_plan_steps(job: Prepared, distilled: bool = True) -> dict[str, plan.StepSettings]:
+def check_plan_steps(job: Job) -> dict[str, Settings]:
     """The preflight of every step still to train (preflight.py)."""
-    steps = preflight_module.planned_steps(job.config, job.run_dir, job.training, distilled)
-    clock = job.training.clock
-    return preflight_module.run_preflight(
-        steps, plan.StepSettings(job.policy, job.jit_compile), job.training, job.test,
-        job.run_dir, clock.remaining_s() if clock else None, job.distribution.scope,
+    return run_preflight(
+        job.plan, Settings(job.policy, job.jit_compile), job.data, job.test, job.run_dir,
+        job.clock.remaining_s(), job.distribution.scope,
         # On a CPU a single step is already synchronous: short fits would only add time.
         timed_fits=accelerator_name() is not None and not job.distribution.spans_processes)
 
 
-def preflight(config: Config, run_dir: RunDir, distilled: bool = True) -> None:
-    """The preflight alone (`--preflight`): raises PreflightFailed when a step cannot run."""
-    with training_job(config, run_dir, preflight=True, distilled=distilled):
+def preflight(config: Config, run_dir: RunDir, command: str) -> None:
+    """The preflight alone (`--preflight` of `command`): raises PreflightFailed when a step
+    cannot run."""
+    with training_job(config, run_dir, JOB_MODELS[command]):
         pass
 
 
 def prepare(config: Config, run_dir: RunDir,
-            distribution: distribute.Distribution | None = None) -> Prepared:
+            distribution: distribute.Distribution | None = None, distilled: bool = True,
+            models: Sequence[str] = ()) -> Job:
     started = time.monotonic()  # the time budget counts from here
     distribution = distribution or distribute.choose()
     run_dir = worker_run_dir(run_dir, distribution)
     run_dir.check_writable()
     config = resolve_run_config(config, run_dir)
-    keras.utils.set_random_seed(config.data.seed)  # weights, and every seed drawn from it
     global_batch = config.data.batch_size * distribution.replicas
     inputs = prepare_inputs(config.data, run_dir, global_batch, distribution.replicas,
                             distribution.batches_to_device)
@@ -170,34 +163,48 @@ def prepare(config: Config, run_dir: RunDir,
           + (f", global batch {global_batch}" if distribution.replicas > 1 else "")
           + f"; {why_xla}")
     budget = None if config.time_budget is None else parse_duration(config.time_budget)
-    clock = Timekeeper(phases_of(resolved), run_dir.status_file, budget, started)
-    training = plan.TrainingData(inputs.train, inputs.val, config.data.seed,
-                                 config.steps_per_execution, clock)
-    return Prepared(scaled_for_replicas(resolved, distribution.replicas), policy, training,
-                    inputs.test, inputs.class_names, distribution, run_dir, jit_compile)
+    scaled = scaled_for_replicas(resolved, distribution.replicas)
+    plan = tuple(plan_steps(scaled, run_dir, distilled))
+    data = TrainingData(inputs.train, inputs.val, config.data.seed, config.steps_per_execution)
+    return Job(scaled, policy, data, inputs.test, inputs.class_names, distribution, run_dir,
+               jit_compile, plan, tuple(step for step in plan if step.produces in models),
+               Timekeeper(plan, run_dir.status_file, budget, started),
+               {step.name: Settings(policy, jit_compile) for step in plan})
+
+
+def _check_needs(job: Job) -> None:
+    """Each of the job's steps finds the models it needs: in the run directory, or made by an
+    earlier step of the job."""
+    made = set()
+    for step in job.steps:
+        for needed in step.needs:
+            if needed not in made and not job.run_dir.model_file(needed).exists():
+                raise RunDirError(f"{job.run_dir.model_file(needed)} does not exist: run "
+                                  f"{_job_making(needed)} with this --run-dir first")
+        made.add(step.produces)
+
+
+def _run(job: Job) -> None:
+    with job.distribution.scope():
+        run_steps(job.steps, job.settings, job.data, job.clock, job.distribution.callbacks())
+    _print_peak_memory()
+
+
+def _job_making(model: str) -> str:
+    return next(command for command, models in JOB_MODELS.items() if model in models)
 
 
 def train_teacher(config: Config, run_dir: RunDir, preflight: bool = True) -> dict:
-    with training_job(config, run_dir, preflight) as job:
-        return _train_teacher(job)
-
-
-def _train_teacher(job: Prepared) -> dict:
-    run_dir = job.run_dir
-    with job.distribution.scope():
-        teacher = build_teacher(job.config.teacher, job.policy)
-        print(f"teacher: {teacher.count_params():,} parameters")
-        plan.train_teacher_phases(teacher, job.config.phases, job.policy, job.training, run_dir,
-                                  job.jit_compile, job.distribution.callbacks(), job.fallbacks,
-                                  lambda policy: build_teacher(job.config.teacher, policy))
-    histories = {phase.name: run_dir.teacher_phase(index, phase.name).read_history()
-                 for index, phase in enumerate(job.config.phases, start=1)}
-    plots.plot_curves(histories, run_dir.reports / "teacher_curves.png")
-    # Evaluated from the saved file: a plain single-device model, whatever the strategy.
-    row = _evaluate_saved(job, "teacher")
+    """The teacher's phases; the teacher's row of the comparison (on the test split)."""
+    with training_job(config, run_dir, JOB_MODELS["train-teacher"], preflight) as job:
+        _run(job)
+        histories = {phase.name: step.directory.read_history()
+                     for phase, step in zip(job.config.phases, job.steps)}
+        plots.plot_curves(histories, job.run_dir.reports / "teacher_curves.png")
+        # Evaluated from the saved file: a plain single-device model, whatever the strategy.
+        row = _evaluate_saved(job, TEACHER)
     print(f"\nteacher test accuracy {row['accuracy']:.2%} (macro-F1 {row['macro_f1']:.4f}); "
-          f"saved {run_dir.model_file('teacher')}")
-    _print_peak_memory()
+          f"saved {job.run_dir.model_file(TEACHER)}")
     return row
 
 
@@ -207,65 +214,31 @@ def _print_peak_memory() -> None:
         print(f"peak accelerator memory {peak / 2**30:.2f} GiB")
 
 
-def load_teacher(run_dir: RunDir, policy: PrecisionPolicy, config: Config) -> keras.Model:
-    path = run_dir.require_model("teacher", "run train-teacher with this --run-dir first")
-    teacher = build_teacher(config.teacher, policy)
-    plan.load_weights_from(teacher, path)
-    return teacher
-
-
 def distill(config: Config, run_dir: RunDir, distilled: bool = True,
-            preflight: bool = True) -> str:
+            preflight: bool = True) -> list[dict]:
     """The distilled student and, when `distill.baseline` says so, the same student trained
-    from scratch; `distilled=False` trains the baseline alone (a benchmark's reference)."""
-    with training_job(config, run_dir, preflight, distilled) as job:
-        return _distill(job, config, distilled)
+    from scratch; `distilled=False` trains the baseline alone (a benchmark's reference). The
+    comparison's rows (every model of the run, on the test split)."""
+    with training_job(config, run_dir, JOB_MODELS["distill"], preflight, distilled) as job:
+        _run(job)
+        return evaluate(config, run_dir, job=job)
 
 
-def _distill(job: Prepared, config: Config, distilled: bool) -> str:
-    run_dir = job.run_dir
-    step = job.step(run_dir.distillation.name)
-    with job.distribution.scope():
-        teacher = load_teacher(run_dir, step.policy, job.config)
-        student = build_student(job.config.student, step.policy)
-        print(f"student: {student.count_params():,} parameters "
-              f"({teacher.count_params() / student.count_params():.1f}x fewer than the teacher)")
-        if distilled:
-            _say_fallback("distillation", step)
-            plan.distill_student(teacher, student, job.config.distill, step.policy,
-                                 job.training, run_dir, step.jit_compile,
-                                 job.distribution.callbacks())
-        if job.config.distill.baseline:
-            step = job.step(run_dir.baseline.name)
-            _say_fallback("baseline", step)
-            baseline = build_student(job.config.student, step.policy)
-            plan.train_student_from_scratch(baseline, job.config.distill, step.policy,
-                                            job.training, run_dir, step.jit_compile,
-                                            job.distribution.callbacks())
-    _print_peak_memory()
-    return evaluate(config, run_dir, prepared=job)
-
-
-def _say_fallback(label: str, step: plan.StepSettings) -> None:
-    if step.fallback:
-        print(f"{label}: {step.fallback}")
-
-
-def evaluate(config: Config, run_dir: RunDir, prepared: Prepared | None = None) -> str:
-    job = prepared or prepare(config, run_dir)
-    names = [name for name in ("teacher", "student_scratch", "student_distilled")
-             if job.run_dir.model_file(name).exists()]
+def evaluate(config: Config, run_dir: RunDir, job: Job | None = None) -> list[dict]:
+    """Every model of the run on its test split, and what always answering the majority class
+    scores; written as `reports/comparison.csv` and `.md`. The rows."""
+    job = job or prepare(config, run_dir)
+    names = [name for name in MODEL_NAMES if job.run_dir.model_file(name).exists()]
     if not names:
         raise RunDirError(f"no trained model in {job.run_dir.path}: run train-teacher first")
     labels = job.test.labels.astype(np.int64)
     rows = [_evaluate_saved(job, name) for name in names]
     rows.append(reports.chance_row(labels, len(job.class_names)))
-    table = reports.write_comparison(rows, job.run_dir.reports)
-    print(f"\ntest split ({job.run_dir.path}):\n{table}")
-    return table
+    reports.write_comparison(rows, job.run_dir.reports)
+    return rows
 
 
-def _evaluate_saved(job: Prepared, name: str) -> dict:
+def _evaluate_saved(job: Job, name: str) -> dict:
     path = job.run_dir.model_file(name)
     model = keras.saving.load_model(path, safe_mode=True)
     return reports.evaluate_classifier(name, model, job.test, job.class_names,

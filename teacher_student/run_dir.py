@@ -42,8 +42,10 @@ import pandas as pd
 from teacher_student import atomic
 from teacher_student.errors import RunDirError
 
-MODEL_FILES = {"teacher": "teacher.keras", "student_scratch": "student_scratch.keras",
-               "student_distilled": "student_distilled.keras"}
+# The run's models: each is saved as `<name>.keras`, and a student's checkpoint folder has its
+# name. Every other module takes the names from here.
+TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED = "teacher", "student_scratch", "student_distilled"
+MODEL_NAMES = (TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED)
 SPLIT_COLUMNS = ["path", "label", "class_name", "split"]
 SPLITS = ("train", "val", "test")
 RESUME_STATE, RESUME_PROGRESS = "state.weights.h5", "progress.json"
@@ -184,24 +186,27 @@ class RunDir:
     export_dir = _inside("export")
     cache = _inside("cache")  # decoded images, when they are kept on disk
     status_file = _inside("status.json")  # where the run is: phase, epoch, time left
+    preflight_file = _inside("preflight.json")  # what the preflight measured and chose
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
 
     def model_file(self, name: str) -> Path:
-        """`teacher`, `student_distilled` or `student_scratch` as a final `.keras` file."""
-        return self.path / MODEL_FILES[name]
+        """One of `MODEL_NAMES` as a final `.keras` file."""
+        if name not in MODEL_NAMES:
+            raise ValueError(f"no model {name!r} in a run (known: {', '.join(MODEL_NAMES)})")
+        return self.path / f"{name}.keras"
 
     def teacher_phase(self, index: int, name: str) -> CheckpointDir:
-        return CheckpointDir(self.path / "teacher" / f"phase{index}_{name}")
+        return CheckpointDir(self.path / TEACHER / f"phase{index}_{name}")
 
     @property
     def distillation(self) -> CheckpointDir:
-        return CheckpointDir(self.path / "student_distilled")
+        return CheckpointDir(self.path / STUDENT_DISTILLED)
 
     @property
     def baseline(self) -> CheckpointDir:
-        return CheckpointDir(self.path / "student_scratch")
+        return CheckpointDir(self.path / STUDENT_SCRATCH)
 
     def for_worker(self, index: int) -> RunDir:
         """Where a non-chief worker keeps its own files, apart from the chief's."""
@@ -256,8 +261,5 @@ class RunDir:
         atomic.write_csv(pd.DataFrame(list(skipped), columns=["path", "reason"]),
                          self.skipped_file)
 
-    def write_json(self, name: str, data: Mapping) -> None:
-        atomic.write_json(self.path / name, dict(data))
-
-    def read_json(self, name: str) -> dict:
-        return json.loads((self.path / name).read_text())
+    def write_preflight(self, record: Mapping) -> None:
+        atomic.write_json(self.preflight_file, dict(record))

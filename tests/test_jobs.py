@@ -34,8 +34,8 @@ def trained_run(tmp_path_factory):
     run_dir = root / "run"
     # The preflight has its own tests (tests/training/test_preflight.py).
     teacher_row = jobs.train_teacher(config, RunDir(run_dir), preflight=False)
-    table = jobs.distill(config, RunDir(run_dir), preflight=False)
-    return config, run_dir, teacher_row, table
+    rows = jobs.distill(config, RunDir(run_dir), preflight=False)
+    return config, run_dir, teacher_row, rows
 
 
 def test_teacher_phases_leave_checkpoints_history_and_a_final_model(trained_run):
@@ -50,7 +50,7 @@ def test_teacher_phases_leave_checkpoints_history_and_a_final_model(trained_run)
 
 
 def test_run_directory_holds_config_split_and_reports(trained_run):
-    config, run_dir, _, table = trained_run
+    config, run_dir, _, rows = trained_run
     saved = cfg.load(run_dir / "config.yaml")
     assert saved.teacher.num_classes == 3 and saved.teacher.input_shape == (32, 32, 3)
     split = pd.read_csv(run_dir / "split.csv")
@@ -63,7 +63,9 @@ def test_run_directory_holds_config_split_and_reports(trained_run):
     comparison = pd.read_csv(reports / "comparison.csv")
     assert list(comparison["model"]) == ["teacher", "student_scratch", "student_distilled",
                                         "always the majority class"]
-    assert "student_distilled" in table
+    # The job returns the comparison as rows: the same as the file it wrote.
+    assert [row["model"] for row in rows] == list(comparison["model"])
+    assert [row["accuracy"] for row in rows] == pytest.approx(list(comparison["accuracy"]))
 
 
 def test_rerun_skips_finished_work(trained_run, capsys):
@@ -135,3 +137,15 @@ def test_saved_models_carry_weights_but_no_optimizer_state(trained_run):
         with zipfile.ZipFile(run_dir / name) as archive:
             with h5py.File(archive.open("model.weights.h5"), "r") as weights:
                 assert "optimizer" not in weights, name
+
+
+def test_bench_runs_times_every_step_of_the_plan(trained_run):
+    from teacher_student.bench import runs
+
+    _, run_dir, _, _ = trained_run
+    rows = runs.phase_rows(RunDir(run_dir))
+    assert [row["phase"] for row in rows] == [
+        "teacher phase 1/3 'warmup'", "teacher phase 2/3 'main'", "teacher phase 3/3 'finetune'",
+        "distillation", "baseline"]
+    assert [row["epochs"] for row in rows] == [1, 1, 1, 2, 2]
+    assert all(row["total_s"] > 0 and row["images_per_s"] > 0 for row in rows)

@@ -2,8 +2,8 @@
 pipeline, latency and XLA on a CPU (`cpu`), and their command-line options (`commands`).
 BENCHMARKS.md has the figures and the commands that made them.
 
-The names below are what `bench train` measures; the command line lists them as its choices
-without importing Keras.
+The names below are what `bench train` and `bench distill` measure; the command line lists them
+as its choices without importing Keras.
 """
 
 from teacher_student.config.schema import POLICIES
@@ -12,7 +12,32 @@ from teacher_student.config.schema import POLICIES
 FULL_FLOAT32 = "float32-highest"
 PRECISIONS = (POLICIES[0], FULL_FLOAT32, *POLICIES[1:])
 MODELS = ("teacher", "student", "distill")
-# `bench distill`'s variants (their settings are in bench/distill.py)
-DISTILL_VARIANTS = ("scratch", "scratch+cutmix", "kd", "kd+ls", "kd-alpha0.5", "kd-alpha0.9",
-                    "dkd", "dkd+ls", "feature", "feature-alpha0.5", "scratch+mixup", "kd+mixup",
-                    "fm+mixup", "kd+cutmix", "kd+ls+cutmix")
+# `bench distill`'s variants (bench/distill.py): name -> overrides of the config's distill
+# section. The logit-standardization settings are its authors' (base temperature 2, KD weight
+# 9); DKD's are its authors' CIFAR ones (alpha 1, beta 8, label loss weight 1) with a warm-up of
+# one epoch. Names starting with "scratch" are the baselines: the student alone, with that
+# mixing.
+DISTILL_VARIANTS = {
+    "scratch": [],
+    "scratch+cutmix": ["distill.mix=cutmix"],
+    "kd": ["distill.method=kd"],
+    "kd+ls": ["distill.method=kd", "distill.standardize_logits=true", "distill.temperature=2",
+              "distill.kd_weight=9"],
+    # The teacher as a regulariser beside the labels, for a student too small to copy it.
+    "kd-alpha0.5": ["distill.method=kd", "distill.alpha=0.5"],
+    "kd-alpha0.9": ["distill.method=kd", "distill.alpha=0.9"],
+    "dkd": ["distill.method=dkd", "distill.alpha=1"],
+    "dkd+ls": ["distill.method=dkd", "distill.alpha=1", "distill.standardize_logits=true",
+               "distill.temperature=2"],
+    "feature": ["distill.method=feature"],
+    "feature-alpha0.5": ["distill.method=feature", "distill.alpha=0.5"],
+    "scratch+mixup": ["distill.mix=mixup"],
+    "kd+mixup": ["distill.method=kd", "distill.mix=mixup"],
+    # Beyer et al.'s function matching: the teacher's outputs alone (no labels), T = 1, on
+    # mixed images.
+    "fm+mixup": ["distill.method=kd", "distill.alpha=0", "distill.temperature=1",
+                 "distill.mix=mixup"],
+    "kd+cutmix": ["distill.method=kd", "distill.mix=cutmix"],
+    "kd+ls+cutmix": ["distill.method=kd", "distill.standardize_logits=true",
+                     "distill.temperature=2", "distill.kd_weight=9", "distill.mix=cutmix"],
+}

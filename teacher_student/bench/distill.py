@@ -30,38 +30,11 @@ import pandas as pd
 
 from teacher_student import atomic, jobs
 from teacher_student import config as config_module
-from teacher_student.run_dir import RunDir
+from teacher_student.bench import DISTILL_VARIANTS as VARIANTS
+from teacher_student.run_dir import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
 from teacher_student.tables import markdown_table
 
-# name -> overrides of the config's distill section. The logit-standardization settings are
-# its authors' (base temperature 2, KD weight 9); DKD's are its authors' CIFAR ones (alpha 1,
-# beta 8, label loss weight 1) with a warm-up of one epoch. Names starting with "scratch" are
-# the baselines: the student alone, with that mixing.
-VARIANTS = {
-    "scratch": [],
-    "scratch+cutmix": ["distill.mix=cutmix"],
-    "kd": ["distill.method=kd"],
-    "kd+ls": ["distill.method=kd", "distill.standardize_logits=true", "distill.temperature=2",
-              "distill.kd_weight=9"],
-    # The teacher as a regulariser beside the labels, for a student too small to copy it.
-    "kd-alpha0.5": ["distill.method=kd", "distill.alpha=0.5"],
-    "kd-alpha0.9": ["distill.method=kd", "distill.alpha=0.9"],
-    "dkd": ["distill.method=dkd", "distill.alpha=1"],
-    "dkd+ls": ["distill.method=dkd", "distill.alpha=1", "distill.standardize_logits=true",
-               "distill.temperature=2"],
-    "feature": ["distill.method=feature"],
-    "feature-alpha0.5": ["distill.method=feature", "distill.alpha=0.5"],
-    "scratch+mixup": ["distill.mix=mixup"],
-    "kd+mixup": ["distill.method=kd", "distill.mix=mixup"],
-    # Beyer et al.'s function matching: the teacher's outputs alone (no labels), T = 1, on
-    # mixed images.
-    "fm+mixup": ["distill.method=kd", "distill.alpha=0", "distill.temperature=1",
-                 "distill.mix=mixup"],
-    "kd+cutmix": ["distill.method=kd", "distill.mix=cutmix"],
-    "kd+ls+cutmix": ["distill.method=kd", "distill.standardize_logits=true",
-                     "distill.temperature=2", "distill.kd_weight=9", "distill.mix=cutmix"],
-}
-COPIED = ("config.yaml", "split.csv", "skipped_files.csv", "teacher.keras")
+COPIED = ("config.yaml", "split.csv", "skipped_files.csv", f"{TEACHER}.keras")
 RESULT = "result.csv"
 
 
@@ -74,11 +47,11 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
                                         f"(known: {', '.join(VARIANTS)})")
     for seed in seeds:
         base = [f"data.source={data}", f"data.seed={seed}", *overrides]
-        teacher_run = RunDir(out / f"seed{seed}" / "teacher")
+        teacher_run = RunDir(out / f"seed{seed}" / TEACHER)
         if not (teacher_run.path / RESULT).exists():
             row = jobs.train_teacher(config_module.load(config, base), teacher_run,
                                      preflight=False)
-            _write_result(teacher_run, seed, "teacher", row["accuracy"])
+            _write_result(teacher_run, seed, TEACHER, row["accuracy"])
         for name in variants:
             run_dir = _seeded(teacher_run, out / f"seed{seed}" / name)
             if (run_dir.path / RESULT).exists():
@@ -86,9 +59,9 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
             baseline = name.startswith("scratch")
             settings = config_module.load(
                 config, [*base, *VARIANTS[name], f"distill.baseline={str(baseline).lower()}"])
-            jobs.distill(settings, run_dir, distilled=not baseline, preflight=False)
-            accuracy = pd.read_csv(run_dir.reports / "comparison.csv").set_index("model")[
-                "accuracy"]["student_scratch" if baseline else "student_distilled"]
+            rows = jobs.distill(settings, run_dir, distilled=not baseline, preflight=False)
+            student = STUDENT_SCRATCH if baseline else STUDENT_DISTILLED
+            accuracy = next(row["accuracy"] for row in rows if row["model"] == student)
             _write_result(run_dir, seed, name, float(accuracy))
     frame = results(out, seeds)
     atomic.write_csv(frame, out / "distillation.csv")
@@ -104,7 +77,7 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
                    "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 
     def one(seed: int, names: Sequence[str]) -> None:
-        log = out / f"seed{seed}" / (names[0] if names else "teacher") / "bench.log"
+        log = out / f"seed{seed}" / (names[0] if names else TEACHER) / "bench.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "teacher_student", "bench", "distill", "--data", data,
                    "--seeds", str(seed), "--out", str(out), "--variants", *names]
@@ -141,16 +114,16 @@ def format_table(frame: pd.DataFrame) -> str:
     over the baseline of its mixing, paired by seed (the same split and teacher), and the share
     of the teacher-scratch gap closed on those seeds."""
     by_seed = frame.pivot_table(index="seed", columns="model", values="accuracy")
-    order = ["teacher", *(name for name in VARIANTS if name in by_seed.columns)]
+    order = [TEACHER, *(name for name in VARIANTS if name in by_seed.columns)]
     lines = []
     for name in order:
         scores = by_seed[name].dropna()
         line = {"model": name, "mean": scores.mean(), "std": scores.std(ddof=1),
                 "seeds": len(scores)}
         scratch = _scratch_of(name)
-        if name != "teacher" and scratch != name and scratch in by_seed.columns:
+        if name != TEACHER and scratch != name and scratch in by_seed.columns:
             gains = (by_seed[name] - by_seed[scratch]).dropna()
-            gap = (by_seed["teacher"] - by_seed[scratch])[gains.index].mean()
+            gap = (by_seed[TEACHER] - by_seed[scratch])[gains.index].mean()
             line.update(gain=gains.mean(), gain_std=gains.std(ddof=1),
                         gap_closed=gains.mean() / gap if gap > 0 else None)
         lines.append(line)

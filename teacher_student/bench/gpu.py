@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from dataclasses import dataclass
 
 import keras
@@ -39,10 +38,9 @@ from teacher_student.hardware import accelerator_name, peak_memory_bytes
 from teacher_student.models.precision import FLOAT32, PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
-from teacher_student.timing import rate
+from teacher_student.timing import EpochTimer, rate
 from teacher_student.training.distiller import Distiller, method_of
-from teacher_student.training.plan import compile_trainee
-from teacher_student.training.trainee import Trainee
+from teacher_student.training.trainee import Trainee, compile_trainee
 
 HOST_BATCHES = 4  # distinct batches, cycled, so no step reuses the previous step's input
 MARKER = "BENCH_RESULT "
@@ -152,25 +150,10 @@ def use_full_float32() -> None:
 # ---------------------------------------------------------------------------------------------
 # Keras' fit, on every backend: plain, and the way the trainer runs it.
 
-class _EpochTimer(keras.callbacks.Callback):
-    """Seconds per epoch. Keras syncs the state and reads the metrics before `on_epoch_end`,
-    so each duration includes the device work of its epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.durations: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.durations.append(time.perf_counter() - self._start)
-
-
 def _fit_rate(model: keras.Model, data, spec: TrainBench, **fit_options) -> float:
     """Images/s of one long `model.fit`: epochs of `spec.steps` batches, median epoch after the
     first (which compiles and builds the iterator)."""
-    timer = _EpochTimer()
+    timer = EpochTimer()
     model.fit(data, epochs=1 + spec.windows, verbose=0, callbacks=[timer], **fit_options)
     return rate(spec.steps * spec.batch_size, timer.durations[1:])
 

@@ -1,6 +1,7 @@
-"""The timings of finished runs, read from their phases' histories: per phase, the epochs, the
-seconds of one epoch and the training images per second (medians of the epochs after the
-first, which compiles the steps), and the whole phase's seconds.
+"""The timings of finished runs, read from their steps' histories (the steps of each run's plan,
+training/steps.py): per step, the epochs, the seconds of one epoch and the training images per
+second (medians of the epochs after the first, which compiles the steps), and the whole step's
+seconds.
 
     python -m teacher_student bench runs RUN_DIR [RUN_DIR ...]
 """
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from teacher_student.run_dir import CheckpointDir, RunDir
+from teacher_student import config as config_module
+from teacher_student.run_dir import RunDir
 from teacher_student.tables import markdown_table
 
 COLUMNS = [("run", "run", ""), ("phase", "phase", ""), ("epochs", "epochs", "d"),
@@ -21,15 +23,15 @@ COLUMNS = [("run", "run", ""), ("phase", "phase", ""), ("epochs", "epochs", "d")
 
 
 def phase_rows(run_dir: RunDir) -> list[dict]:
-    phases = sorted((run_dir.path / "teacher").glob("phase*"))
-    phases += [run_dir.distillation.path, run_dir.baseline.path]
+    from teacher_student.training.steps import plan_steps
+
     rows = []
-    for folder in phases:
-        history = CheckpointDir(folder).read_history()
+    for step in plan_steps(config_module.load(run_dir.config_file), run_dir):
+        history = step.directory.read_history()
         if history.empty or "seconds" not in history:
             continue
         steady = history.iloc[1:] if len(history) > 1 else history
-        rows.append({"run": run_dir.path.name, "phase": folder.name, "epochs": len(history),
+        rows.append({"run": run_dir.path.name, "phase": step.label, "epochs": len(history),
                      "epoch_s": float(steady["seconds"].median()),
                      "images_per_s": float(steady["train_images_per_s"].median())
                      if "train_images_per_s" in steady else None,

@@ -14,6 +14,12 @@ from teacher_student.models.precision import PrecisionPolicy
 # Keras' default 0.99 needs a few hundred steps to forget its initial statistics; small
 # datasets have a few dozen steps per epoch, and validation would run on the initial ones.
 BN_MOMENTUM = 0.9
+# From this image size up, the stem has stride 2: the finest scale then costs a quarter.
+STRIDED_STEM_FROM = 96
+
+
+def stem_stride(image_size: int) -> int:
+    return 2 if image_size >= STRIDED_STEM_FROM else 1
 
 
 def apply_conv_bn_act(x, width: int, kernel: int, stride: int, policy: PrecisionPolicy,

@@ -1,9 +1,10 @@
 """Which layers train in a phase: everything, the head only, or the top of the trunk too.
 
-The trunk is made of parts, bottom to top: `stem`, `stage1`, `stage2`, ... for our own trunk,
-or the layers of the nested `trunk` model for a keras.applications one. Each part ends in a
-`GradientGate` that is frozen with it, so a frozen part is also gradient-stopped. Changes take
-effect at the next `compile()`.
+The trunk is made of parts, bottom to top, as its builder recorded them (structure.py): `stem`,
+`stage1`, `stage2`, ... for our own trunk, each ending in a `GradientGate` that is frozen with
+it, so a frozen part is also gradient-stopped; or each layer with weights of a
+keras.applications trunk, whose gates follow the whole trunk. Changes take effect at the next
+`compile()`.
 """
 
 from __future__ import annotations
@@ -12,21 +13,13 @@ import keras
 from keras import layers
 
 from teacher_student.models.graph import walk_layers
-
-TRUNK_MODEL = "trunk"
+from teacher_student.models.structure import layer_at, structure_of
 
 
 def trunk_parts(model: keras.Model) -> list[list[keras.layers.Layer]]:
     """The trunk's parts, bottom to top, each a list of layers (gates included)."""
-    nested = [layer for layer in model.layers if layer.name == TRUNK_MODEL]
-    if nested:
-        return [[layer] for layer in nested[0].layers if layer.weights]
-    parts: dict[str, list] = {}
-    for layer in model.layers:
-        prefix = layer.name.split("_")[0]
-        if prefix == "stem" or (prefix.startswith("stage") and prefix[5:].isdigit()):
-            parts.setdefault(prefix, []).append(layer)
-    return list(parts.values())
+    return [[layer_at(model, path) for path in part]
+            for part in structure_of(model).trunk_parts]
 
 
 def set_trainable(model: keras.Model, trainable: str, unfreeze_top: int = 0) -> None:
@@ -47,18 +40,14 @@ def set_trainable(model: keras.Model, trainable: str, unfreeze_top: int = 0) -> 
     for part in frozen:
         for layer in part:
             layer.trainable = False
-    _follow_nested_trunk(model, frozen_all=len(frozen) == len(parts))
-
-
-def _follow_nested_trunk(model: keras.Model, frozen_all: bool) -> None:
-    """For a keras.applications trunk: its BatchNorm stays frozen and its gates follow it."""
-    for layer in model.layers:
-        if layer.name == TRUNK_MODEL:
-            for inner in layer.layers:
-                if isinstance(inner, layers.BatchNormalization):
-                    inner.trainable = False
-        if layer.name.startswith("trunk_gate"):
-            layer.trainable = not frozen_all
+    structure = structure_of(model)
+    if structure.pretrained:  # its BatchNorm stays frozen, and its gates follow the trunk
+        for part in parts:
+            for layer in part:
+                if isinstance(layer, layers.BatchNormalization):
+                    layer.trainable = False
+        for gate in structure.pretrained_gates:
+            model.get_layer(gate).trainable = len(frozen) < len(parts)
 
 
 def trainable_parts(model: keras.Model) -> list[bool]:

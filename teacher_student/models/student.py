@@ -11,8 +11,9 @@ from keras import layers
 
 from teacher_student.config.schema import StudentConfig
 from teacher_student.errors import ConfigError
-from teacher_student.models.blocks import apply_conv_bn_act, apply_separable_block
+from teacher_student.models.blocks import apply_conv_bn_act, apply_separable_block, stem_stride
 from teacher_student.models.precision import PrecisionPolicy
+from teacher_student.models.structure import Structure, attach, parts_by_prefix
 
 
 def build_student(config: StudentConfig, policy: PrecisionPolicy) -> keras.Model:
@@ -22,11 +23,13 @@ def build_student(config: StudentConfig, policy: PrecisionPolicy) -> keras.Model
         raise ConfigError(f"num_classes must be at least 2, got {config.num_classes}")
     inputs = keras.Input(config.input_shape, dtype="uint8", name="image")
     x = layers.Rescaling(1 / 255, dtype=policy.layer_dtype, name="stem_rescale")(inputs)
-    stem_stride = 2 if config.input_shape[0] >= 96 else 1
-    x = apply_conv_bn_act(x, config.widths[0], 3, stem_stride, policy, "stem")
-    for i, width in enumerate(config.widths, start=1):
-        x = apply_separable_block(x, width, 1 if i == 1 else 2, policy, f"stage{i}")
+    x = apply_conv_bn_act(x, config.widths[0], 3, stem_stride(config.input_shape[0]), policy,
+                          "stem")
+    stages = [f"stage{i}" for i in range(1, len(config.widths) + 1)]
+    for i, (width, stage) in enumerate(zip(config.widths, stages)):
+        x = apply_separable_block(x, width, 1 if i == 0 else 2, policy, stage)
     x = layers.GlobalAveragePooling2D(dtype=policy.layer_dtype, name="head_pool")(x)
     x = layers.Dropout(config.dropout, dtype=policy.layer_dtype, name="head_dropout")(x)
     logits = policy.logits(x, config.num_classes)
-    return keras.Model(inputs, logits, name="student")
+    model = keras.Model(inputs, logits, name="student")
+    return attach(model, Structure(parts_by_prefix(model, ["stem", *stages]), "head_pool"))

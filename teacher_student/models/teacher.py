@@ -6,7 +6,8 @@
 
 The trunk is either our own residual CBAM stages (`stem`, `stage1`, ...) or a
 `keras.applications` network. Each trunk part ends in a `GradientGate`, so freezing a part also
-stops its gradient (see `teacher_student.freezing`).
+stops its gradient (see freezing.py); the parts and the head's pool are recorded on the model
+(structure.py).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from teacher_student.models.blocks import (
     apply_conv_bn_act,
     apply_multiscale_fusion,
     apply_residual_block,
+    stem_stride,
 )
 from teacher_student.models.layers import GradientGate
 from teacher_student.models.precision import PrecisionPolicy
+from teacher_student.models.structure import Structure, attach, parts_by_prefix
 
 # keras.applications families we can feed, and the preprocessing each expects of 0..255 pixels.
 TRUNK_PREPROCESSING = {
@@ -37,13 +40,14 @@ TRUNK_PREPROCESSING = {
     "MobileNetV2": "minus_one_to_one",
 }
 SCALES = 3  # features are taken at the last three resolutions
+TRUNK, HEAD_POOL = "trunk", "head_pool"
 
 
 def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model:
     _validate(config)
     inputs = keras.Input(config.input_shape, dtype="uint8", name="image")
     if config.trunk:
-        features = _applications_trunk(inputs, config, policy)
+        features, trunk = _applications_trunk(inputs, config, policy)
     else:
         features = _residual_trunk(inputs, config, policy)
     x = apply_multiscale_fusion(features, config.fusion_width, config.upsampling, policy,
@@ -51,10 +55,18 @@ def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model
     x = apply_conv_bn_act(x, config.fusion_width, 1, 1, policy, "fusion_mix")
     if config.cbam:
         x = apply_cbam(x, config.cbam_reduction, policy, "fusion_cbam")
-    x = layers.GlobalAveragePooling2D(dtype=policy.layer_dtype, name="head_pool")(x)
+    x = layers.GlobalAveragePooling2D(dtype=policy.layer_dtype, name=HEAD_POOL)(x)
     x = layers.Dropout(config.dropout, dtype=policy.layer_dtype, name="head_dropout")(x)
     logits = policy.logits(x, config.num_classes)
-    return keras.Model(inputs, logits, name="teacher")
+    model = keras.Model(inputs, logits, name="teacher")
+    if config.trunk:
+        structure = Structure(tuple((f"{TRUNK}/{layer.name}",) for layer in trunk.layers
+                                    if layer.weights), HEAD_POOL,
+                              tuple(f"trunk_gate{i}" for i in range(SCALES)))
+    else:
+        stages = [f"stage{i}" for i in range(1, len(config.widths) + 1)]
+        structure = Structure(parts_by_prefix(model, ["stem", *stages]), HEAD_POOL)
+    return attach(model, structure)
 
 
 def _validate(config: TeacherConfig) -> None:
@@ -69,7 +81,7 @@ def _validate(config: TeacherConfig) -> None:
             f"{sorted(TRUNK_PREPROCESSING)} (e.g. EfficientNetB0, ResNet50V2)"
         )
     size = config.input_shape[0]
-    stride = 2 ** (len(config.widths) - 1) * (2 if size >= 96 else 1) if not config.trunk else 32
+    stride = 2 ** (len(config.widths) - 1) * stem_stride(size) if not config.trunk else 32
     if size % stride:
         raise ConfigError(
             f"data.image_size: {size} must be a multiple of {stride} so that the feature maps of "
@@ -81,9 +93,8 @@ def _validate(config: TeacherConfig) -> None:
 
 def _residual_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy) -> list:
     x = layers.Rescaling(1 / 255, dtype=policy.layer_dtype, name="stem_rescale")(inputs)
-    # Large images start with a stride-2 stem: the finest scale then costs a quarter.
-    stem_stride = 2 if config.input_shape[0] >= 96 else 1
-    x = apply_conv_bn_act(x, config.widths[0], 3, stem_stride, policy, "stem")
+    x = apply_conv_bn_act(x, config.widths[0], 3, stem_stride(config.input_shape[0]), policy,
+                          "stem")
     x = GradientGate(dtype=policy.layer_dtype, name="stem_gate")(x)
     outputs = []
     for i, width in enumerate(config.widths, start=1):
@@ -95,8 +106,9 @@ def _residual_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy) -> l
     return outputs[-SCALES:]
 
 
-def _applications_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy) -> list:
-    """Features of a `keras.applications` network at its last three resolutions."""
+def _applications_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy):
+    """Features of a `keras.applications` network at its last three resolutions, and the
+    network (nested as `trunk`)."""
     family = next(f for f in TRUNK_PREPROCESSING if config.trunk.startswith(f))
     constructor = getattr(keras.applications, config.trunk, None)
     if constructor is None:
@@ -108,7 +120,7 @@ def _applications_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy) 
     if local_file:
         base.load_weights(weights)
     taps = _last_layer_per_resolution(base)[-SCALES:]
-    trunk = policy.rebuild(keras.Model(base.input, [t.output for t in taps], name="trunk"))
+    trunk = policy.rebuild(keras.Model(base.input, [t.output for t in taps], name=TRUNK))
 
     x = layers.Rescaling(1.0, dtype=policy.layer_dtype, name="stem_rescale")(inputs)
     if TRUNK_PREPROCESSING[family] == "minus_one_to_one":
@@ -116,7 +128,7 @@ def _applications_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy) 
                              name="stem_normalize")(x)
     features = trunk(x)
     return [GradientGate(dtype=policy.layer_dtype, name=f"trunk_gate{i}")(f)
-            for i, f in enumerate(features)]
+            for i, f in enumerate(features)], trunk
 
 
 def _last_layer_per_resolution(model: keras.Model) -> list:

@@ -41,11 +41,11 @@ from teacher_student.hardware import require_tensorflow
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.outputs import reports
 from teacher_student.outputs.predict import load_predictor, predict_in_chunks, softmax
-from teacher_student.run_dir import RunDir
+from teacher_student.run_dir import STUDENT_DISTILLED, STUDENT_SCRATCH, RunDir
 from teacher_student.tables import markdown_table
 from teacher_student.timing import median_ms
 
-DEFAULT_MODELS = ("student_distilled", "student_scratch")  # the first that exists is exported
+DEFAULT_MODELS = (STUDENT_DISTILLED, STUDENT_SCRATCH)  # the first that exists is exported
 REPRESENTATIVE_IMAGES = 200  # int8 calibration: enough to see each activation's range
 EXPORT_COLUMNS = [
     ("model", "export", ""),
@@ -59,7 +59,7 @@ EXPORT_COLUMNS = [
 
 @dataclass(frozen=True)
 class ExportRecord:
-    model_name: str  # "student_distilled"
+    model_name: str  # one of run_dir.MODEL_NAMES
     format: str  # "keras", "savedmodel", "tflite_float32", "tflite_float16" or "tflite_int8"
     path: Path
     output: str  # "logits" or "probabilities"

@@ -150,6 +150,11 @@ def chance_row(y_true: np.ndarray, num_classes: int) -> dict:
             **scores(y_true, np.full_like(y_true, majority), num_classes)}
 
 
+def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The comparison as a Markdown table."""
+    return markdown_table(rows, COMPARISON_COLUMNS)
+
+
 def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> str:
     """Write `comparison.csv` and `comparison.md` in `out_dir`; return the Markdown table."""
     out_dir = Path(out_dir)
@@ -157,7 +162,7 @@ def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLi
     known = [key for key, _, _ in COMPARISON_COLUMNS if key in frame.columns]
     frame = frame[known + [column for column in frame.columns if column not in known]]
     atomic.write_csv(frame, out_dir / "comparison.csv")
-    table = markdown_table(rows, COMPARISON_COLUMNS)
+    table = comparison_table(rows)
     atomic.write_text(out_dir / "comparison.md", table + "\n")
     return table
 

@@ -5,10 +5,11 @@
 A `Trainee` whose `call` (in training) augments and mixes the batch once and shows the result
 to both the student and the teacher (Beyer et al., CVPR 2022: "a good teacher is patient and
 consistent"); the teacher runs in inference mode, gradient-stopped. Evaluation skips the
-teacher and reports the student alone. The methods (`METHODS`) are small classes of their
-config and the logits; `feature` also gets the two feature maps, the student's mapped to the
-teacher's channels (and size) by a learned 1x1 convolution adapter that trains with the student,
-is saved in the training checkpoints, and is not part of the exported student.
+teacher and reports the student alone. The methods (`METHODS`, by name) are small classes made
+from the config that compute their terms from the logits; `feature` also gets the two feature
+maps, the student's mapped to the teacher's channels (and size) by a learned 1x1 convolution
+adapter that trains with the student, is saved in the training checkpoints, and is not part of
+the exported student.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from keras import layers, ops
 from teacher_student.config import DistillConfig
 from teacher_student.errors import ConfigError
 from teacher_student.models.precision import PrecisionPolicy
+from teacher_student.models.structure import structure_of
 from teacher_student.training.losses import dkd_loss, feature_loss, kd_loss
 from teacher_student.training.trainee import Trainee
 
@@ -34,6 +36,11 @@ class KD:
     temperature: float
     standardized: bool = False
     uses_features = False
+
+    @classmethod
+    def of(cls, config: DistillConfig, steps_per_epoch: int) -> KD:
+        weight = config.kd_weight if config.kd_weight is not None else 1 - config.alpha
+        return cls(weight, config.temperature, config.standardize_logits)
 
     def terms(self, outputs: dict, labels, step) -> dict:
         return {"kd_loss": self.weight * kd_loss(outputs["teacher_logits"], outputs["logits"],
@@ -51,6 +58,11 @@ class DKD:
     standardized: bool = False
     uses_features = False
 
+    @classmethod
+    def of(cls, config: DistillConfig, steps_per_epoch: int) -> DKD:
+        return cls(config.dkd_alpha, config.dkd_beta, config.temperature,
+                   round(config.dkd_warmup_epochs * steps_per_epoch), config.standardize_logits)
+
     def terms(self, outputs: dict, labels, step) -> dict:
         ramp = ops.minimum(step / max(self.warmup_steps, 1), 1.0)
         labels = _major_labels(outputs, labels)
@@ -66,24 +78,23 @@ class FeatureKD:
     weight: float
     uses_features = True
 
+    @classmethod
+    def of(cls, config: DistillConfig, steps_per_epoch: int) -> FeatureKD:
+        return cls(KD.of(config, steps_per_epoch), config.feature_weight)
+
     def terms(self, outputs: dict, labels, step) -> dict:
         hint = feature_loss(outputs["adapted_features"], outputs["teacher_features"])
         return {**self.logits.terms(outputs, labels, step), "feature_loss": self.weight * hint}
 
 
+# The methods, by the name `distill.method` gives; config/schema.py lists the same names so
+# that a config is checked without importing Keras.
+METHODS = {"kd": KD, "dkd": DKD, "feature": FeatureKD}
+
+
 def method_of(config: DistillConfig, steps_per_epoch: int):
     """The configured method's terms."""
-    kd = KD(config.kd_weight if config.kd_weight is not None else 1 - config.alpha,
-            config.temperature, config.standardize_logits)
-    if config.method == "dkd":
-        return DKD(config.dkd_alpha, config.dkd_beta, config.temperature,
-                   round(config.dkd_warmup_epochs * steps_per_epoch), config.standardize_logits)
-    if config.method == "feature":
-        return FeatureKD(kd, config.feature_weight)
-    return kd
-
-
-METHODS = {"kd": KD, "dkd": DKD, "feature": FeatureKD}
+    return METHODS[config.method].of(config, steps_per_epoch)
 
 
 class Distiller(Trainee):
@@ -91,6 +102,17 @@ class Distiller(Trainee):
                  augment: str = "none", mix: str = "none", seed: int = 0,
                  policy: PrecisionPolicy | None = None, teacher_feature: str = HEAD_INPUT,
                  student_feature: str = HEAD_INPUT, **kwargs):
+        """
+        teacher: the classifier to learn from; frozen here, and run in inference mode.
+        student: the classifier that trains (and is what gets deployed).
+        method: the teacher terms of the loss (`method_of`: KD, DKD or FeatureKD).
+        alpha: the weight of the label loss, in [0, 1].
+        augment, mix, seed: the batch's augmentation and mixing, as for any `Trainee`; the
+            teacher sees the same transformed batch as the student.
+        policy: the precision policy that the feature adapter's casts follow (feature method).
+        teacher_feature, student_feature: the feature maps the hint matches: `head` (the map
+            each head pools) or a layer name (feature method).
+        """
         super().__init__(student, augment, mix, seed, name=kwargs.pop("name", "distiller"),
                          **kwargs)
         if not 0 <= alpha <= 1:
@@ -165,12 +187,15 @@ def _major_labels(outputs: dict, labels):
 
 def with_features(model: keras.Model, layer_name: str, key: str) -> keras.Model:
     """The same model (the same layers and weights) answering (logits, feature map):
-    `head` is the map its head pools, anything else the output of the layer of that name."""
-    try:
-        layer = model.get_layer("head_pool" if layer_name == HEAD_INPUT else layer_name)
-    except ValueError as err:
-        raise ConfigError(f"{key}: {model.name} has no layer {layer_name!r}") from err
-    features = layer.input if layer_name == HEAD_INPUT else layer.output
+    `head` is the map its head pools (as its builder recorded, structure.py), anything else
+    the output of the layer of that name."""
+    if layer_name == HEAD_INPUT:
+        features = model.get_layer(structure_of(model).head_pool).input
+    else:
+        try:
+            features = model.get_layer(layer_name).output
+        except ValueError as err:
+            raise ConfigError(f"{key}: {model.name} has no layer {layer_name!r}") from err
     if len(features.shape) != 4:
         raise ConfigError(f"{key}: {layer_name!r} of {model.name} is not a feature map "
                           f"(its shape is {tuple(features.shape)})")

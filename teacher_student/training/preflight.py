@@ -8,7 +8,8 @@ distribution, compiles them, takes training steps (single ones, then a few throu
 the epochs run them) and a validation step on the first batches of the real data, and saves,
 loads and predicts with the step's model as the checkpoints and the evaluation will. The fresh
 models are then dropped: the run's own models, optimizers and run directory never see them;
-only `RUN/preflight.json` records what was found.
+only `RUN/preflight.json` records what was found. The result is the settings every step runs
+with.
 
 When a step fails, the known fallbacks are tried in order: XLA off, then float32, then both;
 the first that works is what the run uses for that step, said in one line and in
@@ -23,40 +24,27 @@ import contextlib
 import gc
 import logging
 import resource
-import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from teacher_student import atomic
-from teacher_student.config import Config
 from teacher_student.errors import PreflightFailed
 from teacher_student.hardware import device_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy
-from teacher_student.models.student import build_student
-from teacher_student.models.teacher import build_teacher
-from teacher_student.run_dir import CheckpointDir, RunDir
-from teacher_student.training import plan
-from teacher_student.training.plan import StepSettings, TrainingData
+from teacher_student.run_dir import RunDir
+from teacher_student.timing import fit_step_seconds, time_calls
+from teacher_student.training.steps import Settings, Step, TrainingData
 from teacher_student.training.timekeeping import format_duration
-from teacher_student.training.trainer import load_progress, phase_optimizer
+from teacher_student.training.trainee import compile_trainee
 
 TIMED_STEPS = 3  # single training steps timed after the first (which compiles)
 FIT_SECONDS = 0.5  # about how long the shorter of the two timing fits runs
-RECORD = "preflight.json"
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    name: str  # its checkpoint folder's name
-    label: str
-    epochs_left: int
-    # Fresh models under a policy: (what trains, what is saved and evaluated, its optimizer)
-    build: Callable[[PrecisionPolicy], tuple[keras.Model, keras.Model, object]]
 
 
 @dataclass
@@ -73,6 +61,10 @@ class StepCheck:
     epochs_left: int
     estimate_s: float
 
+    @property
+    def settings(self) -> Settings:
+        return Settings(PrecisionPolicy(self.precision), self.jit_compile, self.fallback)
+
 
 class _StageFailed(Exception):
     def __init__(self, stage: str, error: Exception):
@@ -80,67 +72,23 @@ class _StageFailed(Exception):
         self.stage, self.error = stage, error
 
 
-def planned_steps(config: Config, run_dir: RunDir, data: TrainingData,
-                  distilled: bool = True) -> list[PlannedStep]:
-    """The steps of the plan still to train, in order."""
-    steps = []
-    for index, phase in enumerate(config.phases, start=1):
-        directory = run_dir.teacher_phase(index, phase.name)
-
-        def teacher_phase(policy, phase=phase, index=index):
-            teacher = build_teacher(config.teacher, policy)
-            return (plan.teacher_trainee(teacher, phase, index, data), teacher,
-                    phase_optimizer(phase, data.steps_per_epoch))
-
-        steps.append((directory, f"teacher phase {index} '{phase.name}'", phase.epochs,
-                      teacher_phase))
-
-    def distillation(policy):
-        student = build_student(config.student, policy)
-        teacher = build_teacher(config.teacher, policy)
-        return (plan.make_distiller(teacher, student, config.distill, policy, data), student,
-                phase_optimizer(config.distill, data.steps_per_epoch))
-
-    def baseline(policy):
-        student = build_student(config.student, policy)
-        return (plan.baseline_trainee(student, config.distill, data), student,
-                phase_optimizer(config.distill, data.steps_per_epoch))
-
-    if distilled:
-        steps.append((run_dir.distillation, "distillation", config.distill.epochs, distillation))
-    if config.distill.baseline:
-        steps.append((run_dir.baseline, "baseline", config.distill.epochs, baseline))
-    planned = [PlannedStep(directory.name, label, epochs - _epochs_done(directory), build)
-               for directory, label, epochs, build in steps if not directory.is_done()]
-    return [step for step in planned if step.epochs_left > 0]
-
-
-def _epochs_done(directory: CheckpointDir) -> int:
-    try:
-        return load_progress(directory).epochs_done
-    except (OSError, ValueError):  # unreadable: recovery sets it aside before training
-        return 0
-
-
-def run_preflight(steps: list[PlannedStep], settings: StepSettings, data: TrainingData,
+def run_preflight(steps: Sequence[Step], settings: Settings, data: TrainingData,
                   test_batches, run_dir: RunDir, budget_left_s: float | None = None,
-                  scope=None, timed_fits: bool = True) -> dict[str, StepSettings]:
-    """Checks every step; the settings each will run with (by folder name). Writes
-    `RUN/preflight.json`; raises PreflightFailed when a step cannot run. `timed_fits=False`
-    times single steps only: workers that step together must take the same number of steps,
-    and a count chosen from each one's own timing would differ."""
+                  scope=None, timed_fits: bool = True) -> dict[str, Settings]:
+    """Checks every step of `steps` that has epochs left; the settings each runs with, by step
+    name (the run's `settings` unless a fallback was needed). Writes `RUN/preflight.json`;
+    raises PreflightFailed when a step cannot run. `timed_fits=False` times single steps only:
+    workers that step together must take the same number of steps, and a count chosen from
+    each one's own timing would differ."""
     started = time.monotonic()
     batches = _Batches(data.train, data.val, test_batches)
-    print(f"preflight: {len(steps)} steps on {device_name()}, {settings.policy.name}, "
-          f"XLA {'on' if settings.jit_compile else 'off'}")
-    checks, chosen = [], {}
-    for step in steps:
+    to_check = [step for step in steps if step.epochs_left() > 0]
+    print(f"preflight: {len(to_check)} steps on {device_name()}, {_describe(settings)}")
+    checks = []
+    for step in to_check:
         with _quiet_retracing():
-            check = _check_step(step, settings, batches, data, scope, timed_fits)
-        checks.append(check)
-        chosen[step.name] = StepSettings(PrecisionPolicy(check.precision), check.jit_compile,
-                                         check.fallback)
-        print(_format_check(check))
+            checks.append(_check_step(step, settings, batches, data, scope, timed_fits))
+        print(_format_check(checks[-1]))
     peak = peak_memory_bytes()
     estimate = sum(check.estimate_s for check in checks)
     record = {"device": device_name(), "precision": settings.policy.name,
@@ -149,14 +97,15 @@ def run_preflight(steps: list[PlannedStep], settings: StepSettings, data: Traini
               "peak_device_memory_bytes": peak,
               "peak_host_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
               * 1024, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    atomic.write_json(run_dir.path / RECORD, record)
+    run_dir.write_preflight(record)
     memory = (f"peak device memory {peak / 2**30:.2f} GiB" if peak is not None else
               f"peak host memory {record['peak_host_memory_bytes'] / 2**30:.2f} GiB (no "
               "accelerator)")
     print(f"preflight passed in {format_duration(record['seconds'])}: {memory}; "
           f"estimate for the plan {format_duration(estimate)}"
           + _against_budget(estimate, budget_left_s, checks))
-    return chosen
+    checked = {check.name: check.settings for check in checks}
+    return {step.name: checked.get(step.name, settings) for step in steps}
 
 
 @contextlib.contextmanager
@@ -172,17 +121,16 @@ def _quiet_retracing():
         log.setLevel(level)
 
 
-def _check_step(step: PlannedStep, settings: StepSettings, batches, data: TrainingData,
-                scope, timed_fits: bool) -> StepCheck:
+def _check_step(step: Step, settings: Settings, batches, data: TrainingData, scope,
+                timed_fits: bool) -> StepCheck:
     failures = []
-    for policy, jit_compile, fallback in _candidates(settings):
+    for candidate in _candidates(settings):
         try:
             with scope() if scope else contextlib.nullcontext():
-                timings = _try_step(step, policy, jit_compile, batches, timed_fits)
+                timings = _try_step(step, candidate, data, batches, timed_fits)
         except _StageFailed as failed:
-            cause = _cause(failed.error)
-            where = (f"{step.label}, {failed.stage} ({policy.name}, XLA "
-                     f"{'on' if jit_compile else 'off'}): {cause}")
+            where = (f"{step.label}, {failed.stage} ({_describe(candidate)}): "
+                     f"{_cause(failed.error)}")
             if _is_out_of_memory(failed.error):
                 raise PreflightFailed(
                     f"preflight: {where}. The step does not fit in this device's memory: lower "
@@ -191,50 +139,54 @@ def _check_step(step: PlannedStep, settings: StepSettings, batches, data: Traini
             continue
         finally:
             gc.collect()  # the fresh models and their compiled steps
+        fallback = candidate.fallback
         if failures:
             fallback = f"{fallback}: preflight found {failures[0]}"
             print(f"preflight: {step.label} fails as configured ({failures[0]}); it runs "
-                  f"with {_describe(policy, jit_compile)} instead")
-        return _measured(step, policy, jit_compile, fallback, timings, data)
+                  f"with {_describe(candidate)} instead")
+        return _measured(step, candidate, fallback, timings, data)
     raise PreflightFailed("preflight: " + "; then ".join(failures)
                           + ". No fallback works for this step: the run does not start.")
 
 
-def _candidates(settings: StepSettings):
+def _candidates(settings: Settings) -> list[Settings]:
     """The run's settings, then the known fallbacks: XLA off, float32, both."""
     policy, jit_compile = settings.policy, settings.jit_compile
     float32 = PrecisionPolicy("float32")
-    candidates = [(policy, jit_compile, "")]
+    candidates = [Settings(policy, jit_compile)]
     if jit_compile:
-        candidates.append((policy, False, "XLA off"))
+        candidates.append(Settings(policy, False, "XLA off"))
     if policy.name != "float32":
-        candidates.append((float32, jit_compile, "float32"))
+        candidates.append(Settings(float32, jit_compile, "float32"))
         if jit_compile:
-            candidates.append((float32, False, "float32, XLA off"))
+            candidates.append(Settings(float32, False, "float32, XLA off"))
     return candidates
 
 
-def _try_step(step: PlannedStep, policy: PrecisionPolicy, jit_compile: bool, batches,
+def _try_step(step: Step, settings: Settings, data: TrainingData, batches,
               timed_fits: bool = True) -> dict:
     """Seconds of: the first training step (building and compiling too), a training step,
     a validation step. Raises _StageFailed naming the stage."""
     stage = "building its models"
     try:
         started = time.perf_counter()
-        trainee, deployable, optimizer = step.build(policy)
+        built = step.build(settings, data)
         stage = "compiling and taking the first training step"
-        plan.compile_trainee(trainee, optimizer, policy, jit_compile)
-        trainee.train_on_batch(*batches.train)
+        compile_trainee(built.trainee, built.optimizer, settings.policy, settings.jit_compile)
+        built.trainee.train_on_batch(*batches.train)
         first = time.perf_counter() - started
         stage = "a training step"
-        single = _median_time(lambda: trainee.train_on_batch(*batches.train), TIMED_STEPS)
+        single = float(np.median(time_calls(lambda: built.trainee.train_on_batch(
+            *batches.train), TIMED_STEPS)))
         stage = "training steps through fit"
-        train = _fit_step_time(trainee, batches.train, single) if timed_fits else single
+        train = single
+        if timed_fits:
+            steps = min(max(round(FIT_SECONDS / max(single, 1e-4)), 2), 50)
+            train = fit_step_seconds(built.trainee, batches.train, steps, bound=single)
         stage = "a validation step"
-        trainee.test_on_batch(*batches.val)
-        val = _median_time(lambda: trainee.test_on_batch(*batches.val), 1)
+        val = time_calls(lambda: built.trainee.test_on_batch(*batches.val), 1, warmup=1)[0]
         stage = "saving, loading and predicting with its model"
-        _save_load_predict(trainee, deployable, batches.test_images)
+        _save_load_predict(built.trainee, built.deployable, batches.test_images)
     except Exception as err:  # noqa: BLE001 - any failure is reported with its stage
         raise _StageFailed(stage, err) from err
     return {"first": first, "train": train, "val": val}
@@ -249,51 +201,14 @@ def _save_load_predict(trainee: keras.Model, deployable: keras.Model, images) ->
         loaded.predict_on_batch(images)
 
 
-def _fit_step_time(trainee: keras.Model, batch: tuple, single_s: float) -> float:
-    """Seconds per training step as epochs run them: through `fit`, which keeps the device
-    busy while Python moves on (a single `train_on_batch` waits for its result, and on a fast
-    GPU that wait doubles a short step). Two short fits, so that fit's start-up cancels out."""
-    steps = min(max(round(FIT_SECONDS / max(single_s, 1e-4)), 2), 50)
-    seconds = []
-    for count in (steps, 2 * steps):
-        started = time.perf_counter()
-        trainee.fit(_Repeated(batch, count), epochs=1, verbose=0, shuffle=False)
-        seconds.append(time.perf_counter() - started)
-    difference = (seconds[1] - seconds[0]) / steps
-    average = seconds[1] / (2 * steps)  # start-up included: an upper bound
-    # On a busy machine the difference can be noise; the longer fit's average bounds it.
-    return difference if average / 2 <= difference <= average else min(single_s, average)
-
-
-class _Repeated(keras.utils.PyDataset):
-    """One batch, `count` times."""
-
-    def __init__(self, batch: tuple, count: int):
-        super().__init__()
-        self.batch, self.count = batch, count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index: int) -> tuple:
-        return self.batch
-
-
-def _median_time(call: Callable[[], object], times: int) -> float:
-    seconds = []
-    for _ in range(times):
-        started = time.perf_counter()
-        call()  # train_on_batch and test_on_batch return host numbers: the device is done
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
-
-
-def _measured(step: PlannedStep, policy, jit_compile, fallback, timings, data) -> StepCheck:
+def _measured(step: Step, settings: Settings, fallback: str, timings: dict,
+              data: TrainingData) -> StepCheck:
+    epochs_left = step.epochs_left()
     epoch_s = len(data.train) * timings["train"] + len(data.val) * timings["val"]
-    return StepCheck(step.name, step.label, policy.name, jit_compile, fallback,
-                     round(timings["first"], 3), round(timings["train"], 5),
-                     round(timings["val"], 5), step.epochs_left,
-                     round(timings["first"] + step.epochs_left * epoch_s, 1))
+    return StepCheck(step.name, step.label, settings.policy.name, settings.jit_compile,
+                     fallback, round(timings["first"], 3), round(timings["train"], 5),
+                     round(timings["val"], 5), epochs_left,
+                     round(timings["first"] + epochs_left * epoch_s, 1))
 
 
 class _Batches:
@@ -327,8 +242,8 @@ def _is_out_of_memory(error: Exception) -> bool:
                                          "Out of memory", "out of memory", "OOM when"))
 
 
-def _describe(policy: PrecisionPolicy, jit_compile: bool) -> str:
-    return f"{policy.name}, XLA {'on' if jit_compile else 'off'}"
+def _describe(settings: Settings) -> str:
+    return f"{settings.policy.name}, XLA {'on' if settings.jit_compile else 'off'}"
 
 
 def _format_check(check: StepCheck) -> str:
@@ -337,7 +252,7 @@ def _format_check(check: StepCheck) -> str:
             f"{check.val_step_s * 1000:.1f} ms; {check.epochs_left} epoch"
             f"{'' if check.epochs_left == 1 else 's'} ~ "
             f"{format_duration(check.estimate_s)}"
-            + (f" [{_describe(PrecisionPolicy(check.precision), check.jit_compile)}]"
+            + (f" [{_describe(check.settings)}]"
                if check.fallback else ""))
 
 
@@ -354,8 +269,3 @@ def _against_budget(estimate: float, budget_left_s: float | None, checks) -> str
             break
     return (f"; the time budget ({format_duration(budget_left_s)} left) ends in {where}: "
             "the run stops there with everything saved, and the same command continues")
-
-
-def fallbacks_of(chosen: Mapping[str, StepSettings]) -> dict[str, StepSettings]:
-    """Only the steps whose settings the preflight changed."""
-    return {name: step for name, step in chosen.items() if step.fallback}

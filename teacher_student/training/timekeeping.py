@@ -1,7 +1,7 @@
 """The plan's clock: progress after every epoch, `status.json`, and the time budget.
 
-The plan is every training phase of the run in order (the teacher's phases, distillation, the
-baseline) with its epochs. After each epoch one line says where the run is (phase k of n,
+The plan is every step of the run in order (steps.py: the teacher's phases, distillation, the
+baseline) with its label and epochs. After each epoch one line says where the run is (phase k of n,
 epoch, overall share of the plan's epochs, time left at this process's mean epoch time) and
 `RUN/status.json` holds the same for a notebook cell or a person. With a time budget, the
 run stops after the epoch after which the next one would not fit (the longest epoch seen so
@@ -15,11 +15,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 
 from teacher_student import atomic
 from teacher_student.errors import TimeBudgetReached
+
+if TYPE_CHECKING:
+    from teacher_student.training.steps import Step
 
 
 def format_duration(seconds: float) -> str:
@@ -32,7 +36,7 @@ def format_duration(seconds: float) -> str:
 
 @dataclass
 class Timekeeper:
-    plan: Sequence[tuple[str, str, int]]  # (folder name, label, epochs) of every phase in order
+    plan: Sequence[Step]  # every step of the run, in order
     status_file: Path
     budget_s: float | None = None
     started: float = field(default_factory=time.monotonic)  # the job's start
@@ -41,27 +45,26 @@ class Timekeeper:
     def remaining_s(self) -> float | None:
         return None if self.budget_s is None else self.budget_s - (time.monotonic() - self.started)
 
-    def check_room(self, folder: str) -> None:
+    def check_room(self, step_name: str) -> None:
         """Before a phase starts: stop if an epoch of it would not fit in the budget."""
         remaining = self.remaining_s()
         if remaining is not None and self.epoch_seconds and remaining < max(self.epoch_seconds):
-            raise TimeBudgetReached(self._stop_message(f"before {self._label(folder)}"))
+            raise TimeBudgetReached(self._stop_message(f"before {self._label(step_name)}"))
 
-    def watch(self, folder: str) -> keras.callbacks.Callback:
-        """The callback for the phase trained in `folder`; it must come after the checkpoint
+    def watch(self, step_name: str) -> keras.callbacks.Callback:
+        """The callback for the step `step_name`; it must come after the checkpoint
         callback, so that an epoch is saved before the budget stops the run."""
-        return _EpochClock(self, folder)
+        return _EpochClock(self, step_name)
 
-    def epoch_done(self, folder: str, epoch: int, seconds: float) -> None:
+    def epoch_done(self, step_name: str, epoch: int, seconds: float) -> None:
         self.epoch_seconds.append(seconds)
-        names = [name for name, _, _ in self.plan]
-        index = names.index(folder)
-        phase_epochs = self.plan[index][2]
-        done = sum(epochs for _, _, epochs in self.plan[:index]) + epoch
-        total = sum(epochs for _, _, epochs in self.plan)
+        index = [step.name for step in self.plan].index(step_name)
+        phase_epochs = self.plan[index].epochs
+        done = sum(step.epochs for step in self.plan[:index]) + epoch
+        total = sum(step.epochs for step in self.plan)
         mean = sum(self.epoch_seconds) / len(self.epoch_seconds)
         left = mean * (total - done)
-        status = {"phase": self._label(folder), "phase_number": index + 1,
+        status = {"phase": self._label(step_name), "phase_number": index + 1,
                   "phases": len(self.plan), "epoch": epoch, "epochs": phase_epochs,
                   "overall": round(done / total, 4), "seconds_left_estimate": round(left),
                   "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -69,16 +72,17 @@ class Timekeeper:
         if remaining is not None:
             status["budget_seconds_left"] = round(remaining)
         atomic.write_json(self.status_file, status)
-        print(f"[{index + 1}/{len(self.plan)} {self._label(folder)}] epoch {epoch}/{phase_epochs}"
+        print(f"[{index + 1}/{len(self.plan)} {self._label(step_name)}] epoch "
+              f"{epoch}/{phase_epochs}"
               f" | plan {done / total:.0%} | about {format_duration(left)} left"
               + (f" | budget {format_duration(remaining)} left" if remaining is not None else ""))
         if (remaining is not None and epoch < phase_epochs
                 and remaining < max(self.epoch_seconds)):
-            raise TimeBudgetReached(self._stop_message(f"after {self._label(folder)} epoch "
+            raise TimeBudgetReached(self._stop_message(f"after {self._label(step_name)} epoch "
                                                        f"{epoch}/{phase_epochs}"))
 
-    def _label(self, folder: str) -> str:
-        return next(label for name, label, _ in self.plan if name == folder)
+    def _label(self, step_name: str) -> str:
+        return next(step.label for step in self.plan if step.name == step_name)
 
     def _stop_message(self, where: str) -> str:
         return (f"time budget: stopped {where}, everything saved; the next epoch would not "
@@ -87,10 +91,10 @@ class Timekeeper:
 
 
 class _EpochClock(keras.callbacks.Callback):
-    def __init__(self, keeper: Timekeeper, folder: str):
+    def __init__(self, keeper: Timekeeper, step_name: str):
         super().__init__()
         self.keeper = keeper
-        self.folder = folder
+        self.step_name = step_name
         self._started = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -99,4 +103,4 @@ class _EpochClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training:  # the loss went NaN: the checkpoint callback said so
             return
-        self.keeper.epoch_done(self.folder, epoch + 1, time.monotonic() - self._started)
+        self.keeper.epoch_done(self.step_name, epoch + 1, time.monotonic() - self._started)

@@ -60,3 +60,11 @@ class Trainee(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         logits = y_pred["logits"] if isinstance(y_pred, dict) else y_pred
         return super().compute_metrics(x, y, logits, sample_weight)
+
+
+def compile_trainee(trainee: keras.Model, optimizer, policy, jit_compile: bool,
+                    steps_per_execution: int = 1) -> None:
+    """The loss is the trainee's own (`compute_loss`); the optimizer gets loss scaling as the
+    precision policy says."""
+    trainee.compile(optimizer=policy.wrap_optimizer(optimizer), metrics=["accuracy"],
+                    jit_compile=jit_compile, steps_per_execution=steps_per_execution)

@@ -11,14 +11,16 @@ import pytest
 from helpers import TINY_STUDENT, TINY_TEACHER
 
 from teacher_student.config import DistillConfig
+from teacher_student.config.schema import METHODS
 from teacher_student.data.batches import Batches
 from teacher_student.errors import ConfigError
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
 from teacher_student.run_dir import CheckpointDir
+from teacher_student.training import distiller as distiller_module
 from teacher_student.training.distiller import Distiller, method_of
-from teacher_student.training.plan import compile_trainee
+from teacher_student.training.trainee import compile_trainee
 from teacher_student.training.trainer import fit_resumable, restore
 
 BATCH = 4
@@ -39,6 +41,15 @@ def make_distiller(policy: PrecisionPolicy, method: str = "kd", mix: str = "none
                           config.alpha, augment="light", mix=mix, seed=1, policy=policy)
     compile_trainee(distiller, keras.optimizers.Adam(1e-2), policy, jit_compile)
     return distiller
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_configurable_method_is_made_from_its_config(name):
+    method = method_of(DistillConfig(method=name, temperature=2.0, dkd_warmup_epochs=2), 5)
+    assert type(method) is distiller_module.METHODS[name]
+    assert (method.logits if name == "feature" else method).temperature == 2.0
+    if name == "dkd":
+        assert method.warmup_steps == 10  # epochs of warm-up times steps per epoch
 
 
 def test_evaluation_reports_the_student_alone():

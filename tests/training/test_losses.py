@@ -24,7 +24,8 @@ def kl(p, q):
 
 
 def zscore(z):
-    return (z - z.mean(axis=-1, keepdims=True)) / np.sqrt(z.var(axis=-1, ddof=1, keepdims=True) + 1e-14)
+    deviation = np.sqrt(z.var(axis=-1, ddof=1, keepdims=True) + 1e-14)
+    return (z - z.mean(axis=-1, keepdims=True)) / deviation
 
 
 def test_label_loss_is_the_mean_cross_entropy_weighted_per_sample():

@@ -17,10 +17,11 @@ from keras import layers, ops
 
 from teacher_student import cli, jobs
 from teacher_student import config as cfg
+from teacher_student.models.structure import Structure, attach, structure_of
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
 from teacher_student.run_dir import RunDir
-from teacher_student.training import preflight
+from teacher_student.training import preflight, steps
 
 STEPS = ["phase1_warmup", "phase2_main", "phase3_finetune", "student_distilled",
          "student_scratch"]
@@ -52,7 +53,7 @@ def test_preflight_alone_checks_every_step_and_leaves_no_checkpoint(images, tmp_
     assert [step["name"] for step in record["steps"]] == STEPS
     assert not any(step["fallback"] for step in record["steps"])
     assert all(step["train_step_s"] > 0 and step["estimate_s"] > 0 for step in record["steps"])
-    assert "teacher phase 3 'finetune': " in out and "estimate for the plan" in out
+    assert "teacher phase 3/3 'finetune': " in out and "estimate for the plan" in out
     # No checkpoint, no model: the records of the run's data and of the preflight.
     assert sorted(p.name for p in run.iterdir() if p.name != ".lock") == RECORDS
 
@@ -61,8 +62,11 @@ def test_the_run_starts_from_the_same_weights_with_or_without_a_preflight(images
     config = cfg.load("tiny", _settings(images, *ONE_PHASE, "distill.baseline=false"))
     weights = {}
     for checked in (True, False):
-        with jobs.training_job(config, RunDir(tmp_path / str(checked)), checked) as job:
-            weights[checked] = build_teacher(job.config.teacher, job.policy).get_weights()
+        with jobs.training_job(config, RunDir(tmp_path / str(checked)), ["teacher"],
+                               checked) as job:
+            first = job.steps[0]
+            weights[checked] = first.build(job.settings[first.name], job.data).deployable \
+                .get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(weights[True], weights[False]))
 
 
@@ -80,7 +84,17 @@ def _with_layer_in_front(model: keras.Model, layer: layers.Layer) -> keras.Model
     """`model` with `layer` applied to its input, the real model after it."""
     inputs = keras.Input(model.input.shape[1:], dtype=model.input.dtype, name="image")
     features = layers.Rescaling(1.0, dtype="float32", name="planted_cast")(inputs)
-    return keras.Model(inputs, model(layer(features)), name=f"planted_{model.name}")
+    return _around(model, keras.Model(inputs, model(layer(features)),
+                                      name=f"planted_{model.name}"))
+
+
+def _around(inner: keras.Model, outer: keras.Model) -> keras.Model:
+    """`outer`, which nests `inner`, with `inner`'s trunk recorded as its own (structure.py):
+    the phases freeze it as they would freeze `inner` alone."""
+    recorded = structure_of(inner)
+    return attach(outer, Structure(
+        tuple(tuple(f"{inner.name}/{path}" for path in part) for part in recorded.trunk_parts),
+        f"{inner.name}/{recorded.head_pool}"))
 
 
 def test_an_out_of_memory_step_fails_the_preflight_naming_the_step(images, tmp_path, capsys,
@@ -88,11 +102,11 @@ def test_an_out_of_memory_step_fails_the_preflight_naming_the_step(images, tmp_p
     def hungry_teacher(config, policy):
         return _with_layer_in_front(build_teacher(config, policy), DeviceHog(name="hog"))
 
-    monkeypatch.setattr(preflight, "build_teacher", hungry_teacher)
+    monkeypatch.setattr(steps, "build_teacher", hungry_teacher)
     run = tmp_path / "run"
     assert cli.main([*_argv("train-teacher", images, run), "--preflight"]) == 1
     err = capsys.readouterr().err
-    assert "teacher phase 1 'warmup', compiling and taking the first training step" in err
+    assert "teacher phase 1/3 'warmup', compiling and taking the first training step" in err
     assert "memory" in err and "data.batch_size" in err
     assert not (run / "teacher").exists() and not list(run.glob("*.keras"))
 
@@ -120,14 +134,13 @@ def teacher_with_a_float16_resize(config, policy):
         _float16_bilinear_branch(policy)(x))
     extra = layers.Dense(config.num_classes, dtype="float32", name="planted_logits")(branch)
     logits = layers.Add(dtype="float32", name="planted_sum")([teacher(inputs), extra])
-    return keras.Model(inputs, logits, name="planted_teacher")
+    return _around(teacher, keras.Model(inputs, logits, name="planted_teacher"))
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow XLA fault")
 def test_an_xla_dtype_fault_falls_back_to_xla_off_and_the_run_completes(images, tmp_path,
                                                                       capsys, monkeypatch):
-    monkeypatch.setattr(preflight, "build_teacher", teacher_with_a_float16_resize)
-    monkeypatch.setattr(jobs, "build_teacher", teacher_with_a_float16_resize)
+    monkeypatch.setattr(steps, "build_teacher", teacher_with_a_float16_resize)
     config = cfg.load("tiny", _settings(images, "precision=mixed_float16", "jit_compile=true",
                                         "distill.baseline=false", *ONE_PHASE))
     run_dir = RunDir(tmp_path / "run")
@@ -135,16 +148,16 @@ def test_an_xla_dtype_fault_falls_back_to_xla_off_and_the_run_completes(images, 
     jobs.train_teacher(config, run_dir)
 
     out = capsys.readouterr().out
-    assert "preflight: teacher phase 1 'warmup' fails as configured" in out
+    assert "preflight: teacher phase 1/3 'warmup' fails as configured" in out
     assert "it runs with mixed_float16, XLA off instead" in out
-    steps = {s["name"]: s for s in json.loads((run_dir.path / "preflight.json").read_text())[
+    checked = {s["name"]: s for s in json.loads((run_dir.path / "preflight.json").read_text())[
         "steps"]}
-    assert list(steps) == ["phase1_warmup", "student_distilled"]  # phases of 0 epochs: none
-    warmup = steps["phase1_warmup"]
+    assert list(checked) == ["phase1_warmup", "student_distilled"]  # phases of 0 epochs: none
+    warmup = checked["phase1_warmup"]
     assert (warmup["precision"], warmup["jit_compile"]) == ("mixed_float16", False)
     assert "different precisions" in warmup["fallback"]
     # The distillation only runs the teacher forward: XLA stays on for it.
-    assert steps["student_distilled"]["jit_compile"] is True
+    assert checked["student_distilled"]["jit_compile"] is True
     assert run_dir.teacher_phase(1, "warmup").read_history()["epoch"].tolist() == [1]
     assert keras.saving.load_model(run_dir.model_file("teacher")).name == "planted_teacher"
 
@@ -155,7 +168,7 @@ def test_a_student_that_fails_everywhere_stops_the_run_before_training(images, t
         return _with_layer_in_front(build_student(config, policy),
                                          layers.Reshape((-1,), name="planted_flatten"))
 
-    monkeypatch.setattr(preflight, "build_student", broken_student)
+    monkeypatch.setattr(steps, "build_student", broken_student)
     config = cfg.load("tiny", _settings(images, *ONE_PHASE))
     run_dir = RunDir(tmp_path / "run")
     with pytest.raises(preflight.PreflightFailed, match="distillation, building its models"):

@@ -16,8 +16,7 @@ from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
 from teacher_student.training.distiller import Distiller, method_of
-from teacher_student.training.plan import compile_trainee
-from teacher_student.training.trainee import Trainee
+from teacher_student.training.trainee import Trainee, compile_trainee
 
 BUILDERS = {"teacher": (build_teacher, TINY_TEACHER), "student": (build_student, TINY_STUDENT)}
 
