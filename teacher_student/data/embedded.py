@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from teacher_student import atomic
 from teacher_student.errors import DataError
 
 Loader = Callable[[], tuple[np.ndarray, np.ndarray]]  # -> (uint8 images [N,H,W], int labels [N])
@@ -91,7 +91,7 @@ def _write_once(final: Path, load: Loader) -> Path:
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-partial-", dir=final.parent))
+    staging = atomic.new_directory(final.parent, prefix=f".{final.name}-partial-")
     try:
         images, labels = load()
         write_image_folder(images, labels, staging)
