@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from helpers import write_image_folder
 
-from teacher_student.cli import main
+from teacher_student.cli import _config, build_parser, main
 
 ONE_EPOCH = ["--config", "tiny", "--set", "data.batch_size=4", "--set", "phases.1.epochs=0",
              "--set", "phases.2.epochs=0"]
@@ -58,10 +58,36 @@ def test_a_class_too_small_to_split_is_named(tmp_path, capsys):
     ("teacher.colour=red", "teacher.colour: unknown key"),
     ("phases.0.epochs=-1", "phases.0.epochs: must be >= 0"),
     ("data.batch_size=many", "data.batch_size: must be int"),
+    ("data.batch_size=[", "data.batch_size: '[' is not a YAML value"),
+    ("time_budget=1:30", "time_budget: '1:30' is not a positive duration"),
 ])
 def test_config_errors_name_the_key(tmp_path, capsys, override, message):
     assert train(tmp_path, tmp_path / "run", "--set", override) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("folder", ["2024", "x #1", "1:30", "true"])
+def test_a_data_folder_reaches_the_run_under_its_own_name(tmp_path, monkeypatch, capsys,
+                                                        folder):
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / folder, classes=1, per_class=2)
+    assert train(folder, tmp_path / "run") == 2  # read as that folder: one class is too few
+    assert f"{folder}: found only 1 class" in capsys.readouterr().err
+
+
+def test_command_line_paths_and_names_are_text():
+    args = build_parser().parse_args(["train-teacher", "--data", "2024", "--precision",
+                                      "float32", "--time-budget", "90"])
+    config = _config(args)
+    assert (config.data.source, config.precision, config.time_budget) == ("2024", "float32", "90")
+
+
+@pytest.mark.parametrize("budget", ["1:30", "ten", "-5", "0"])
+def test_a_bad_time_budget_is_a_config_error(tmp_path, capsys, budget):
+    assert train(tmp_path, tmp_path / "run", "--time-budget", budget) == 2
+    err = capsys.readouterr().err
+    assert f"time_budget: '{budget}' is not a positive duration" in err
+    assert "Traceback" not in err
 
 
 def test_unknown_precision_is_a_config_error(tmp_path, capsys):
