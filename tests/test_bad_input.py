@@ -60,6 +60,7 @@ def test_a_class_too_small_to_split_is_named(tmp_path, capsys):
     ("data.batch_size=many", "data.batch_size: must be int"),
     ("data.batch_size=[", "data.batch_size: '[' is not a YAML value"),
     ("time_budget=1:30", "time_budget: '1:30' is not a positive duration"),
+    ("phases=[]", "phases: at least one phase must train the teacher"),
 ])
 def test_config_errors_name_the_key(tmp_path, capsys, override, message):
     assert train(tmp_path, tmp_path / "run", "--set", override) == 2

@@ -50,6 +50,11 @@ def test_config_is_frozen():
     (["distill.mix=blend"], "distill.mix: must be one of ['none', 'mixup', 'cutmix']"),
     (["distill.mix=mixup", "data.batch_size=1"], "distill.mix: mixup mixes the images of a batch"),
     (["data.cache=cloud"], "data.cache: must be one of ['auto', 'memory', 'disk']"),
+    (["phases=[]"], "phases: at least one phase must train the teacher for 1 epoch or more; "
+                    "found an empty list"),
+    ([f"phases.{i}.epochs=0" for i in range(3)], "phases: at least one phase must train the "
+                                                 "teacher for 1 epoch or more; found every phase "
+                                                 "has 0 epochs"),
 ])
 def test_bad_values_are_errors_naming_the_key(overrides, message):
     with pytest.raises(cfg.ConfigError) as err:
@@ -62,6 +67,15 @@ def test_errors_in_a_file_name_the_file_and_key(tmp_path):
     path.write_text("phases:\n  - name: warmup\n    epochs: two\n")
     with pytest.raises(cfg.ConfigError, match=r"bad.yaml: phases.0.epochs: must be int"):
         cfg.load(path)
+
+
+def test_a_config_file_without_phases_names_the_key(tmp_path):
+    path = tmp_path / "no_phases.yaml"
+    path.write_text("phases: []\n")
+    with pytest.raises(cfg.ConfigError, match=r"no_phases.yaml: phases: at least one phase"):
+        cfg.load(path)
+    path.write_text("phases:\n  - {name: only, epochs: 1}\n")
+    assert [phase.name for phase in cfg.load(path).phases] == ["only"]
 
 
 def test_yaml_is_read_with_the_safe_loader(tmp_path):

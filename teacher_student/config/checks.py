@@ -150,6 +150,10 @@ def check_value(key: str, value: Any) -> None:
 
 def check_config(config: Config) -> None:
     """The checks of each phase's values, and those that involve several keys."""
+    if not any(phase.epochs for phase in config.phases):
+        found = "an empty list" if not config.phases else "every phase has 0 epochs"
+        raise ConfigError(f"phases: at least one phase must train the teacher for 1 epoch or "
+                          f"more; found {found}")
     for i, phase in enumerate(config.phases):
         for f in dataclasses.fields(PhaseConfig):
             check_value(f"phases.{i}.{f.name}", getattr(phase, f.name))
