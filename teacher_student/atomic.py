@@ -68,8 +68,10 @@ def write_json(path: str | os.PathLike, data: object) -> Path:
 
 
 def write_csv(frame, path: str | os.PathLike) -> Path:
-    """A pandas DataFrame as CSV, without its index."""
-    return replace_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))
+    """A pandas DataFrame as UTF-8 CSV, without its index. Text that cannot be encoded (a file
+    name that is not valid UTF-8 holds surrogates) is written with backslash escapes."""
+    return replace_atomically(path, lambda tmp: frame.to_csv(
+        tmp, index=False, encoding="utf-8", errors="backslashreplace"))
 
 
 def write_bytes(path: str | os.PathLike, content: bytes) -> Path:

@@ -3,6 +3,7 @@ training meaningless stop it before the first epoch with a message naming the fi
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pandas as pd
@@ -27,13 +28,22 @@ def test_unusable_files_are_skipped_listed_and_training_goes_on(tmp_path, capsys
     shutil.copy(images / "class_2" / "0.png", images / "class_2" / "cut.png")
     data = (images / "class_2" / "cut.png").read_bytes()
     (images / "class_2" / "cut.png").write_bytes(data[: len(data) // 3])
+    with open(os.path.join(os.fsencode(images / "class_0"), b"bad\xff.png"), "wb") as file:
+        file.write(data)  # a name that is not UTF-8
+    shutil.copytree(images / "class_1", images / "__MACOSX" / "class_1")
     assert train(images, tmp_path / "run") == 0
     skipped = pd.read_csv(tmp_path / "run" / "skipped_files.csv")
-    names = {p.rsplit("/", 1)[-1] for p in skipped["path"]}
-    assert {"empty.png", "notes.jpg", "cut.png"} <= names
+    reasons = {p.rsplit("/", 1)[-1]: reason for p, reason in zip(skipped["path"],
+                                                                   skipped["reason"])}
+    assert {"empty.png", "notes.jpg", "cut.png"} <= set(reasons)
+    assert reasons["bad\\xff.png"] == "file name is not valid UTF-8"
+    assert reasons["__MACOSX"] == "system folder"
     assert all(isinstance(reason, str) and reason for reason in skipped["reason"])
+    split = pd.read_csv(tmp_path / "run" / "split.csv")
+    assert sorted(set(split["class_name"])) == ["class_0", "class_1", "class_2"]
     out = capsys.readouterr().out
-    assert "unusable files" in out and "notes.jpg" in out
+    assert "unusable files" in out and "notes.jpg" in out and "bad\\xff.png" in out
+    assert "ignored folders that hold no classes: __MACOSX (system folder)" in out
     assert (tmp_path / "run" / "teacher.keras").exists()
 
 
@@ -51,6 +61,16 @@ def test_a_class_too_small_to_split_is_named(tmp_path, capsys):
         extra.unlink()
     assert train(images, tmp_path / "run") == 2
     assert "class_1" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_a_class_without_a_usable_image_is_named(tmp_path, capsys):
+    images = write_image_folder(tmp_path / "images")
+    for image in (images / "class_1").iterdir():
+        image.write_bytes(image.read_bytes()[:40])  # every file cut short
+    assert train(images, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "class 'class_1' has no usable image: its 12 file(s) were all skipped" in err
     assert not (tmp_path / "run" / "teacher").exists()
 
 
