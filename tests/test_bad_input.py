@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import write_image_folder
@@ -72,6 +73,16 @@ def test_a_class_without_a_usable_image_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "class 'class_1' has no usable image: its 12 file(s) were all skipped" in err
     assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_a_npz_of_strips_is_refused_naming_the_file_and_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TEACHER_STUDENT_CACHE", str(tmp_path / "cache"))
+    np.savez(tmp_path / "strips.npz", images=np.zeros((40, 10), np.uint8),
+             labels=np.arange(40) % 4)
+    assert train(tmp_path / "strips.npz", tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "strips.npz: 'images' has shape [40, 10], dtype uint8; need [N, H, W]" in err
 
 
 @pytest.mark.parametrize("override, message", [
