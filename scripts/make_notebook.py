@@ -149,10 +149,10 @@ from teacher_student import config as config_module
 from teacher_student.run_dir import RunDir
 from teacher_student.training.steps import plan_steps
 
-overrides = [f"data.source={source}", *OVERRIDES]
-if PRECISION:
-    overrides.append(f"precision={PRECISION}")
-config = config_module.load(CONFIG, overrides)
+# The source and precision are set as written (a folder named 2024 stays text); OVERRIDES are
+# YAML values, as with --set.
+texts = {"data.source": str(source), **({"precision": PRECISION} if PRECISION else {})}
+config = config_module.load(CONFIG, OVERRIDES, texts)
 reports_dir = run_dir / "reports"
 
 print(f"config {CONFIG}: {config.data.image_size} px, {config.data.channels} channels, "

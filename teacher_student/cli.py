@@ -32,15 +32,13 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args) -> config_module.Config:
-    """The config file (or preset) with --set, --data and --precision applied, in that order."""
-    overrides = list(args.set)
-    if getattr(args, "data", None):
-        overrides.append(f"data.source={args.data}")
-    if args.precision:
-        overrides.append(f"precision={args.precision}")
-    if getattr(args, "time_budget", None):
-        overrides.append(f"time_budget={args.time_budget}")
-    return config_module.load(args.config, overrides)
+    """The config file (or preset) with --set, then --data, --precision and --time-budget
+    applied. --set values are YAML (they set typed keys); the others are paths and names,
+    taken as they are written: a folder `2024` or `x #1` stays that text."""
+    texts = {"data.source": getattr(args, "data", None), "precision": args.precision,
+             "time_budget": getattr(args, "time_budget", None)}
+    return config_module.load(args.config, list(args.set),
+                              {key: text for key, text in texts.items() if text is not None})
 
 
 def check_dtypes_command(args) -> int:

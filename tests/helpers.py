@@ -5,6 +5,8 @@ Tiny shapes keep every compile and step fast: 32x32, widths of 8, three classes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from teacher_student.config import StudentConfig, TeacherConfig
@@ -27,4 +29,24 @@ def write_image_folder(root, classes: int = 3, per_class: int = 12, size: int = 
             start = label * size // classes
             pixels[start:start + size // classes, :, :] += 150
             Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def write_png(path: Path, seed: int, size: tuple[int, int] = (12, 10)) -> Path:
+    """A small RGB noise image; each seed gives different pixels."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def make_class_folder(root: Path, counts: dict[str, int]) -> Path:
+    """root/<class>/<i>.png with counts[class] images per class."""
+    seed = 0
+    for class_name, count in counts.items():
+        for i in range(count):
+            seed += 1
+            write_png(root / class_name / f"{i}.png", seed)
     return root

@@ -3,13 +3,15 @@ training meaningless stop it before the first epoch with a message naming the fi
 
 from __future__ import annotations
 
+import os
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import write_image_folder
 
-from teacher_student.cli import main
+from teacher_student.cli import _config, build_parser, main
 
 ONE_EPOCH = ["--config", "tiny", "--set", "data.batch_size=4", "--set", "phases.1.epochs=0",
              "--set", "phases.2.epochs=0"]
@@ -27,13 +29,22 @@ def test_unusable_files_are_skipped_listed_and_training_goes_on(tmp_path, capsys
     shutil.copy(images / "class_2" / "0.png", images / "class_2" / "cut.png")
     data = (images / "class_2" / "cut.png").read_bytes()
     (images / "class_2" / "cut.png").write_bytes(data[: len(data) // 3])
+    with open(os.path.join(os.fsencode(images / "class_0"), b"bad\xff.png"), "wb") as file:
+        file.write(data)  # a name that is not UTF-8
+    shutil.copytree(images / "class_1", images / "__MACOSX" / "class_1")
     assert train(images, tmp_path / "run") == 0
     skipped = pd.read_csv(tmp_path / "run" / "skipped_files.csv")
-    names = {p.rsplit("/", 1)[-1] for p in skipped["path"]}
-    assert {"empty.png", "notes.jpg", "cut.png"} <= names
+    reasons = {p.rsplit("/", 1)[-1]: reason for p, reason in zip(skipped["path"],
+                                                                   skipped["reason"])}
+    assert {"empty.png", "notes.jpg", "cut.png"} <= set(reasons)
+    assert reasons["bad\\xff.png"] == "file name is not valid UTF-8"
+    assert reasons["__MACOSX"] == "system folder"
     assert all(isinstance(reason, str) and reason for reason in skipped["reason"])
+    split = pd.read_csv(tmp_path / "run" / "split.csv")
+    assert sorted(set(split["class_name"])) == ["class_0", "class_1", "class_2"]
     out = capsys.readouterr().out
-    assert "unusable files" in out and "notes.jpg" in out
+    assert "unusable files" in out and "notes.jpg" in out and "bad\\xff.png" in out
+    assert "ignored folders that hold no classes: __MACOSX (system folder)" in out
     assert (tmp_path / "run" / "teacher.keras").exists()
 
 
@@ -54,14 +65,61 @@ def test_a_class_too_small_to_split_is_named(tmp_path, capsys):
     assert not (tmp_path / "run" / "teacher").exists()
 
 
+def test_a_class_without_a_usable_image_is_named(tmp_path, capsys):
+    images = write_image_folder(tmp_path / "images")
+    for image in (images / "class_1").iterdir():
+        image.write_bytes(image.read_bytes()[:40])  # every file cut short
+    assert train(images, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "class 'class_1' has no usable image: its 12 file(s) were all skipped" in err
+    assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_a_npz_of_strips_is_refused_naming_the_file_and_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TEACHER_STUDENT_CACHE", str(tmp_path / "cache"))
+    np.savez(tmp_path / "strips.npz", images=np.zeros((40, 10), np.uint8),
+             labels=np.arange(40) % 4)
+    assert train(tmp_path / "strips.npz", tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "strips.npz: 'images' has shape [40, 10], dtype uint8; need [N, H, W]" in err
+
+
 @pytest.mark.parametrize("override, message", [
     ("teacher.colour=red", "teacher.colour: unknown key"),
     ("phases.0.epochs=-1", "phases.0.epochs: must be >= 0"),
     ("data.batch_size=many", "data.batch_size: must be int"),
+    ("data.batch_size=[", "data.batch_size: '[' is not a YAML value"),
+    ("time_budget=1:30", "time_budget: '1:30' is not a positive duration"),
+    ("phases=[]", "phases: at least one phase must train the teacher"),
 ])
 def test_config_errors_name_the_key(tmp_path, capsys, override, message):
     assert train(tmp_path, tmp_path / "run", "--set", override) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("folder", ["2024", "x #1", "1:30", "true"])
+def test_a_data_folder_reaches_the_run_under_its_own_name(tmp_path, monkeypatch, capsys,
+                                                        folder):
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / folder, classes=1, per_class=2)
+    assert train(folder, tmp_path / "run") == 2  # read as that folder: one class is too few
+    assert f"{folder}: found only 1 class" in capsys.readouterr().err
+
+
+def test_command_line_paths_and_names_are_text():
+    args = build_parser().parse_args(["train-teacher", "--data", "2024", "--precision",
+                                      "float32", "--time-budget", "90"])
+    config = _config(args)
+    assert (config.data.source, config.precision, config.time_budget) == ("2024", "float32", "90")
+
+
+@pytest.mark.parametrize("budget", ["1:30", "ten", "-5", "0"])
+def test_a_bad_time_budget_is_a_config_error(tmp_path, capsys, budget):
+    assert train(tmp_path, tmp_path / "run", "--time-budget", budget) == 2
+    err = capsys.readouterr().err
+    assert f"time_budget: '{budget}' is not a positive duration" in err
+    assert "Traceback" not in err
 
 
 def test_unknown_precision_is_a_config_error(tmp_path, capsys):

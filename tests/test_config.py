@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from teacher_student import config as cfg
+from teacher_student.config.checks import parse_duration
 
 
 def test_defaults_round_trip_through_yaml(tmp_path):
@@ -49,6 +50,11 @@ def test_config_is_frozen():
     (["distill.mix=blend"], "distill.mix: must be one of ['none', 'mixup', 'cutmix']"),
     (["distill.mix=mixup", "data.batch_size=1"], "distill.mix: mixup mixes the images of a batch"),
     (["data.cache=cloud"], "data.cache: must be one of ['auto', 'memory', 'disk']"),
+    (["phases=[]"], "phases: at least one phase must train the teacher for 1 epoch or more; "
+                    "found an empty list"),
+    ([f"phases.{i}.epochs=0" for i in range(3)], "phases: at least one phase must train the "
+                                                 "teacher for 1 epoch or more; found every phase "
+                                                 "has 0 epochs"),
 ])
 def test_bad_values_are_errors_naming_the_key(overrides, message):
     with pytest.raises(cfg.ConfigError) as err:
@@ -61,6 +67,15 @@ def test_errors_in_a_file_name_the_file_and_key(tmp_path):
     path.write_text("phases:\n  - name: warmup\n    epochs: two\n")
     with pytest.raises(cfg.ConfigError, match=r"bad.yaml: phases.0.epochs: must be int"):
         cfg.load(path)
+
+
+def test_a_config_file_without_phases_names_the_key(tmp_path):
+    path = tmp_path / "no_phases.yaml"
+    path.write_text("phases: []\n")
+    with pytest.raises(cfg.ConfigError, match=r"no_phases.yaml: phases: at least one phase"):
+        cfg.load(path)
+    path.write_text("phases:\n  - {name: only, epochs: 1}\n")
+    assert [phase.name for phase in cfg.load(path).phases] == ["only"]
 
 
 def test_yaml_is_read_with_the_safe_loader(tmp_path):
@@ -94,3 +109,59 @@ def test_jit_compile_is_a_switch_or_auto(text, value):
 def test_reduce_lr_needs_a_constant_schedule():
     with pytest.raises(cfg.ConfigError, match="phases.1.reduce_lr_patience"):
         cfg.load(None, ["phases.1.reduce_lr_patience=2"])
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("45m", 2700), ("11h30m", 41400),
+                                           ("1.5h", 5400), ("1h0m30s", 3630), ("3600", 3600),
+                                           ("2.5", 2.5), (90, 90)])
+def test_durations_are_hours_minutes_seconds_or_plain_seconds(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["1:30", "ten", "-5", "0", "0s", "", "30m1h", "11h30", "m",
+                                  -5, 0, float("nan"), float("inf"), True])
+def test_anything_else_is_not_a_duration(text):
+    with pytest.raises(cfg.ConfigError, match=r"^time_budget: .* is not a positive duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["1:30", "ten", "-5", "0"])
+def test_a_bad_time_budget_in_a_config_file_names_the_file_and_key(tmp_path, text):
+    path = tmp_path / "budget.yaml"
+    path.write_text(f"time_budget: {text}\n")
+    with pytest.raises(cfg.ConfigError, match=rf"budget.yaml: time_budget: '?{text}'? is not"):
+        cfg.load(path)
+
+
+def test_a_time_budget_in_a_config_file_is_kept_as_written(tmp_path):
+    path = tmp_path / "budget.yaml"
+    path.write_text("time_budget: 11h30m\n")
+    assert cfg.load(path).time_budget == "11h30m"
+    path.write_text("time_budget: 5400.5\n")
+    assert cfg.load(path).time_budget == 5400.5
+
+
+def test_set_values_that_are_not_yaml_name_the_key():
+    with pytest.raises(cfg.ConfigError, match=r"^data.batch_size: '\[' is not a YAML value"):
+        cfg.load(None, ["data.batch_size=["])
+
+
+def test_texts_are_set_as_written_while_set_values_are_yaml():
+    config = cfg.load(None, ["data.batch_size=16", "precision=float32"],
+                      {"data.source": "2024", "precision": "mixed_float16"})
+    assert config.data.source == "2024" and config.data.batch_size == 16
+    assert config.precision == "mixed_float16"  # the texts come after --set
+    assert cfg.load(None, [], {"data.source": "x #1"}).data.source == "x #1"
+    with pytest.raises(cfg.ConfigError, match="data.source: must be str, got int 2024"):
+        cfg.load(None, ["data.source=2024"])
+    with pytest.raises(cfg.ConfigError, match="data.source: must name"):
+        cfg.load(None, [], {"data.source": " "})
+
+
+def test_yaml_has_no_base_60_numbers(tmp_path):
+    path = tmp_path / "source.yaml"
+    path.write_text("data:\n  source: 1:30\n")
+    assert cfg.load(path).data.source == "1:30"
+    assert cfg.load(None, ["data.source=12:00"]).data.source == "12:00"
+    path.write_text(cfg.to_yaml(cfg.load(path)))  # written as a string, read back as one
+    assert cfg.load(path).data.source == "1:30"

@@ -7,6 +7,7 @@ adds the checks that involve several keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -39,21 +40,34 @@ def _fraction(v):
 
 
 UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+NUMBER = r"\d+(?:\.\d+)?"
+# Hours, minutes and seconds, each optional, in that order: 11h30m, 45m, 1.5h, 1h0m30s.
+DURATION = re.compile(rf"(?:(?P<h>{NUMBER})h)?(?:(?P<m>{NUMBER})m)?(?:(?P<s>{NUMBER})s)?")
 
 
-def parse_duration(text: str | float | int, key: str = "time_budget") -> float:
-    """Seconds in `11h30m`, `90m`, `45s`, `1.5h` or a plain number of seconds."""
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?\s*[hms]\s*)+|\d+(?:\.\d+)?)\s*", str(text))
-        if not parts:
-            raise ConfigError(f"{key}: {text!r} is not a duration such as 11h30m, 90m or 3600")
-        pieces = re.findall(r"(\d+(?:\.\d+)?)\s*([hms]?)", parts.group(1))
-        seconds = sum(float(number) * UNITS[unit or "s"] for number, unit in pieces)
-    if seconds <= 0:
-        raise ConfigError(f"{key}: must be a positive duration, got {text!r}")
+def parse_duration(value: str | float | int, key: str = "time_budget") -> float:
+    """Seconds in `11h30m`, `45m`, `90s`, `1.5h` or a plain number of seconds (`3600`);
+    anything else (`1:30`, `ten`, zero or a negative number) is a ConfigError naming `key`."""
+    seconds = _seconds(value)
+    if seconds is None or not 0 < seconds < math.inf:
+        raise ConfigError(f"{key}: {value!r} is not a positive duration such as 11h30m, 45m, "
+                          "90s or 3600 (seconds)")
     return seconds
+
+
+def _seconds(value: str | float | int) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = "".join(str(value).lower().split())  # "11h 30m" and "11H30M" too
+    if re.fullmatch(NUMBER, text):
+        return float(text)
+    parts = DURATION.fullmatch(text) if text else None
+    if parts is None:
+        return None
+    return sum(float(number) * UNITS[unit] for unit, number in parts.groupdict().items()
+               if number)
 
 
 def _duration(v):
@@ -83,6 +97,7 @@ CHECKS: dict[str, Any] = {
     f"must be true, false or 'auto', got {v!r}",
     "steps_per_execution": _positive,
     "time_budget": _duration,
+    "data.source": lambda v: None if v.strip() else "must name a dataset, a folder or a file",
     "data.image_size": _positive,
     "data.channels": _one_of((1, 3)),
     "data.val_fraction": _fraction,
@@ -135,6 +150,10 @@ def check_value(key: str, value: Any) -> None:
 
 def check_config(config: Config) -> None:
     """The checks of each phase's values, and those that involve several keys."""
+    if not any(phase.epochs for phase in config.phases):
+        found = "an empty list" if not config.phases else "every phase has 0 epochs"
+        raise ConfigError(f"phases: at least one phase must train the teacher for 1 epoch or "
+                          f"more; found {found}")
     for i, phase in enumerate(config.phases):
         for f in dataclasses.fields(PhaseConfig):
             check_value(f"phases.{i}.{f.name}", getattr(phase, f.name))

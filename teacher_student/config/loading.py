@@ -1,6 +1,7 @@
 """YAML -> a typed, frozen `Config`: unknown keys, wrong types and impossible values raise
 `ConfigError` naming the key, e.g. `phases.1.epochs: must be >= 0, got -3`. Overrides use the same
-dotted keys (`--set phases.1.epochs=3`). Only the standard library and PyYAML's safe loader.
+dotted keys (`--set phases.1.epochs=3`). Only the standard library and PyYAML's safe loader
+(without base-60 numbers).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +113,49 @@ def _set_dotted(tree: dict, key: str, value: Any) -> None:
         node[last] = value  # unknown keys are caught when the tree is rebuilt
 
 
-def apply_overrides(config: Config, overrides: list[str]) -> Config:
-    """`config` with each `dotted.key=value` applied; values are parsed as YAML scalars."""
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader without YAML 1.1's base-60 numbers: `1:30` stays the text it
+    looks like (a bad duration, a folder name) instead of becoming the number 90."""
+
+
+def _base_60_as_text(construct):
+    def constructor(loader, node):
+        return loader.construct_scalar(node) if ":" in node.value else construct(loader, node)
+    return constructor
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _base_60_as_text(_Loader.construct_yaml_int))
+_Loader.add_constructor("tag:yaml.org,2002:float",
+                        _base_60_as_text(_Loader.construct_yaml_float))
+
+
+def parse_yaml(text: str) -> Any:
+    """A YAML document or value, read with the safe loader (no base-60 numbers)."""
+    return yaml.load(text, Loader=_Loader)
+
+
+def _parse_override(key: str, text: str) -> Any:
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"{key}: {text!r} is not a YAML value ({problem})") from err
+
+
+def apply_overrides(config: Config, overrides: list[str],
+                    texts: Mapping[str, str] | None = None) -> Config:
+    """`config` with each `dotted.key=value` of `overrides` applied, the values parsed as YAML
+    (`[16, 32]`, `true`, `3`), then each key of `texts` set to its value as a plain string (a
+    path or a name from the command line: `2024` and `x #1` stay text)."""
     tree = to_dict(config)
     for item in overrides:
         key, sep, text = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigError(f"{item}: an override must look like key=value")
-        _set_dotted(tree, key.strip(), yaml.safe_load(text))
+        _set_dotted(tree, key, _parse_override(key, text))
+    for key, text in (texts or {}).items():
+        _set_dotted(tree, key, text)
     return from_dict(tree)
 
 
@@ -137,13 +174,15 @@ def find(name_or_path: str | Path) -> Path:
     raise ConfigError(f"{name_or_path}: no such config file or packaged config ({known})")
 
 
-def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """The config from a YAML file, a packaged config name or the defaults, with `overrides`."""
+def load(path: str | Path | None = None, overrides: list[str] | None = None,
+         texts: Mapping[str, str] | None = None) -> Config:
+    """The config from a YAML file, a packaged config name or the defaults, with `overrides`
+    and `texts` applied (see `apply_overrides`)."""
     data: dict = {}
     if path is not None:
         path = find(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = parse_yaml(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise ConfigError(f"{path}: cannot read config ({err})") from err
         try:
@@ -152,7 +191,7 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"{path}: {err}") from err
     else:
         config = Config()
-    return apply_overrides(config, overrides or [])
+    return apply_overrides(config, overrides or [], texts)
 
 
 def first_difference(a: Config, b: Config) -> str:

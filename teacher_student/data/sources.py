@@ -13,12 +13,9 @@ import numpy as np
 import pandas as pd
 
 from teacher_student.data import embedded
-from teacher_student.data.decode import IMAGE_EXTENSIONS
+from teacher_student.data.folders import Candidate, is_utf8, printable, scan_folder
 from teacher_student.data.images import decode_all
 from teacher_student.errors import DataError
-
-SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val",
-                 "test": "test"}
 
 
 @dataclass(frozen=True)
@@ -42,10 +39,6 @@ class Decoding:
     embedded_dir: Path | None = None  # where embedded and .npz datasets are written as folders
 
 
-# A candidate image before it is checked: (path, class name, split or None).
-Candidate = tuple[str, str, str | None]
-
-
 def read_source(source: str, decoding: Decoding) -> ImageTable:
     """The decoded images of an embedded dataset name, an image folder, a `path,label` CSV or
     a `.npz` of `images` and `labels` (written out as an image folder first, like embedded
@@ -66,41 +59,10 @@ def read_source(source: str, decoding: Decoding) -> ImageTable:
     )
 
 
-def _visible_subfolders(folder: Path) -> list[Path]:
-    # Hidden folders (.ipynb_checkpoints, .git, ...) are never classes.
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def _read_folder(root: Path, decoding: Decoding) -> ImageTable:
-    subfolders = _visible_subfolders(root)
-    names = {p.name.lower() for p in subfolders}
-    is_split_layout = "train" in names and names <= SPLIT_FOLDERS.keys()
-    candidates: list[Candidate] = []
-    skipped: list[tuple[str, str]] = []
-    skipped += _loose_files(root)
-    for folder in subfolders:
-        split = SPLIT_FOLDERS[folder.name.lower()] if is_split_layout else None
-        class_folders = _visible_subfolders(folder) if is_split_layout else [folder]
-        skipped += _loose_files(folder) if is_split_layout else []
-        for class_folder in class_folders:
-            _collect_class_folder(class_folder, split, candidates, skipped)
-    return _decode_and_build(str(root), candidates, skipped, decoding, has_splits=is_split_layout)
-
-
-def _loose_files(folder: Path) -> list[tuple[str, str]]:
-    return [(str(p), "not inside a class folder") for p in sorted(folder.iterdir()) if p.is_file()]
-
-
-def _collect_class_folder(
-    folder: Path, split: str | None, candidates: list[Candidate], skipped: list
-) -> None:
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-    others = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
-    skipped += [(str(p), "not an image extension") for p in others]
-    if not images:
-        skipped.append((str(folder), "empty class folder"))
-    candidates += [(str(p), folder.name, split) for p in images]
+    scan = scan_folder(root)
+    return _decode_and_build(str(root), scan.candidates, scan.skipped, decoding,
+                             has_splits=scan.has_splits)
 
 
 def _read_csv(csv_path: Path, decoding: Decoding) -> ImageTable:
@@ -120,28 +82,32 @@ def _read_csv(csv_path: Path, decoding: Decoding) -> ImageTable:
             skipped.append((raw_path, f"{where}: empty path"))
         elif not label.strip():
             skipped.append((str(path), f"{where}: empty label"))
-        elif not path.is_file():
-            skipped.append((str(path), f"{where}: file not found"))
         else:
-            candidates.append((str(path), label.strip(), None))
+            problem = None if path.is_file() else f"{where}: file not found"
+            candidates.append(Candidate(str(path), label.strip(), problem=problem))
     return _decode_and_build(str(csv_path), candidates, skipped, decoding, has_splits=False)
 
 
 def _decode_and_build(source: str, candidates: list[Candidate], skipped: list,
                       decoding: Decoding, *, has_splits: bool) -> ImageTable:
-    decoded = decode_all([path for path, _, _ in candidates], decoding.image_size,
+    candidates = [_check_name(candidate) for candidate in candidates]
+    readable = [candidate for candidate in candidates if candidate.problem is None]
+    decoded = decode_all([candidate.path for candidate in readable], decoding.image_size,
                          decoding.channels, decoding.cache, decoding.cache_dir)
-    usable = []
-    for row, ((path, class_name, split), problem) in enumerate(zip(candidates,
-                                                                   decoded.problems)):
+    problems = {candidate.path: candidate.problem for candidate in candidates
+                if candidate.problem}
+    usable = []  # (candidate, its row in decoded.pixels)
+    for row, (candidate, problem) in enumerate(zip(readable, decoded.problems)):
         if problem:
-            skipped.append((path, problem))
+            problems[candidate.path] = problem
         else:
-            usable.append((path, class_name, split, row))
-    class_names = tuple(sorted({class_name for _, class_name, _, _ in usable}))
+            usable.append((candidate, row))
+    skipped = [(printable(path), reason) for path, reason in [*skipped, *problems.items()]]
     if not usable:
         first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise DataError(f"{source}: no usable images; {len(skipped)} entries skipped{first}")
+    _check_no_class_lost(source, candidates, {c.class_name for c, _ in usable}, problems)
+    class_names = tuple(sorted({candidate.class_name for candidate, _ in usable}))
     if len(class_names) < 2:
         raise DataError(
             f"{source}: found only {len(class_names)} class ({class_names[0]!r}, "
@@ -149,11 +115,31 @@ def _decode_and_build(source: str, candidates: list[Candidate], skipped: list,
         )
     index = {name: i for i, name in enumerate(class_names)}
     return ImageTable(
-        paths=tuple(path for path, _, _, _ in usable),
-        labels=tuple(index[class_name] for _, class_name, _, _ in usable),
+        paths=tuple(candidate.path for candidate, _ in usable),
+        labels=tuple(index[candidate.class_name] for candidate, _ in usable),
         class_names=class_names,
         pixels=decoded.pixels,
-        rows=tuple(row for _, _, _, row in usable),
-        splits=tuple(split for _, _, split, _ in usable) if has_splits else None,
+        rows=tuple(row for _, row in usable),
+        splits=tuple(candidate.split for candidate, _ in usable) if has_splits else None,
         skipped=tuple(skipped),
     )
+
+
+def _check_name(candidate: Candidate) -> Candidate:
+    """A path that is not valid UTF-8 could be read, but not written to split.csv, printed or
+    read back by name: it is skipped."""
+    if candidate.problem or is_utf8(candidate.path):
+        return candidate
+    return candidate._replace(problem="file name is not valid UTF-8")
+
+
+def _check_no_class_lost(source: str, candidates: list[Candidate], kept: set[str],
+                         problems: dict[str, str]) -> None:
+    """A class whose every file was skipped is a DataError, not a class silently dropped."""
+    for candidate in candidates:
+        if candidate.class_name not in kept:
+            files = sum(c.class_name == candidate.class_name for c in candidates)
+            raise DataError(
+                f"{source}: class {candidate.class_name!r} has no usable image: its {files} "
+                f"file(s) were all skipped (first: {printable(candidate.path)}: "
+                f"{problems[candidate.path]}); fix or remove them")

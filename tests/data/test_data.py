@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_class_folder, write_png
 from PIL import Image
 
 from teacher_student.data import embedded as datasets
@@ -16,24 +17,6 @@ from teacher_student.data.sources import Decoding, read_source
 from teacher_student.data.splits import SPLITS, class_weights, split_table
 from teacher_student.errors import DataError
 from teacher_student.run_dir import RunDir
-
-
-def write_png(path: Path, seed: int, size: tuple[int, int] = (12, 10)) -> Path:
-    """A small RGB noise image; each seed gives different pixels."""
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-def make_class_folder(root: Path, counts: dict[str, int]) -> Path:
-    """root/<class>/<i>.png with counts[class] images per class."""
-    seed = 0
-    for class_name, count in counts.items():
-        for i in range(count):
-            seed += 1
-            write_png(root / class_name / f"{i}.png", seed)
-    return root
 
 
 def read(source, image_size: int = 16, channels: int = 3, **options):
@@ -243,8 +226,7 @@ def test_empty_class_folder_is_left_out_and_recorded(three_classes: Path):
 
 def test_a_single_class_is_a_data_error(tmp_path: Path):
     root = make_class_folder(tmp_path / "one", {"only": 4})
-    (root / "broken").mkdir()
-    (root / "broken" / "x.png").write_bytes(b"")
+    (root / "empty").mkdir()
     with pytest.raises(DataError, match=r"one.*only 1 class.*'only'"):
         read(root)
 
