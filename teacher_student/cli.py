@@ -78,27 +78,34 @@ def job_command(args) -> int:
     from teacher_student import jobs
     from teacher_student.outputs.reports import comparison_table
 
-    config, run_dir = _config(args), RunDir(Path(args.run_dir))
-    if args.command != "evaluate" and args.preflight_only:
+    run_dir = RunDir(Path(args.run_dir))
+    if args.command == "evaluate":
+        _say_ignored(args, "evaluate")
+        rows = jobs.evaluate(run_dir)
+        print(f"\ntest split ({run_dir.path}):\n{comparison_table(rows)}")
+        return 0
+    config = _config(args)
+    if args.preflight_only:
         jobs.preflight(config, run_dir, args.command)
         return 0
     if args.command == "train-teacher":
         jobs.train_teacher(config, run_dir, preflight=not args.no_preflight)
         return 0
-    if args.command == "distill":
-        rows = jobs.distill(config, run_dir, preflight=not args.no_preflight)
-    else:
-        rows = jobs.evaluate(config, run_dir)
+    rows = jobs.distill(config, run_dir, preflight=not args.no_preflight)
     print(f"\ntest split ({run_dir.path}):\n{comparison_table(rows)}")
     return 0
+
+
+def _say_ignored(args, command: str) -> None:
+    if args.config or args.data or args.precision or args.set:
+        print(f"note: {command} reads the run's saved config.yaml; --config, --data, "
+              "--precision and --set are ignored", file=sys.stderr)
 
 
 def export_command(args) -> int:
     from teacher_student.outputs import export
 
-    if args.config or args.data or args.precision or args.set:
-        print("note: export reads the run's saved config.yaml; --config, --data, --precision "
-              "and --set are ignored", file=sys.stderr)
+    _say_ignored(args, "export")
     out = Path(args.out) if args.out else None
     print(export.export_run(RunDir(Path(args.run_dir)), args.which, out))
     return 0
@@ -202,3 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished epoch is saved; run the same command again to "
+              "continue", file=sys.stderr)
+        return 130

@@ -2,10 +2,10 @@
 
 A job reads its config, prepares the inputs (decoded once, served as batches; augmentation runs
 in the training step), makes the run's plan of steps (training/steps.py), checks it (the
-preflight), trains the steps that make its models and evaluates them, all in one run directory
-(see run_dir.py). Jobs return result rows; tables are made by the command line and the
-reports. Nothing here needs TensorFlow: the jobs run
-on any Keras backend.
+preflight), records the run (its config and split, once), trains the steps that make its models
+and evaluates them, all in one run directory (see run_dir.py) that it locks. Jobs return result
+rows; tables are made by the command line and the reports. Nothing here needs TensorFlow: the
+jobs run on any Keras backend.
 """
 
 from __future__ import annotations
@@ -14,21 +14,34 @@ import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import keras
 import numpy as np
 
-from teacher_student import config as config_module
 from teacher_student import run_lock
-from teacher_student.config import Config, ConfigError
+from teacher_student.config import Config
 from teacher_student.config.checks import parse_duration
 from teacher_student.data.batches import Batches
-from teacher_student.data.inputs import prepare_inputs
+from teacher_student.data.inputs import Inputs, prepare_inputs
 from teacher_student.errors import RunDirError
 from teacher_student.hardware import accelerator_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy, resolve
 from teacher_student.outputs import plots, reports
-from teacher_student.run_dir import MODEL_NAMES, STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
+from teacher_student.run_config import (
+    record_config,
+    resolve_run_config,
+    saved_config,
+    scaled_for_replicas,
+)
+from teacher_student.run_dir import (
+    MODEL_NAMES,
+    STUDENT_DISTILLED,
+    STUDENT_SCRATCH,
+    TEACHER,
+    RunDir,
+    unreadable_model,
+)
 from teacher_student.training import distribute
 from teacher_student.training.preflight import run_preflight
 from teacher_student.training.runner import run_steps
@@ -41,12 +54,11 @@ JOB_MODELS = {"train-teacher": (TEACHER,), "distill": (STUDENT_DISTILLED, STUDEN
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """A training job, prepared: its inputs, the run's plan of steps, and how each step runs."""
-    config: Config  # resolved: model shapes and class count filled in
+    """A job, prepared: its inputs, the run's plan of steps, and how each step runs."""
+    config: Config  # the run's, resolved: model shapes and class count filled in
     policy: PrecisionPolicy
     data: TrainingData
-    test: Batches
-    class_names: tuple[str, ...]
+    inputs: Inputs
     distribution: distribute.Distribution
     run_dir: RunDir  # a non-chief worker keeps its own files apart from the chief's
     jit_compile: bool
@@ -57,67 +69,26 @@ class Job:
     # chose a fallback.
     settings: dict[str, Settings] = dataclasses.field(default_factory=dict)
 
+    @property
+    def test(self) -> Batches:
+        return self.inputs.test
 
-def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
-    """The run's saved config when there is one (a rerun resumes), else `config`.
-
-    Only how the steps run may change between runs of one directory: the precision (to
-    continue a phase in float32 after a float16 overflow) and XLA (another machine); and,
-    until a student has been trained there, how to distil (the `distill` and `student`
-    sections: the teacher is trained once, then distilled as the user chooses). Any other
-    difference is an error naming the key.
-    """
-    if not run_dir.config_file.exists():
-        return config
-    saved = config_module.load(run_dir.config_file)
-    ours = config.with_dataset(saved.teacher.num_classes)
-    changeable = ["precision", "jit_compile", "time_budget"]
-    if not (run_dir.distillation.path.exists() or run_dir.baseline.path.exists()):
-        changeable += ["distill", "student"]
-    if dataclasses.replace(ours, **{key: getattr(saved, key) for key in changeable}) != saved:
-        key = config_module.first_difference(saved, dataclasses.replace(
-            ours, **{key: getattr(saved, key) for key in changeable}))
-        raise ConfigError(f"{key}: differs from the config of the existing run in "
-                          f"{run_dir.path}; use another --run-dir, or the same settings to "
-                          "resume")
-    return dataclasses.replace(saved, **{key: getattr(ours, key) for key in changeable})
-
-
-def record_config(config: Config, run_dir: RunDir) -> None:
-    """config.yaml: written once, and again if the student's sections changed before any
-    student was trained. The precision and XLA setting are the command line's each time."""
-    if run_dir.config_file.exists():
-        saved = config_module.load(run_dir.config_file)
-        if (saved.distill, saved.student) == (config.distill, config.student):
-            return
-        print(f"distill and student settings differ from {run_dir.config_file}, and no "
-              "student has been trained here yet: recorded the new ones")
-        config = dataclasses.replace(config, precision=saved.precision,
-                                     jit_compile=saved.jit_compile)
-    run_dir.write_config(config_module.to_yaml(config))
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.inputs.class_names
 
 
 def worker_run_dir(run_dir: RunDir, distribution: distribute.Distribution) -> RunDir:
     return run_dir if distribution.is_chief else run_dir.for_worker(distribution.worker_index)
 
 
-def scaled_for_replicas(config: Config, replicas: int) -> Config:
-    """Learning rates times the replicas: the global batch grew by as much (linear scaling)."""
-    if replicas == 1 or not config.scale_learning_rate:
-        return config
-    return dataclasses.replace(
-        config,
-        phases=tuple(dataclasses.replace(p, learning_rate=p.learning_rate * replicas)
-                     for p in config.phases),
-        distill=dataclasses.replace(config.distill,
-                                    learning_rate=config.distill.learning_rate * replicas))
-
-
 @contextmanager
 def training_job(config: Config, run_dir: RunDir, models: Sequence[str],
                  preflight: bool = True, distilled: bool = True) -> Iterator[Job]:
     """A job that trains the steps making `models`, prepared and checked (the models its steps
-    need exist, and the preflight), its run directory locked until the job ends."""
+    need are there, and the preflight), with the run recorded, its run directory locked until
+    the job ends. Nothing is written into the run directory before the checks pass, so a
+    refused config can be corrected on the same run directory."""
     distribution = distribute.choose()
     own_dir = worker_run_dir(run_dir, distribution)
     with run_lock.hold(own_dir.path):
@@ -125,6 +96,8 @@ def training_job(config: Config, run_dir: RunDir, models: Sequence[str],
         _check_needs(job)
         if preflight:
             job = dataclasses.replace(job, settings=check_plan_steps(job))
+        record_config(job.config, job.run_dir)
+        job.inputs.record(job.run_dir)
         yield job
 
 
@@ -132,7 +105,7 @@ def check_plan_steps(job: Job) -> dict[str, Settings]:
     """The preflight of every step still to train (preflight.py)."""
     return run_preflight(
         job.plan, Settings(job.policy, job.jit_compile), job.data, job.test, job.run_dir,
-        job.clock.remaining_s(), job.distribution.scope,
+        job.clock, job.distribution.scope,
         # On a CPU a single step is already synchronous: short fits would only add time.
         timed_fits=accelerator_name() is not None and not job.distribution.spans_processes)
 
@@ -156,32 +129,48 @@ def prepare(config: Config, run_dir: RunDir,
     inputs = prepare_inputs(config.data, run_dir, global_batch, distribution.replicas,
                             distribution.batches_to_device)
     resolved = config.with_dataset(len(inputs.class_names))
-    record_config(resolved, run_dir)
     policy, why = resolve(resolved.precision)
     jit_compile, why_xla = distribute.choose_jit_compile(resolved.jit_compile, distribution)
     print(f"{why}; {distribution.describe()}"
           + (f", global batch {global_batch}" if distribution.replicas > 1 else "")
           + f"; {why_xla}")
     budget = None if config.time_budget is None else parse_duration(config.time_budget)
-    scaled = scaled_for_replicas(resolved, distribution.replicas)
-    plan = tuple(plan_steps(scaled, run_dir, distilled))
+    plan = tuple(plan_steps(scaled_for_replicas(resolved, distribution.replicas), run_dir,
+                            distilled))
     data = TrainingData(inputs.train, inputs.val, config.data.seed, config.steps_per_execution)
-    return Job(scaled, policy, data, inputs.test, inputs.class_names, distribution, run_dir,
-               jit_compile, plan, tuple(step for step in plan if step.produces in models),
+    return Job(resolved, policy, data, inputs, distribution, run_dir, jit_compile, plan,
+               tuple(step for step in plan if step.produces in models),
                Timekeeper(plan, run_dir.status_file, budget, started),
                {step.name: Settings(policy, jit_compile) for step in plan})
 
 
 def _check_needs(job: Job) -> None:
-    """Each of the job's steps finds the models it needs: in the run directory, or made by an
-    earlier step of the job."""
+    """Each of the job's steps finds the models it needs: readable in the run directory (a
+    damaged one rebuilt from its checkpoints), or made by an earlier step of the job."""
     made = set()
     for step in job.steps:
         for needed in step.needs:
-            if needed not in made and not job.run_dir.model_file(needed).exists():
-                raise RunDirError(f"{job.run_dir.model_file(needed)} does not exist: run "
-                                  f"{_job_making(needed)} with this --run-dir first")
+            if needed not in made:
+                _readable_model(job, needed)
         made.add(step.produces)
+
+
+def _readable_model(job: Job, name: str) -> Path:
+    """The run's model `name`; one that is missing or cannot be read back is rebuilt from the
+    best checkpoint of the step that made it, saying so, where that step has finished."""
+    path = job.run_dir.model_file(name)
+    why = unreadable_model(path) if path.exists() else "missing"
+    if why is None:
+        return path
+    maker = next((s for s in job.plan if s.produces == name and s.publish is not None), None)
+    if maker is None or not maker.directory.is_done():
+        raise RunDirError(f"{path} " + ("does not exist" if why == "missing" else
+                                        f"cannot be read ({why})")
+                          + f": run {_job_making(name)} with this --run-dir first")
+    maker.publish(job.settings[maker.name])
+    print(f"{path} was {why if why == 'missing' else f'unreadable ({why})'}: rebuilt from the "
+          f"checkpoints of {maker.label}")
+    return path
 
 
 def _run(job: Job) -> None:
@@ -221,13 +210,23 @@ def distill(config: Config, run_dir: RunDir, distilled: bool = True,
     comparison's rows (every model of the run, on the test split)."""
     with training_job(config, run_dir, JOB_MODELS["distill"], preflight, distilled) as job:
         _run(job)
-        return evaluate(config, run_dir, job=job)
+        return _compare(job)
 
 
-def evaluate(config: Config, run_dir: RunDir, job: Job | None = None) -> list[dict]:
-    """Every model of the run on its test split, and what always answering the majority class
+def evaluate(run_dir: RunDir) -> list[dict]:
+    """Every model of a run on its own test split, with the run's own config (saved in it),
+    under the run's lock; writes only the reports. The comparison's rows."""
+    with run_lock.hold(run_dir.path):
+        config = saved_config(run_dir)
+        if config is None:
+            raise RunDirError(f"{run_dir.path} holds no run (no config.yaml): train one there "
+                              "first")
+        return _compare(prepare(config, run_dir))
+
+
+def _compare(job: Job) -> list[dict]:
+    """Every model of the run on the test split, and what always answering the majority class
     scores; written as `reports/comparison.csv` and `.md`. The rows."""
-    job = job or prepare(config, run_dir)
     names = [name for name in MODEL_NAMES if job.run_dir.model_file(name).exists()]
     if not names:
         raise RunDirError(f"no trained model in {job.run_dir.path}: run train-teacher first")
@@ -239,7 +238,7 @@ def evaluate(config: Config, run_dir: RunDir, job: Job | None = None) -> list[di
 
 
 def _evaluate_saved(job: Job, name: str) -> dict:
-    path = job.run_dir.model_file(name)
+    path = _readable_model(job, name)
     model = keras.saving.load_model(path, safe_mode=True)
     return reports.evaluate_classifier(name, model, job.test, job.class_names,
                                        job.run_dir.reports, path)

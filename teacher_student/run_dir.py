@@ -125,12 +125,12 @@ class CheckpointDir:
         points = self.resume_points()
         while points and (why := _unreadable_resume_point(points[-1])):
             notes.append(self._set_aside(points.pop(), why))
-        if self.last_model.exists() and (why := _unreadable_model(self.last_model)):
+        if self.last_model.exists() and (why := unreadable_model(self.last_model)):
             notes.append(self._set_aside(self.last_model, why))
             if points:
                 notes.append(self._set_aside(points.pop(), "its epoch's last.keras could "
                                              "not be read"))
-        if self.best_model.exists() and (why := _unreadable_model(self.best_model)):
+        if self.best_model.exists() and (why := unreadable_model(self.best_model)):
             notes.append(self._set_aside(self.best_model, why))
         if self.is_done() and not self.best_model.exists() and self.last_model.exists():
             shutil.copy2(self.last_model, self.best_model)
@@ -148,7 +148,7 @@ class CheckpointDir:
         return f"{path} cannot be read ({why}); set aside as {target}"
 
 
-def _unreadable_model(path: Path) -> str | None:
+def unreadable_model(path: Path) -> str | None:
     """Why a .keras file cannot be read back whole (every member's checksum), or None."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -249,7 +249,37 @@ class RunDir:
         if not self.split_file.exists():
             raise RunDirError(f"{self.split_file} does not exist: train a model in "
                               f"{self.path} first")
-        return pd.read_csv(self.split_file)
+        try:
+            frame = pd.read_csv(self.split_file, dtype={"path": str, "class_name": str,
+                                                        "split": str}, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise RunDirError(f"{self.split_file} cannot be read ({err}): it records which "
+                              "images are for testing; restore it from a copy of the run, "
+                              "or start a new --run-dir") from err
+        if list(frame.columns) != SPLIT_COLUMNS or frame.empty or \
+                not frame["split"].isin(SPLITS).all() or frame["label"].dtype.kind != "i":
+            raise RunDirError(f"{self.split_file} is damaged (expected the columns "
+                              f"{', '.join(SPLIT_COLUMNS)} and a row per image): restore it "
+                              "from a copy of the run, or start a new --run-dir")
+        return frame
+
+    def recorded_split(self) -> pd.DataFrame | None:
+        """The run's split, kept for every later job; None before the run has recorded one
+        (its config and split are recorded together, when its first job starts training). A
+        run that has trained without a readable split is an error: its test images are no
+        longer known."""
+        if self.config_file.exists() and self.split_file.exists():
+            return self.read_split()
+        if self.has_trained() and not self.split_file.exists():
+            raise RunDirError(f"{self.split_file} is missing, and {self.path} has trained "
+                              "models: which images are for testing is no longer known. "
+                              "Restore it from a copy of the run, or start a new --run-dir")
+        return None
+
+    def has_trained(self) -> bool:
+        """Whether any model or checkpoint of the run exists."""
+        return any(self.model_file(name).exists() or (self.path / name).exists()
+                   for name in MODEL_NAMES)
 
     def class_names(self) -> list[str]:
         """Class names in label order, from `split.csv`."""

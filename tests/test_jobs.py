@@ -17,6 +17,7 @@ from helpers import write_image_folder
 from teacher_student import config as cfg
 from teacher_student import jobs
 from teacher_student.config import ConfigError
+from teacher_student.run_config import resolve_run_config
 from teacher_student.run_dir import RunDir
 
 # Its shared fixture is built once: every test of the module runs in one worker.
@@ -88,7 +89,7 @@ def test_another_config_on_an_existing_run_is_an_error_naming_the_key(trained_ru
 def test_precision_and_xla_may_change_on_an_existing_run(trained_run):
     config, run_dir, _, _ = trained_run
     changed = cfg.apply_overrides(config, ["precision=mixed_float16", "jit_compile=false"])
-    resolved = jobs.resolve_run_config(changed, RunDir(run_dir))
+    resolved = resolve_run_config(changed, RunDir(run_dir))
     assert resolved.precision == "mixed_float16" and resolved.jit_compile is False
     assert resolved.teacher == cfg.load(run_dir / "config.yaml").teacher
 

@@ -102,13 +102,23 @@ def _fingerprint(paths: Sequence[str]) -> str:
 
 
 def _read_cache(file: Path, paths: Sequence[str]) -> Decoded | None:
+    """The cache, when it is whole and of these files; None when it must be decoded again
+    (a cache damaged since it was written is said, then rebuilt)."""
     description = file.with_suffix(".json")
     if not (file.exists() and description.exists()):
         return None
-    about = json.loads(description.read_text())
-    if about.get("paths_sha256") != _fingerprint(paths):
+    try:
+        about = json.loads(description.read_text())
+        if about.get("paths_sha256") != _fingerprint(paths):
+            return None
+        pixels = np.load(file, mmap_mode="r")
+        if list(pixels.shape) != about["shape"] or len(about["problems"]) != len(paths):
+            raise ValueError(f"holds {list(pixels.shape)}, its description says "
+                             f"{about['shape']}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"image cache {file} is damaged ({err}): decoding the images again")
         return None
-    return Decoded(np.load(file, mmap_mode="r"), tuple(about["problems"]))
+    return Decoded(pixels, tuple(about["problems"]))
 
 
 def _write_cache(file: Path, paths: Sequence[str],

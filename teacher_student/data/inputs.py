@@ -1,4 +1,4 @@
-"""A job's inputs: the source read and decoded once, split, recorded in the run directory,
+"""A job's inputs: the source read and decoded once, split (drawn once per run, then kept),
 and served as training, validation and test batches."""
 
 from __future__ import annotations
@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 from teacher_student.config import DataConfig
 from teacher_student.data.batches import Batches
-from teacher_student.data.sources import Decoding, read_source
-from teacher_student.data.splits import class_weights, split_table
+from teacher_student.data.sources import Decoding, ImageTable, read_source
+from teacher_student.data.splits import Split, class_weights, keep_recorded_split, split_table
 from teacher_student.errors import DataError
 from teacher_student.run_dir import RunDir
+
+SHOWN = 5  # files named in a message before "and N more"
 
 
 @dataclass(frozen=True)
@@ -19,21 +21,34 @@ class Inputs:
     val: Batches
     test: Batches
     class_names: tuple[str, ...]
+    splits: dict[str, Split]
+    skipped: tuple[tuple[str, str], ...]  # (path, reason) of every file found but not used
+    drawn: bool  # the split was drawn now (the run's first job): it is recorded once it starts
+
+    def record(self, run_dir: RunDir) -> None:
+        """`split.csv` and `skipped_files.csv`, when the split was drawn now; a later job of
+        the run keeps them as they are."""
+        if self.drawn:
+            run_dir.write_skipped(self.skipped)
+            run_dir.write_split(self.splits, self.class_names)
 
 
 def prepare_inputs(settings: DataConfig, run_dir: RunDir, global_batch: int,
                    replicas: int = 1, to_device: bool = False) -> Inputs:
+    recorded = run_dir.recorded_split()
     decoding = Decoding(settings.image_size, settings.channels, settings.cache, run_dir.cache)
     table = read_source(settings.source, decoding)
-    run_dir.write_skipped(table.skipped)
     if table.skipped:
-        print(f"skipped {len(table.skipped)} unusable files (listed in "
-              f"{run_dir.skipped_file}):")
+        print(f"skipped {len(table.skipped)} unusable files"
+              + ("" if recorded is not None else f" (listed in {run_dir.skipped_file})") + ":")
         for path, reason in table.skipped[:10]:
             print(f"  {path}: {reason}")
-    splits = split_table(table, settings.val_fraction, settings.test_fraction, settings.seed)
-    run_dir.write_split(splits, table.class_names)
-    print(f"data {settings.source}: {len(table.class_names)} classes, "
+    if recorded is None:
+        splits = split_table(table, settings.val_fraction, settings.test_fraction, settings.seed)
+        class_names = table.class_names
+    else:
+        splits, class_names = _kept_split(table, recorded, run_dir)
+    print(f"data {settings.source}: {len(class_names)} classes, "
           + ", ".join(f"{name} {len(split.paths)}" for name, split in splits.items()))
     if replicas > 1:  # replicas need equal shares: a ragged batch fails under tf.distribute
         for name, split in splits.items():
@@ -49,7 +64,26 @@ def prepare_inputs(settings: DataConfig, run_dir: RunDir, global_batch: int,
                        drop_remainder=True if replicas > 1 else None, to_device=to_device,
                        **options)
 
-    weights = (class_weights(splits["train"].labels, len(table.class_names))
+    weights = (class_weights(splits["train"].labels, len(class_names))
                if settings.class_weights else None)
     return Inputs(batches("train", shuffle=True, seed=settings.seed, class_weights=weights),
-                  batches("val"), batches("test"), table.class_names)
+                  batches("val"), batches("test"), class_names, splits, table.skipped,
+                  drawn=recorded is None)
+
+
+def _kept_split(table: ImageTable, recorded, run_dir: RunDir):
+    kept = keep_recorded_split(table, recorded, str(run_dir.split_file))
+    print(f"split: the run's own, from {run_dir.split_file}")
+    for files, what in ((kept.added, "added to the source since the split was drawn: left "
+                                     "out of every split"),
+                        (kept.missing, "listed in the split but missing or unreadable now"),
+                        (kept.relabelled, "in another class than when the split was drawn: "
+                                          "left out")):
+        if files:
+            print(f"  {len(files)} files {what}: {_some(files)}")
+    return kept.splits, kept.class_names
+
+
+def _some(paths) -> str:
+    shown = ", ".join(str(path) for path in paths[:SHOWN])
+    return shown + (f" and {len(paths) - SHOWN} more" if len(paths) > SHOWN else "")

@@ -1,5 +1,6 @@
 """Splitting an `ImageTable` into train, val and test (stratified, seeded), keeping a folder's
-own split where it has one; and the class weights that balance the loss.
+own split where it has one; the split a run recorded, kept when the source has changed since;
+and the class weights that balance the loss.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -79,6 +81,68 @@ def _take(whole: Split, fraction: float, seed: int) -> tuple[Split, Split]:
         raise DataError(f"cannot split {total} images of {num_classes} classes: {err}") from err
     return (Split(tuple(kept_p), tuple(kept_y), tuple(kept_r)),
             Split(tuple(taken_p), tuple(taken_y), tuple(taken_r)))
+
+
+@dataclass(frozen=True)
+class KeptSplit:
+    """The run's recorded split, applied to the source as it is now."""
+    splits: dict[str, Split]
+    class_names: tuple[str, ...]  # the run's, in label order
+    added: tuple[str, ...]  # files in the source that the record does not list: left out
+    missing: tuple[str, ...]  # files the record lists that the source no longer has
+    relabelled: tuple[str, ...]  # files whose class changed since: left out
+
+
+def keep_recorded_split(table: ImageTable, recorded: pd.DataFrame, where: str) -> KeptSplit:
+    """Each file keeps the split `recorded` (a run's `split.csv`, named `where`) gave it; files
+    added to the source since are in no split, so a test image can never have trained a model.
+    The classes are the run's: another set of classes is an error naming them, and so is a
+    class left with no image in a split that had some."""
+    by_label = recorded.drop_duplicates("label").sort_values("label")
+    class_names = tuple(str(name) for name in by_label["class_name"])
+    _same_classes(class_names, table.class_names, where)
+    found = {path: (table.class_names[label], row)
+             for path, label, row in zip(table.paths, table.labels, table.rows)}
+    listed = set(recorded["path"])
+    label_of = {name: index for index, name in enumerate(class_names)}
+    splits, relabelled = {}, []
+    for name in SPLITS:
+        part = recorded[recorded["split"] == name]
+        kept = []
+        for path, class_name in zip(part["path"], part["class_name"].astype(str)):
+            if path in found and found[path][0] != class_name:
+                relabelled.append(path)
+            elif path in found:
+                kept.append((path, label_of[class_name], found[path][1]))
+        _still_evaluable(name, part, kept, where)
+        columns = [tuple(column) for column in zip(*kept)] if kept else [(), (), ()]
+        splits[name] = Split(*columns)
+    return KeptSplit(splits, class_names,
+                     added=tuple(path for path in table.paths if path not in listed),
+                     missing=tuple(path for path in recorded["path"] if path not in found),
+                     relabelled=tuple(relabelled))
+
+
+def _same_classes(run: tuple[str, ...], now: tuple[str, ...], where: str) -> None:
+    if set(run) == set(now):
+        return
+    added, gone = sorted(set(now) - set(run)), sorted(set(run) - set(now))
+    change = "; ".join(part for part in (f"new: {', '.join(added)}" if added else "",
+                                         f"gone: {', '.join(gone)}" if gone else "") if part)
+    raise DataError(f"the source's classes differ from the run's ({len(run)} classes in "
+                    f"{where}; {change}): the run's models know only its own classes. Train "
+                    "on this data in a new --run-dir")
+
+
+def _still_evaluable(split: str, recorded: pd.DataFrame, kept: list, where: str) -> None:
+    """Every class that had images in `split` keeps at least one."""
+    left = {label for _, label, _ in kept}
+    for label, class_name in sorted(set(zip(recorded["label"], recorded["class_name"]))):
+        if label not in left:
+            raise DataError(
+                f"class {class_name!r} has none of its {split} images of {where} left in the "
+                "source (moved, deleted or unreadable since): that split can no longer measure "
+                "it. Restore the files, or train on this data in a new --run-dir")
 
 
 def class_weights(labels: tuple[int, ...], num_classes: int) -> dict[int, float]:

@@ -33,15 +33,20 @@ import keras
 import numpy as np
 import pandas as pd
 
-from teacher_student import atomic
+from teacher_student import atomic, run_lock
 from teacher_student import config as config_module
 from teacher_student.data.images import decode_all
 from teacher_student.errors import RunDirError
 from teacher_student.hardware import require_tensorflow
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.outputs import reports
-from teacher_student.outputs.predict import load_predictor, predict_in_chunks, softmax
-from teacher_student.run_dir import STUDENT_DISTILLED, STUDENT_SCRATCH, RunDir
+from teacher_student.outputs.predict import (
+    content_digest,
+    load_predictor,
+    predict_in_chunks,
+    softmax,
+)
+from teacher_student.run_dir import STUDENT_DISTILLED, STUDENT_SCRATCH, RunDir, unreadable_model
 from teacher_student.tables import markdown_table
 from teacher_student.timing import median_ms
 
@@ -144,7 +149,10 @@ def write_meta(path: Path, name: str, records: Sequence[ExportRecord],
                           f"{'RGB' if channels == 3 else 'grayscale'}, resize to "
                           f"{image_size}x{image_size} (area when shrinking, bilinear when "
                           "enlarging), round to uint8 (teacher_student.data.decode)"),
-        "formats": {record.format: {"file": record.path.name, "output": record.output}
+        # The digest lets `predict` refuse a file damaged since (a cut-short copy would crash
+        # TFLite's interpreter, not fail).
+        "formats": {record.format: {"file": record.path.name, "output": record.output,
+                                    "sha256": content_digest(record.path)}
                     for record in records},
     })
 
@@ -187,14 +195,22 @@ def verify_export(record: ExportRecord, keras_model: keras.Model, test_images: n
 def export_run(run_dir: RunDir, which: Sequence[str] | None = None,
                out_dir: Path | None = None) -> str:
     """Exports the chosen models of a run, writes exports.csv/.md and adds the rows to the
-    run's comparison table; returns the Markdown table of the exports."""
+    run's comparison table, under the run's lock; returns the Markdown table of the exports."""
     require_tensorflow("export (SavedModel and TFLite files)")
-    out_dir = Path(out_dir) if out_dir else run_dir.export_dir
+    with run_lock.hold(run_dir.path):
+        return _export_run(run_dir, which, Path(out_dir) if out_dir else run_dir.export_dir)
+
+
+def _export_run(run_dir: RunDir, which: Sequence[str] | None, out_dir: Path) -> str:
     names = list(which or [_default_model(run_dir)])
     missing = [str(run_dir.model_file(name)) for name in names
                if not run_dir.model_file(name).exists()]
     if missing:  # before any work: exporting a teacher takes a while
         raise RunDirError(f"not found: {', '.join(missing)}")
+    for name in names:
+        if why := unreadable_model(run_dir.model_file(name)):
+            raise RunDirError(f"{run_dir.model_file(name)} cannot be read ({why}): `evaluate` "
+                              "with this --run-dir rebuilds it from its checkpoints")
     settings = config_module.load(run_dir.config_file).data
     split = run_dir.read_split()
     class_names = run_dir.class_names()

@@ -6,6 +6,7 @@ A `.keras` file runs on every backend; `.tflite` and SavedModel files need Tenso
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -25,8 +26,23 @@ Predictor = Callable[[np.ndarray], np.ndarray]  # uint8 images -> probabilities
 
 
 def load_predictor(path: Path, output: str) -> Predictor:
-    """A function from uint8 images to probabilities for any exported file or folder."""
+    """A function from uint8 images to probabilities for any exported file or folder. A file
+    that cannot be read (cut short, damaged) is an error naming it."""
     path = Path(path)
+    try:
+        run = _runner(path)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever the format's loader raises
+        raise UserError(f"{path} cannot be read ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''}): export it "
+                        "again") from err
+    if output == "logits":
+        return lambda images: softmax(run(images))
+    return lambda images: np.asarray(run(images), dtype=np.float32)
+
+
+def _runner(path: Path) -> Predictor:
     if path.suffix == ".tflite":
         run = _tflite_runner(path)
     elif path.suffix == ".keras":
@@ -39,9 +55,7 @@ def load_predictor(path: Path, output: str) -> Predictor:
         run = lambda images: loaded.serve(tf.constant(images)).numpy()
     else:
         raise UserError(f"{path}: not a .keras file, a .tflite file or a SavedModel folder")
-    if output == "logits":
-        return lambda images: softmax(run(images))
-    return lambda images: np.asarray(run(images), dtype=np.float32)
+    return run
 
 
 def tflite_interpreter(path: Path):
@@ -92,15 +106,31 @@ class Prediction:
 
 
 def read_meta(model_path: Path) -> tuple[dict, str]:
-    """The `*_meta.json` beside `model_path` that lists it, and that file's output kind."""
+    """The `*_meta.json` beside `model_path` that lists it, and that file's output kind; a
+    file whose content is not what was exported is an error naming it."""
     model_path = Path(model_path)
     for meta_path in sorted(model_path.parent.glob("*_meta.json")):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         for entry in meta.get("formats", {}).values():
             if entry["file"] == model_path.name:
+                if entry.get("sha256") not in (None, content_digest(model_path)):
+                    raise UserError(f"{model_path} cannot be read: it is not the file that was "
+                                    f"exported (damaged or cut short since; {meta_path.name} "
+                                    "holds its digest): export it again")
                 return meta, entry["output"]
     raise UserError(f"{model_path}: no *_meta.json beside it lists this file; "
                      "use a file written by the export command")
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of a file, or of every file of a folder (a SavedModel) with its name."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() \
+        else [Path(path)]
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != Path(path) else "").encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
 
 
 def image_files(input_path: Path) -> list[Path]:

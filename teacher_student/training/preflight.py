@@ -40,7 +40,7 @@ from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.run_dir import RunDir
 from teacher_student.timing import fit_step_seconds, time_calls
 from teacher_student.training.steps import Settings, Step, TrainingData
-from teacher_student.training.timekeeping import format_duration
+from teacher_student.training.timekeeping import Timekeeper, format_duration
 from teacher_student.training.trainee import compile_trainee
 
 TIMED_STEPS = 3  # single training steps timed after the first (which compiles)
@@ -58,6 +58,7 @@ class StepCheck:
     first_step_s: float  # building, compiling and the first training step
     train_step_s: float
     val_step_s: float
+    epoch_s: float  # an epoch of training and validation, compiled
     epochs_left: int
     estimate_s: float
 
@@ -73,11 +74,12 @@ class _StageFailed(Exception):
 
 
 def run_preflight(steps: Sequence[Step], settings: Settings, data: TrainingData,
-                  test_batches, run_dir: RunDir, budget_left_s: float | None = None,
+                  test_batches, run_dir: RunDir, clock: Timekeeper | None = None,
                   scope=None, timed_fits: bool = True) -> dict[str, Settings]:
     """Checks every step of `steps` that has epochs left; the settings each runs with, by step
-    name (the run's `settings` unless a fallback was needed). Writes `RUN/preflight.json`;
-    raises PreflightFailed when a step cannot run. `timed_fits=False` times single steps only:
+    name (the run's `settings` unless a fallback was needed). Writes `RUN/preflight.json`,
+    tells `clock` how long each step's first epoch will take, and raises PreflightFailed when
+    a step cannot run. `timed_fits=False` times single steps only:
     workers that step together must take the same number of steps, and a count chosen from
     each one's own timing would differ."""
     started = time.monotonic()
@@ -101,9 +103,12 @@ def run_preflight(steps: Sequence[Step], settings: Settings, data: TrainingData,
     memory = (f"peak device memory {peak / 2**30:.2f} GiB" if peak is not None else
               f"peak host memory {record['peak_host_memory_bytes'] / 2**30:.2f} GiB (no "
               "accelerator)")
+    budget_left_s = clock.remaining_s() if clock is not None else None
     print(f"preflight passed in {format_duration(record['seconds'])}: {memory}; "
           f"estimate for the plan {format_duration(estimate)}"
           + _against_budget(estimate, budget_left_s, checks))
+    for check in checks if clock is not None else ():
+        clock.expect(check.name, check.first_step_s + check.epoch_s)
     checked = {check.name: check.settings for check in checks}
     return {step.name: checked.get(step.name, settings) for step in steps}
 
@@ -207,7 +212,7 @@ def _measured(step: Step, settings: Settings, fallback: str, timings: dict,
     epoch_s = len(data.train) * timings["train"] + len(data.val) * timings["val"]
     return StepCheck(step.name, step.label, settings.policy.name, settings.jit_compile,
                      fallback, round(timings["first"], 3), round(timings["train"], 5),
-                     round(timings["val"], 5), epochs_left,
+                     round(timings["val"], 5), round(epoch_s, 3), epochs_left,
                      round(timings["first"] + epochs_left * epoch_s, 1))
 
 

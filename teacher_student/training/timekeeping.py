@@ -41,14 +41,23 @@ class Timekeeper:
     budget_s: float | None = None
     started: float = field(default_factory=time.monotonic)  # the job's start
     epoch_seconds: list[float] = field(default_factory=list)  # this process's epochs
+    # A step's first epoch in this process, compiling included, as the preflight measured it.
+    expected: dict[str, float] = field(default_factory=dict)
 
     def remaining_s(self) -> float | None:
         return None if self.budget_s is None else self.budget_s - (time.monotonic() - self.started)
 
+    def expect(self, step_name: str, seconds: float) -> None:
+        self.expected[step_name] = seconds
+
     def check_room(self, step_name: str) -> None:
-        """Before a phase starts: stop if an epoch of it would not fit in the budget."""
+        """Before a step starts: stop if an epoch of it would not fit in the budget. Before
+        this process has timed an epoch, the estimate is the preflight's, measured on this
+        machine (without a preflight, the first epoch is not checked)."""
         remaining = self.remaining_s()
-        if remaining is not None and self.epoch_seconds and remaining < max(self.epoch_seconds):
+        estimate = max(self.epoch_seconds) if self.epoch_seconds else \
+            self.expected.get(step_name)
+        if remaining is not None and estimate is not None and remaining < estimate:
             raise TimeBudgetReached(self._stop_message(f"before {self._label(step_name)}"))
 
     def watch(self, step_name: str) -> keras.callbacks.Callback:

@@ -292,6 +292,14 @@ def test_a_cache_an_interrupted_run_left_is_rebuilt_not_read(three_classes: Path
     (cache / "images-16x16x3.npy").write_bytes(data[: len(data) // 2])
     rebuilt = read(three_classes, cache="disk", cache_dir=cache)
     assert np.array_equal(np.array(rebuilt.pixels), expected)
+    # Damaged after it was written whole (a disk error, a copy cut short): said and rebuilt.
+    data = (cache / "images-16x16x3.npy").read_bytes()
+    (cache / "images-16x16x3.npy").write_bytes(data[: len(data) // 2])
+    assert np.array_equal(np.array(read(three_classes, cache="disk", cache_dir=cache).pixels),
+                          expected)
+    (cache / "images-16x16x3.json").write_text("{not json")
+    assert np.array_equal(np.array(read(three_classes, cache="disk", cache_dir=cache).pixels),
+                          expected)
     # A cache of other files (one was changed since) is rebuilt too.
     write_png(three_classes / "cat" / "0.png", seed=99)
     changed = read(three_classes, cache="disk", cache_dir=cache)

@@ -3,7 +3,9 @@ and `predict` on real image files, good and bad."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -71,7 +73,10 @@ def test_every_format_is_written_with_its_meta(tiny_run):
     meta = json.loads((run_dir / "export" / "student_distilled_meta.json").read_text())
     assert meta["class_names"] == ["class_0", "class_1", "class_2"]
     assert (meta["image_size"], meta["channels"], meta["input_dtype"]) == (32, 3, "uint8")
-    assert meta["formats"]["keras"] == {"file": "student_distilled.keras", "output": "logits"}
+    keras_file = run_dir / "export" / "student_distilled.keras"
+    assert meta["formats"]["keras"] == {"file": keras_file.name, "output": "logits",
+                                        "sha256": hashlib.sha256(keras_file.read_bytes())
+                                        .hexdigest()}
     assert meta["formats"]["tflite_int8"]["output"] == "probabilities"
     assert "student_distilled (tflite int8)" in table
 
@@ -154,3 +159,27 @@ def test_a_mixed_float16_student_exports_in_float32(tiny_run, tmp_path):
         assert row["agreement"] >= (0.8 if record.format == "tflite_int8" else 0.99), row
     exported = keras.saving.load_model(tmp_path / "mixed.keras", safe_mode=True)
     assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
+
+
+@pytest.mark.parametrize("name", ["student_distilled.keras", "student_distilled_float32.tflite"])
+def test_a_damaged_export_is_an_error_naming_the_file(tiny_run, tmp_path, name, capsys):
+    run_dir, _, _, _ = tiny_run
+    damaged = tmp_path / name
+    shutil.copy(run_dir / "export" / name, damaged)
+    shutil.copy(run_dir / "export" / "student_distilled_meta.json", tmp_path)
+    damaged.write_bytes(damaged.read_bytes()[:500])
+    image = next((run_dir.parent / "images" / "class_2").glob("*.png"))
+    assert cli.main(["predict", str(damaged), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged} cannot be read" in err and "Traceback" not in err
+
+
+def test_a_damaged_run_model_is_refused_by_export_naming_it(tiny_run, tmp_path, capsys):
+    run_dir, _, _, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export", ".lock"))
+    model = copy / "student_distilled.keras"
+    model.write_bytes(model.read_bytes()[:500])
+    assert cli.main(["export", "--run-dir", str(copy)]) == 2
+    assert f"{model} cannot be read" in capsys.readouterr().err
+    assert not (copy / "export").exists()

@@ -114,3 +114,16 @@ def test_a_truncated_last_keras_is_set_aside_and_the_run_resumes_from_the_epoch_
         "epoch-0002", "last.keras"]
     assert phase.read_history()["epoch"].tolist() == [1, 2, 3]
     keras.saving.load_model(phase.last_model)  # written again, whole
+
+
+def test_the_first_epoch_of_a_process_is_checked_against_the_preflights_estimate(tmp_path):
+    from teacher_student.training.steps import plan_steps
+    from teacher_student.training.timekeeping import Timekeeper
+
+    steps = plan_steps(cfg.load("tiny"), RunDir(tmp_path))
+    clock = Timekeeper(steps, tmp_path / "status.json", budget_s=60)
+    clock.check_room(steps[0].name)  # nothing measured yet: nothing to hold it against
+    clock.expect(steps[0].name, 120.0)  # what the preflight measured on this machine
+    with pytest.raises(TimeBudgetReached, match="before teacher phase 1/3 'warmup'"):
+        clock.check_room(steps[0].name)
+    clock.check_room(steps[1].name)

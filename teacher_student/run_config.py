@@ -1,0 +1,78 @@
+"""The config of a run: the saved one governs every later job on the run directory, only how
+the steps run may change, and it is recorded once the run's first job starts training."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from teacher_student import config as config_module
+from teacher_student.config import Config, ConfigError
+from teacher_student.errors import RunDirError
+from teacher_student.run_dir import RunDir
+
+
+def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
+    """The run's saved config when there is one (a rerun resumes), else `config`.
+
+    Only how the steps run may change between runs of one directory: the precision (to
+    continue a phase in float32 after a float16 overflow) and XLA (another machine); and,
+    until a student has been trained there, how to distil (the `distill` and `student`
+    sections: the teacher is trained once, then distilled as the user chooses). Any other
+    difference is an error naming the key.
+    """
+    saved = saved_config(run_dir)
+    if saved is None:
+        return config
+    ours = config.with_dataset(saved.teacher.num_classes)
+    changeable = ["precision", "jit_compile", "time_budget"]
+    if not (run_dir.distillation.path.exists() or run_dir.baseline.path.exists()):
+        changeable += ["distill", "student"]
+    fixed = dataclasses.replace(ours, **{key: getattr(saved, key) for key in changeable})
+    if fixed != saved:
+        raise ConfigError(f"{config_module.first_difference(saved, fixed)}: differs from the "
+                          f"config of the existing run in {run_dir.path}; use another "
+                          "--run-dir, or the same settings to resume")
+    return dataclasses.replace(saved, **{key: getattr(ours, key) for key in changeable})
+
+
+def saved_config(run_dir: RunDir) -> Config | None:
+    """The run's `config.yaml`; None for a run that has not started. A run with checkpoints
+    but no config is an error: its models cannot be rebuilt from the command line's guess."""
+    if run_dir.config_file.exists():
+        try:
+            return config_module.load(run_dir.config_file)
+        except ConfigError as err:
+            raise RunDirError(f"{run_dir.config_file} cannot be read ({err}): restore it from "
+                              "a copy of the run, or start a new --run-dir") from err
+    if run_dir.has_trained():
+        raise RunDirError(f"{run_dir.path} has trained models but no config.yaml, which says "
+                          "how to rebuild them: copy config.yaml back from a copy of the run "
+                          "(or write the run's config there), or start a new --run-dir; "
+                          "nothing was changed")
+    return None
+
+
+def record_config(config: Config, run_dir: RunDir) -> None:
+    """config.yaml: written once, and again if the student's sections changed before any
+    student was trained. The precision and XLA setting are the command line's each time."""
+    if run_dir.config_file.exists():
+        saved = config_module.load(run_dir.config_file)
+        if (saved.distill, saved.student) == (config.distill, config.student):
+            return
+        print(f"distill and student settings differ from {run_dir.config_file}, and no "
+              "student has been trained here yet: recorded the new ones")
+        config = dataclasses.replace(config, precision=saved.precision,
+                                     jit_compile=saved.jit_compile)
+    run_dir.write_config(config_module.to_yaml(config))
+
+
+def scaled_for_replicas(config: Config, replicas: int) -> Config:
+    """Learning rates times the replicas: the global batch grew by as much (linear scaling)."""
+    if replicas == 1 or not config.scale_learning_rate:
+        return config
+    return dataclasses.replace(
+        config,
+        phases=tuple(dataclasses.replace(p, learning_rate=p.learning_rate * replicas)
+                     for p in config.phases),
+        distill=dataclasses.replace(config.distill,
+                                    learning_rate=config.distill.learning_rate * replicas))
