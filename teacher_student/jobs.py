@@ -145,8 +145,11 @@ def prepare(config: Config, run_dir: RunDir,
 
 
 def _check_needs(job: Job) -> None:
-    """Each of the job's steps finds the models it needs: readable in the run directory (a
-    damaged one rebuilt from its checkpoints), or made by an earlier step of the job."""
+    """Each of the job's steps finds what it needs: its own checks pass, and the models it
+    needs are readable in the run directory (a damaged one rebuilt from its checkpoints), or
+    made by an earlier step of the job."""
+    for step in job.plan:  # every step of the run: what is refused later is refused now
+        step.check(job.class_names)
     made = set()
     for step in job.steps:
         for needed in step.needs:

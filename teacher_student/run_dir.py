@@ -1,7 +1,8 @@
 """The run directory: every path of a run, and every write into it, atomic.
 
     config.yaml          the resolved config: enough to rebuild every model of the run
-    split.csv            every image with its label and split
+    split.csv            every image with its label and split (drawn once, kept by every job)
+    split.csv.sha256     its digest: a split cut short is found, not used
     skipped_files.csv    every file that could not be used, and why
     teacher/phase1_<name>/ ...   one `CheckpointDir` per teacher phase
     student_distilled/, student_scratch/    the distillation's and the baseline's
@@ -30,6 +31,7 @@ explain (a disk that filled up, a copy between sessions cut short) is found by `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
@@ -148,6 +150,10 @@ class CheckpointDir:
         return f"{path} cannot be read ({why}); set aside as {target}"
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def unreadable_model(path: Path) -> str | None:
     """Why a .keras file cannot be read back whole (every member's checksum), or None."""
     try:
@@ -181,6 +187,7 @@ class RunDir:
     path: Path
     config_file = _inside("config.yaml")
     split_file = _inside("split.csv")
+    split_digest_file = _inside("split.csv.sha256")
     skipped_file = _inside("skipped_files.csv")
     reports = _inside("reports")
     export_dir = _inside("export")
@@ -244,11 +251,18 @@ class RunDir:
         rows = [(p, y, class_names[y], name) for name in SPLITS
                 for p, y in zip(splits[name].paths, splits[name].labels)]
         atomic.write_csv(pd.DataFrame(rows, columns=SPLIT_COLUMNS), self.split_file)
+        # Its digest, in sha256sum's format: a split cut short at a line still parses.
+        atomic.write_text(self.split_digest_file, f"{_sha256(self.split_file)}  split.csv\n")
 
     def read_split(self) -> pd.DataFrame:
         if not self.split_file.exists():
             raise RunDirError(f"{self.split_file} does not exist: train a model in "
                               f"{self.path} first")
+        if self.split_digest_file.exists() and \
+                self.split_digest_file.read_text().split()[:1] != [_sha256(self.split_file)]:
+            raise RunDirError(f"{self.split_file} is damaged (it differs from the digest in "
+                              f"{self.split_digest_file.name} written with it): restore it "
+                              "from a copy of the run, or start a new --run-dir")
         try:
             frame = pd.read_csv(self.split_file, dtype={"path": str, "class_name": str,
                                                         "split": str}, keep_default_na=False)

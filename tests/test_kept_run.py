@@ -52,6 +52,8 @@ def copy(trained, tmp_path):
     for name in ("config.yaml", "split.csv"):
         path = new_run / name
         path.write_text(path.read_text().replace(str(images), str(new_images)))
+    digest = hashlib.sha256((new_run / "split.csv").read_bytes()).hexdigest()
+    (new_run / "split.csv.sha256").write_text(f"{digest}  split.csv\n")
     return new_images, new_run
 
 
@@ -125,22 +127,29 @@ def test_a_truncated_teacher_is_rebuilt_from_its_checkpoints(copy, capsys):
     assert (run / "teacher.keras").stat().st_size > 1000
 
 
-def test_a_truncated_split_is_an_error_naming_it(copy, capsys):
+@pytest.mark.parametrize("cut", ["mid-line", "at a line"])
+def test_a_truncated_split_is_an_error_naming_it(copy, capsys, cut):
     _, run = copy
     split = run / "split.csv"
-    split.write_text(split.read_text()[:30])
+    text = split.read_text()
+    split.write_text(text[:30] if cut == "mid-line" else "".join(text.splitlines(True)[:13]))
+    before = snapshot(run)
     assert cli.main(["evaluate", "--run-dir", str(run)]) == 2
     assert f"{split} is damaged" in capsys.readouterr().err
+    assert snapshot(run) == before
 
 
-def test_a_config_refused_before_training_can_be_corrected_on_the_same_run(tmp_path, capsys):
+@pytest.mark.parametrize("check", ["--preflight", "--no-preflight"])
+def test_a_config_refused_before_training_can_be_corrected_on_the_same_run(tmp_path, capsys,
+                                                                          check):
     images = write_image_folder(tmp_path / "images", per_class=6)
     run = tmp_path / "run"
-    refused = [*argv("train-teacher", run, "--preflight"), "--data", str(images)]
-    # 30 px is not a multiple of the teacher's stride: every step fails to build.
-    assert cli.main([*refused, "--set", "data.image_size=30"]) == 1
+    command = [*argv("train-teacher", run, check), "--data", str(images)]
+    # 30 px is not a multiple of the teacher's stride: a config error, whatever checks run.
+    assert cli.main([*command, "--set", "data.image_size=30"]) == 2
+    assert "data.image_size: 30 must be a multiple of 4" in capsys.readouterr().err
     assert not (run / "config.yaml").exists() and not (run / "split.csv").exists()
-    assert cli.main([*refused, "--set", "data.image_size=28"]) == 0
+    assert cli.main([*command, "--set", "data.image_size=28"]) == 0
     assert "image_size: 28" in (run / "config.yaml").read_text()
 
 

@@ -14,9 +14,9 @@ PRECISIONS = (POLICIES[0], FULL_FLOAT32, *POLICIES[1:])
 MODELS = ("teacher", "student", "distill")
 # `bench distill`'s variants (bench/distill.py): name -> overrides of the config's distill
 # section. The logit-standardization settings are its authors' (base temperature 2, KD weight
-# 9); DKD's are its authors' CIFAR ones (alpha 1, beta 8, label loss weight 1) with a warm-up of
-# one epoch. Names starting with "scratch" are the baselines: the student alone, with that
-# mixing.
+# 9); DKD's are the config's (beta 2, for few classes) and its authors' CIFAR-100 ones (alpha 1,
+# beta 8, label loss weight 1), with a warm-up of one epoch. Names starting with "scratch" are
+# the baselines: the student alone, with that mixing.
 DISTILL_VARIANTS = {
     "scratch": [],
     "scratch+cutmix": ["distill.mix=cutmix"],
@@ -26,7 +26,10 @@ DISTILL_VARIANTS = {
     # The teacher as a regulariser beside the labels, for a student too small to copy it.
     "kd-alpha0.5": ["distill.method=kd", "distill.alpha=0.5"],
     "kd-alpha0.9": ["distill.method=kd", "distill.alpha=0.9"],
+    # A student taught by the seed's `--teachers N` teachers, averaged in probability.
+    "kd-ensemble": ["distill.method=kd"],
     "dkd": ["distill.method=dkd", "distill.alpha=1"],
+    "dkd-beta8": ["distill.method=dkd", "distill.alpha=1", "distill.dkd_beta=8"],
     "dkd+ls": ["distill.method=dkd", "distill.alpha=1", "distill.standardize_logits=true",
                "distill.temperature=2"],
     "feature": ["distill.method=feature"],

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -58,12 +59,25 @@ def bench_distill(args) -> int:
 
     if args.jobs > 1:
         frame = distill.run_in_processes(args.data, args.seeds, args.variants, Path(args.out),
-                                         args.config, args.set, args.jobs)
+                                         args.config, args.set, args.jobs, args.students,
+                                         args.teachers)
     else:
         frame = distill.run(args.data, args.seeds, args.variants, Path(args.out), args.config,
-                            args.set)
+                            args.set, args.students, args.teachers, args.only_teacher)
+        if args.only_teacher is not None:
+            return 0
     print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n"
           f"{distill.format_table(frame)}")
+    return 0
+
+
+def bench_frontier(args) -> int:
+    from teacher_student.bench import frontier
+    from teacher_student.tables import markdown_table
+
+    table = frontier.run(Path(args.out))
+    print(markdown_table(table.to_dict("records"), frontier.COLUMNS))
+    print(f"plot: {Path(args.out) / 'frontier.png'}")
     return 0
 
 
@@ -137,7 +151,21 @@ def add_bench_commands(commands) -> None:
     gain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     gain.add_argument("--jobs", type=int, default=1,
                       help="runs at once, each in a process of its own (a GPU has room)")
+    gain.add_argument("--students", nargs="+", default=["default"], metavar="STUDENT",
+                      help="students to teach: width multipliers of ours (1, 2) or a "
+                           "keras.applications network (MobileNetV3Small); default: the "
+                           "config's")
+    gain.add_argument("--teachers", type=int, default=1,
+                      help="teachers per seed, on its split, for the *-ensemble variants")
+    gain.add_argument("--only-teacher", type=int, help=argparse.SUPPRESS)  # --jobs' processes
     gain.set_defaults(run=bench_distill)
+    frontier = kinds.add_parser("frontier", help="the students of `bench distill --students`: "
+                                "accuracy from scratch and distilled against CPU latency "
+                                "(TFLite, one image) and size, with the teacher; a table and "
+                                "a plot")
+    frontier.add_argument("--out", default="runs/bench-distill",
+                          help="the --out of bench distill")
+    frontier.set_defaults(run=bench_frontier)
     timings = kinds.add_parser("runs", help="per phase of finished runs: epochs, seconds per "
                                "epoch, training images/s")
     timings.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

@@ -1,19 +1,23 @@
 """Does distillation beat training the student alone, and by how much of the teacher's lead?
 
-    python -m teacher_student bench distill --data mnist --seeds 0 1 2 --out runs/distill
+    python -m teacher_student bench distill --data mnist --seeds 0 1 2 --out runs/distill \
+        [--students 1 2 MobileNetV3Small] [--teachers 3]
 
 Per seed (which re-splits the data and re-initialises every model): the teacher is trained
-once; then every variant (a distillation method and its settings, or a baseline: the student
-trained from scratch with a kind of mixing) runs in a run directory of its own, seeded with the
-teacher's files and decoded images, so the teacher is not trained, nor the images decoded,
-again. All student runs share the augmentation, budget and schedule; a method is compared with
-the baseline of its own mixing. Each run writes its `result.csv` when it is done, so runs can
-go in parallel processes sharing `--out` (`--jobs N`: N processes at a time, the first seed's runs
-first, each logging to its run's `bench.log`), and a rerun skips them.
+once (with `--teachers N`, N teachers on the same split, of other initial weights, for the
+`*-ensemble` variants); then every variant (a distillation method and its settings, or a
+baseline: the student trained from scratch with a kind of mixing), for every student
+(`--students`: width multipliers of our student, or keras.applications networks), runs in a run
+directory of its own, seeded with the teacher's files and decoded images, so the teacher is not
+trained, nor the images decoded, again. All student runs share the augmentation, budget and
+schedule; a method is compared with the baseline of its own mixing and student. Each run writes
+its `result.csv` when it is done, so runs can go in parallel processes sharing `--out` (`--jobs
+N`: N processes at a time, the first seed's runs first, each logging to its run's
+`bench.log`), and a rerun skips them.
 The table: per variant, test accuracy mean and standard deviation over the seeds, the gain
 over its baseline paired by seed and the share of the teacher-scratch gap closed,
 (variant - scratch) / (teacher - scratch), in `distillation.md` with every run in
-`distillation.csv`.
+`distillation.csv`. `bench frontier` sets the students against their CPU latency and size.
 """
 
 from __future__ import annotations
@@ -34,73 +38,168 @@ from teacher_student.bench import DISTILL_VARIANTS as VARIANTS
 from teacher_student.run_dir import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
 from teacher_student.tables import markdown_table
 
-COPIED = ("config.yaml", "split.csv", "skipped_files.csv", f"{TEACHER}.keras")
+COPIED = ("config.yaml", "split.csv", "split.csv.sha256", "skipped_files.csv",
+          f"{TEACHER}.keras")
 RESULT = "result.csv"
+DEFAULT_STUDENT = "default"  # the config's own student
 
 
 def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
-        config: str | None = None, overrides: Sequence[str] = ()) -> pd.DataFrame:
-    """Every (seed, variant) run not done yet, then the results of all of them."""
+        config: str | None = None, overrides: Sequence[str] = (),
+        students: Sequence[str] = (DEFAULT_STUDENT,), teachers: int = 1,
+        only_teacher: int | None = None) -> pd.DataFrame:
+    """Every (seed, variant, student) run not done yet, then the results of all of them.
+    `only_teacher`: train that teacher of each seed (0: the first), nothing else."""
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise config_module.ConfigError(f"bench distill: unknown variant {unknown[0]!r} "
                                         f"(known: {', '.join(VARIANTS)})")
     for seed in seeds:
         base = [f"data.source={data}", f"data.seed={seed}", *overrides]
-        teacher_run = RunDir(out / f"seed{seed}" / TEACHER)
-        if not (teacher_run.path / RESULT).exists():
-            row = jobs.train_teacher(config_module.load(config, base), teacher_run,
-                                     preflight=False)
-            _write_result(teacher_run, seed, TEACHER, row["accuracy"])
-        for name in variants:
-            run_dir = _seeded(teacher_run, out / f"seed{seed}" / name)
-            if (run_dir.path / RESULT).exists():
-                continue
-            baseline = name.startswith("scratch")
-            settings = config_module.load(
-                config, [*base, *VARIANTS[name], f"distill.baseline={str(baseline).lower()}"])
-            rows = jobs.distill(settings, run_dir, distilled=not baseline, preflight=False)
-            student = STUDENT_SCRATCH if baseline else STUDENT_DISTILLED
-            accuracy = next(row["accuracy"] for row in rows if row["model"] == student)
-            _write_result(run_dir, seed, name, float(accuracy))
+        if only_teacher is not None:
+            _trained_teacher(out, seed, only_teacher, config, base)
+            continue
+        ensembles = any(name.endswith("ensemble") for name in variants)
+        teacher_runs = [_trained_teacher(out, seed, index, config, base)
+                        for index in range(teachers if ensembles else 1)]
+        for student in students:
+            for name in variants:
+                run_dir = _seeded(teacher_runs[0], out / f"seed{seed}" / run_name(name, student))
+                if (run_dir.path / RESULT).exists():
+                    continue
+                baseline = name.startswith("scratch")
+                settings = config_module.load(config, [
+                    *base, *VARIANTS[name], *student_overrides(student),
+                    f"distill.baseline={str(baseline).lower()}",
+                    *_ensemble_override(name, teacher_runs)])
+                rows = jobs.distill(settings, run_dir, distilled=not baseline, preflight=False)
+                model = STUDENT_SCRATCH if baseline else STUDENT_DISTILLED
+                accuracy = next(row["accuracy"] for row in rows if row["model"] == model)
+                _write_result(run_dir, seed, run_name(name, student), float(accuracy))
     frame = results(out, seeds)
     atomic.write_csv(frame, out / "distillation.csv")
     atomic.write_text(out / "distillation.md", format_table(frame) + "\n")
     return frame
 
 
-def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
-                     config: str | None, overrides: Sequence[str], jobs: int) -> pd.DataFrame:
-    """`run`, split into one process per run, `jobs` at a time: the teachers, then the rest.
-    Processes sharing a GPU allocate its memory as they need it, not most of it up front."""
-    environment = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-                   "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+def run_name(variant: str, student: str) -> str:
+    """`kd`, or `kd@w2` for another student than the config's."""
+    return variant if student == DEFAULT_STUDENT else f"{variant}@{student_label(student)}"
 
-    def one(seed: int, names: Sequence[str]) -> None:
-        log = out / f"seed{seed}" / (names[0] if names else TEACHER) / "bench.log"
+
+def student_label(student: str) -> str:
+    return f"w{float(student):g}" if _is_number(student) else student
+
+
+def student_overrides(student: str) -> list[str]:
+    """A width multiplier of our student, or a keras.applications network."""
+    if student == DEFAULT_STUDENT:
+        return []
+    if _is_number(student):
+        return [f"student.width_multiplier={float(student)}"]
+    return [f"student.trunk={student}"]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _trained_teacher(out: Path, seed: int, index: int, config: str | None,
+                     base: Sequence[str]) -> RunDir:
+    """The seed's teacher `index`: the first draws the seed's split; the others train on that
+    split from other initial weights (for an ensemble)."""
+    name = TEACHER if index == 0 else f"{TEACHER}{index + 1}"
+    teacher_run = RunDir(out / f"seed{seed}" / name)
+    if (teacher_run.path / RESULT).exists():
+        return teacher_run
+    settings = list(base)
+    if index:
+        first = RunDir(out / f"seed{seed}" / TEACHER)
+        settings.append(f"data.seed={seed + 1000 * index}")
+        teacher_run.path.mkdir(parents=True, exist_ok=True)
+        for record in ("split.csv", "split.csv.sha256"):  # the run keeps this split
+            shutil.copy2(first.path / record, teacher_run.path / record)
+        saved = config_module.load(first.config_file)
+        own = config_module.load(config, settings).with_dataset(saved.teacher.num_classes)
+        teacher_run.write_config(config_module.to_yaml(own))
+    row = jobs.train_teacher(config_module.load(config, settings), teacher_run, preflight=False)
+    _write_result(teacher_run, seed, name, row["accuracy"])
+    return teacher_run
+
+
+def _ensemble_override(name: str, teacher_runs: Sequence[RunDir]) -> list[str]:
+    if not name.endswith("ensemble"):
+        return []
+    if len(teacher_runs) < 2:
+        raise config_module.ConfigError(f"bench distill: {name} needs --teachers 2 or more")
+    return [f"distill.teachers=[{', '.join(str(r.path.resolve()) for r in teacher_runs)}]"]
+
+
+def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
+                     config: str | None, overrides: Sequence[str], jobs: int,
+                     students: Sequence[str] = (DEFAULT_STUDENT,),
+                     teachers: int = 1) -> pd.DataFrame:
+    """`run`, split into one process per run, `jobs` at a time, spread over the GPUs: every
+    seed's first teacher, then its other teachers and the runs that need one teacher, then the
+    ensembles. Processes sharing a GPU allocate its memory as they need it, not most of it up
+    front; a persistent compilation cache (JAX's JAX_COMPILATION_CACHE_DIR) lets later runs
+    reuse the programs the first ones compiled."""
+    gpus = _gpu_count()
+
+    def one(task: tuple) -> None:
+        index, (seed, what) = task
+        folder = what if isinstance(what, str) else TEACHER + (f"{what + 1}" if what else "")
+        log = out / f"seed{seed}" / folder / "bench.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "teacher_student", "bench", "distill", "--data", data,
-                   "--seeds", str(seed), "--out", str(out), "--variants", *names]
+                   "--seeds", str(seed), "--out", str(out), "--teachers", str(teachers)]
+        if isinstance(what, str):
+            variant, _, _ = what.partition("@")
+            command += ["--variants", variant, "--students", _student_of(what, students)]
+        else:
+            command += ["--only-teacher", str(what)]
         command += ["--config", config] if config else []
         command += [part for override in overrides for part in ("--set", override)]
+        environment = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                       "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+        if gpus > 1:
+            environment["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
         with open(log, "w") as stream:
             done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT,
                                   env=environment, check=False)
         if done.returncode:
-            raise RuntimeError(f"bench distill: seed {seed} {names or 'teacher'} failed, "
-                               f"see {log}")
+            raise RuntimeError(f"bench distill: seed {seed} {folder} failed, see {log}")
 
-    # The first seed's runs go first, so that a persistent compilation cache (JAX's
-    # JAX_COMPILATION_CACHE_DIR) serves the same programs to the other seeds' runs.
-    first, rest = seeds[0], seeds[1:]
-    stages = ([(first, [])],
-              [*((seed, []) for seed in rest), *((first, [name]) for name in variants)],
-              [(seed, [name]) for seed in rest for name in variants])
+    runs = [run_name(name, student) for student in students for name in variants]
+    single = [name for name in runs if not name.split("@")[0].endswith("ensemble")]
+    stages = ([(seed, 0) for seed in seeds],
+              [*((seed, k) for seed in seeds for k in range(1, teachers)),
+               *((seed, name) for seed in seeds for name in single)],
+              [(seed, name) for seed in seeds for name in runs if name not in single])
     with ThreadPoolExecutor(jobs) as pool:
         for stage in stages:
-            for future in [pool.submit(one, *task) for task in stage]:
+            for future in [pool.submit(one, task) for task in enumerate(stage)]:
                 future.result()
-    return run(data, seeds, variants, out, config, overrides)
+    return run(data, seeds, variants, out, config, overrides, students, teachers)
+
+
+def _student_of(name: str, students: Sequence[str]) -> str:
+    label = name.partition("@")[2]
+    return next(s for s in students if label == "" and s == DEFAULT_STUDENT
+                or label and student_label(s) == label)
+
+
+def _gpu_count() -> int:
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                check=False).stdout
+    except OSError:
+        return 0
+    return sum(line.startswith("GPU ") for line in listed.splitlines())
 
 
 def results(out: Path, seeds: Sequence[int]) -> pd.DataFrame:
@@ -111,17 +210,19 @@ def results(out: Path, seeds: Sequence[int]) -> pd.DataFrame:
 
 def format_table(frame: pd.DataFrame) -> str:
     """Per model: mean and spread of the test accuracy over the seeds; for a student, its gain
-    over the baseline of its mixing, paired by seed (the same split and teacher), and the share
-    of the teacher-scratch gap closed on those seeds."""
+    over the baseline of its mixing and student, paired by seed (the same split and teacher),
+    and the share of the teacher-scratch gap closed on those seeds."""
     by_seed = frame.pivot_table(index="seed", columns="model", values="accuracy")
-    order = [TEACHER, *(name for name in VARIANTS if name in by_seed.columns)]
+    teachers = sorted(name for name in by_seed.columns if name.startswith(TEACHER))
+    order = [*teachers, *(name for name in by_seed.columns
+                          if name.split("@")[0] in VARIANTS)]
     lines = []
     for name in order:
         scores = by_seed[name].dropna()
         line = {"model": name, "mean": scores.mean(), "std": scores.std(ddof=1),
                 "seeds": len(scores)}
-        scratch = _scratch_of(name)
-        if name != TEACHER and scratch != name and scratch in by_seed.columns:
+        scratch = scratch_of(name)
+        if name not in teachers and scratch != name and scratch in by_seed.columns:
             gains = (by_seed[name] - by_seed[scratch]).dropna()
             gap = (by_seed[TEACHER] - by_seed[scratch])[gains.index].mean()
             line.update(gain=gains.mean(), gain_std=gains.std(ddof=1),
@@ -135,10 +236,13 @@ def format_table(frame: pd.DataFrame) -> str:
         ("gain_std", "± std", percent), ("gap_closed", "gap closed", ".0%")])
 
 
-def _scratch_of(name: str) -> str:
-    mix = next((o.split("=")[1] for o in VARIANTS.get(name, []) if o.startswith("distill.mix=")),
-               "none")
-    return "scratch" if mix == "none" else f"scratch+{mix}"
+def scratch_of(name: str) -> str:
+    """The baseline a run is compared with: the same student, the same mixing, no teacher."""
+    variant, _, student = name.partition("@")
+    mix = next((o.split("=")[1] for o in VARIANTS.get(variant, [])
+                if o.startswith("distill.mix=")), "none")
+    return ("scratch" if mix == "none" else f"scratch+{mix}") + (f"@{student}" if student
+                                                                  else "")
 
 
 def _seeded(teacher_run: RunDir, path: Path) -> RunDir:

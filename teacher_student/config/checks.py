@@ -110,6 +110,7 @@ CHECKS: dict[str, Any] = {
     "teacher.cbam_reduction": _positive,
     "teacher.dropout": _fraction,
     "student.widths": _widths,
+    "student.width_multiplier": _positive,
     "student.dropout": _fraction,
     "phases.epochs": _non_negative,
     "phases.learning_rate": _positive,
@@ -134,6 +135,7 @@ CHECKS: dict[str, Any] = {
     "distill.dkd_warmup_epochs": _non_negative,
     "distill.feature_weight": _positive,
     "distill.mix": _one_of(MIXES),
+    "distill.early_stopping_patience": _non_negative,
 }
 
 

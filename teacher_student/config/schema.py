@@ -57,7 +57,14 @@ class StudentConfig:
     input_shape: tuple[int, int, int] = (32, 32, 1)
     num_classes: int = 10
     widths: tuple[int, ...] = (24, 48, 96, 192)  # one depthwise-separable stage per width
+    # Every width times this, rounded to a multiple of 8: the student's size (BENCHMARKS.md
+    # measures accuracy, latency and size against it)
+    width_multiplier: float = 1.0
     dropout: float = 0.1
+    # A keras.applications network instead of ours: MobileNetV3Small, MobileNetV3Large,
+    # MobileNetV2 or EfficientNetB0; its weights None, "imagenet" or a local weights file
+    trunk: str | None = None
+    trunk_weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,9 @@ class DistillConfig:
     kd_weight: float | None = None  # weight of the KD term; null: 1 - alpha
     standardize_logits: bool = False  # z-score logits before the softmax (kd, dkd, feature)
     dkd_alpha: float = 1.0  # dkd: weight of the target-class part (TCKD)
-    dkd_beta: float = 8.0  # dkd: weight of the non-target part (NCKD)
+    # dkd: weight of the non-target part (NCKD). Its authors use 8 on CIFAR-100's 100 classes
+    # and 0.5 on ImageNet; on 10 classes 8 swamps the label loss (BENCHMARKS.md)
+    dkd_beta: float = 2.0
     dkd_warmup_epochs: float = 1.0  # dkd: its weight ramps up linearly over these epochs
     feature_weight: float = 1.0  # feature: weight of the hint loss on the feature maps
     teacher_feature: str = "head"  # feature: "head" (the map the head pools) or a layer name
@@ -99,6 +108,13 @@ class DistillConfig:
     # mixup or cutmix
     mix: str = "none"
     baseline: bool = True  # also train the student from scratch with the same budget
+    # Stop a student (the distilled one and the baseline alike) after this many epochs without
+    # a better validation accuracy; its best epoch is kept. 0: every epoch runs
+    early_stopping_patience: int = 0
+    # The teachers to learn from: run directories (their teacher.keras) or .keras files of
+    # the same classes and input, averaged in probability at the temperature; empty: the
+    # run's own teacher
+    teachers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

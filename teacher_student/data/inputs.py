@@ -39,7 +39,7 @@ def prepare_inputs(settings: DataConfig, run_dir: RunDir, global_batch: int,
     decoding = Decoding(settings.image_size, settings.channels, settings.cache, run_dir.cache)
     table = read_source(settings.source, decoding)
     if table.skipped:
-        print(f"skipped {len(table.skipped)} unusable files"
+        print(f"skipped {len(table.skipped)} unusable files or ignored folders"
               + ("" if recorded is not None else f" (listed in {run_dir.skipped_file})") + ":")
         for path, reason in table.skipped[:10]:
             print(f"  {path}: {reason}")

@@ -68,3 +68,28 @@ class GradientGate(keras.layers.Layer):
 
     def get_config(self):  # explicit, so a DTypePolicy passed as dtype serializes
         return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ProbabilityAverage(keras.layers.Layer):
+    """Logits whose softmax at `temperature` is the mean of the inputs' softmaxes at that
+    temperature: a teacher ensemble averaged in probability, as one teacher's logits.
+
+        T * log(mean_i softmax(logits_i / T))
+    """
+
+    def __init__(self, temperature: float, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, inputs):
+        log_p = ops.stack([ops.log_softmax(ops.cast(x, "float32") / self.temperature, axis=-1)
+                           for x in inputs])
+        mean_log_p = ops.logsumexp(log_p, axis=0) - ops.log(float(len(inputs)))
+        return self.temperature * mean_log_p
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}

@@ -95,18 +95,25 @@ class PrecisionPolicy:
         x = self.cast(x, FLOAT32, name=f"{name}_in_float32")
         return layers.Dense(num_classes, dtype=self.float32_dtype, name=name)(x)
 
-    def rebuild(self, model: keras.Model) -> keras.Model:
+    def rebuild(self, model: keras.Model, float32_outputs: bool = False) -> keras.Model:
         """A copy of a functional `model` under this policy, weights copied.
 
-        Each layer is rebuilt with the policy's dtype, resize layers in float32 islands, and
+        Each layer is rebuilt with the policy's dtype, resize layers in float32 islands (and
+        the layers that make the outputs, with `float32_outputs`: a classifier's logits), and
         every merge gets its `CastTo` inputs, as in our own builders: this adopts a
-        keras.applications trunk. Existing `CastTo` layers keep casting to float32 or, if they
-        cast to a low precision, to this policy's compute dtype, so under float32 a mixed
-        model becomes a plain float32 one (what export needs).
+        keras.applications trunk, or a saved classifier. Existing `CastTo` layers keep casting
+        to float32 or, if they cast to a low precision, to this policy's compute dtype, so
+        under float32 a mixed model becomes a plain float32 one (what export needs).
         """
+        outputs = {id(tensor._keras_history.operation) for tensor in model.outputs} \
+            if float32_outputs else set()
+
         def clone_layer(layer):
             config = layer.get_config()
-            config["dtype"] = self.float32_dtype if is_resize(layer) else self.layer_dtype
+            if not isinstance(layer, layers.Layer):  # an op (`x + 3` in MobileNetV3): no dtype
+                return layer.__class__.from_config(config)
+            island = is_resize(layer) or id(layer) in outputs
+            config["dtype"] = self.float32_dtype if island else self.layer_dtype
             if isinstance(layer, CastTo):  # a cast computes in the dtype it casts to
                 target = FLOAT32 if layer.target_dtype == FLOAT32 else self.compute_dtype
                 config.update(target_dtype=target, dtype=target)
@@ -123,7 +130,7 @@ class PrecisionPolicy:
 
         clone = keras.models.clone_model(model, clone_function=clone_layer,
                                          call_function=call_layer)
-        clone.set_weights(model.get_weights())
+        transfer_weights(model, clone)  # by name: new casts can change the layers' order
         return clone
 
     def wrap_optimizer(self, optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:

@@ -17,6 +17,7 @@ from keras import layers
 
 from teacher_student.config.schema import TeacherConfig
 from teacher_student.errors import ConfigError
+from teacher_student.models.applications import applications_trunk, check_trunk, trunk_parts
 from teacher_student.models.blocks import (
     apply_cbam,
     apply_conv_bn_act,
@@ -28,26 +29,18 @@ from teacher_student.models.layers import GradientGate
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.structure import Structure, attach, parts_by_prefix
 
-# keras.applications families we can feed, and the preprocessing each expects of 0..255 pixels.
-TRUNK_PREPROCESSING = {
-    "EfficientNetV2": "raw",  # has its own rescaling inside
-    "EfficientNet": "raw",
-    "ConvNeXt": "raw",
-    "RegNet": "raw",
-    "ResNet50V2": "minus_one_to_one",
-    "ResNet101V2": "minus_one_to_one",
-    "ResNet152V2": "minus_one_to_one",
-    "MobileNetV2": "minus_one_to_one",
-}
 SCALES = 3  # features are taken at the last three resolutions
-TRUNK, HEAD_POOL = "trunk", "head_pool"
+HEAD_POOL = "head_pool"
 
 
 def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model:
-    _validate(config)
+    check_teacher_config(config)
     inputs = keras.Input(config.input_shape, dtype="uint8", name="image")
     if config.trunk:
-        features, trunk = _applications_trunk(inputs, config, policy)
+        features, trunk = applications_trunk(inputs, config.trunk, config.trunk_weights,
+                                             policy, SCALES)
+        features = [GradientGate(dtype=policy.layer_dtype, name=f"trunk_gate{i}")(f)
+                    for i, f in enumerate(features)]
     else:
         features = _residual_trunk(inputs, config, policy)
     x = apply_multiscale_fusion(features, config.fusion_width, config.upsampling, policy,
@@ -60,8 +53,7 @@ def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model
     logits = policy.logits(x, config.num_classes)
     model = keras.Model(inputs, logits, name="teacher")
     if config.trunk:
-        structure = Structure(tuple((f"{TRUNK}/{layer.name}",) for layer in trunk.layers
-                                    if layer.weights), HEAD_POOL,
+        structure = Structure(trunk_parts(trunk), HEAD_POOL,
                               tuple(f"trunk_gate{i}" for i in range(SCALES)))
     else:
         stages = [f"stage{i}" for i in range(1, len(config.widths) + 1)]
@@ -69,17 +61,15 @@ def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model
     return attach(model, structure)
 
 
-def _validate(config: TeacherConfig) -> None:
+def check_teacher_config(config: TeacherConfig) -> None:
+    """A ConfigError naming the key for a teacher that cannot be built."""
     if not config.trunk and len(config.widths) < SCALES:
         raise ConfigError(
             f"teacher.widths: needs at least {SCALES} stages for multi-scale fusion, "
             f"got {list(config.widths)}"
         )
-    if config.trunk and not any(config.trunk.startswith(f) for f in TRUNK_PREPROCESSING):
-        raise ConfigError(
-            f"teacher.trunk: {config.trunk!r} is not supported; use one of the families "
-            f"{sorted(TRUNK_PREPROCESSING)} (e.g. EfficientNetB0, ResNet50V2)"
-        )
+    if config.trunk:
+        check_trunk(config.trunk, config.trunk_weights, config.input_shape, "teacher.trunk")
     size = config.input_shape[0]
     stride = 2 ** (len(config.widths) - 1) * stem_stride(size) if not config.trunk else 32
     if size % stride:
@@ -104,37 +94,3 @@ def _residual_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy) -> l
         x = GradientGate(dtype=policy.layer_dtype, name=f"{name}_gate")(x)
         outputs.append(x)
     return outputs[-SCALES:]
-
-
-def _applications_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy):
-    """Features of a `keras.applications` network at its last three resolutions, and the
-    network (nested as `trunk`)."""
-    family = next(f for f in TRUNK_PREPROCESSING if config.trunk.startswith(f))
-    constructor = getattr(keras.applications, config.trunk, None)
-    if constructor is None:
-        raise ConfigError(f"teacher.trunk: {config.trunk!r} is not in keras.applications")
-    weights = config.trunk_weights
-    local_file = weights not in (None, "imagenet")
-    base = constructor(include_top=False, weights=None if local_file else weights,
-                       input_shape=config.input_shape)
-    if local_file:
-        base.load_weights(weights)
-    taps = _last_layer_per_resolution(base)[-SCALES:]
-    trunk = policy.rebuild(keras.Model(base.input, [t.output for t in taps], name=TRUNK))
-
-    x = layers.Rescaling(1.0, dtype=policy.layer_dtype, name="stem_rescale")(inputs)
-    if TRUNK_PREPROCESSING[family] == "minus_one_to_one":
-        x = layers.Rescaling(1 / 127.5, offset=-1, dtype=policy.layer_dtype,
-                             name="stem_normalize")(x)
-    features = trunk(x)
-    return [GradientGate(dtype=policy.layer_dtype, name=f"trunk_gate{i}")(f)
-            for i, f in enumerate(features)], trunk
-
-
-def _last_layer_per_resolution(model: keras.Model) -> list:
-    last = {}
-    for layer in model.layers:
-        shape = getattr(layer.output, "shape", None)
-        if shape is not None and len(shape) == 4:
-            last[shape[1]] = layer
-    return [last[size] for size in sorted(last, reverse=True)]

@@ -169,6 +169,14 @@ class Distiller(Trainee):
         return [*super().metrics, self.label_loss_tracker, self.distillation_loss_tracker,
                 self.teacher_accuracy]
 
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        results = super().compute_metrics(x, y, y_pred, sample_weight)
+        if isinstance(y_pred, dict):
+            return results
+        # Evaluation runs the student alone: what only the teacher measures is not reported.
+        return {name: value for name, value in results.items()
+                if name not in (self.distillation_loss_tracker.name, self.teacher_accuracy.name)}
+
 
 def _hits(outputs: dict, labels):
     """1 where the teacher's top class is the label (under mixing: the label an image holds

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 
 from teacher_student import atomic
-from teacher_student.errors import PreflightFailed
+from teacher_student.errors import PreflightFailed, UserError
 from teacher_student.hardware import device_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.run_dir import RunDir
@@ -134,6 +134,8 @@ def _check_step(step: Step, settings: Settings, batches, data: TrainingData, sco
             with scope() if scope else contextlib.nullcontext():
                 timings = _try_step(step, candidate, data, batches, timed_fits)
         except _StageFailed as failed:
+            if isinstance(failed.error, UserError):  # the config's fault: no fallback mends it
+                raise failed.error from None
             where = (f"{step.label}, {failed.stage} ({_describe(candidate)}): "
                      f"{_cause(failed.error)}")
             if _is_out_of_memory(failed.error):

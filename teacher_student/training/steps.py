@@ -20,11 +20,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from teacher_student.config import Config
+from teacher_student.config import Config, ConfigError
 from teacher_student.models.freezing import set_trainable, trainable_parts
 from teacher_student.models.precision import PrecisionPolicy, transfer_weights
-from teacher_student.models.student import build_student
-from teacher_student.models.teacher import build_teacher
+from teacher_student.models.student import build_student, check_student_config
+from teacher_student.models.teacher import build_teacher, check_teacher_config
 from teacher_student.run_dir import (
     STUDENT_DISTILLED,
     STUDENT_SCRATCH,
@@ -33,8 +33,12 @@ from teacher_student.run_dir import (
     RunDir,
 )
 from teacher_student.training.distiller import Distiller, method_of
+from teacher_student.training.teachers import check_teachers, ensemble, listed_teachers
 from teacher_student.training.trainee import Trainee
 from teacher_student.training.trainer import load_progress, phase_callbacks, phase_optimizer
+
+# Logit standardization (Sun et al. 2024) needs this many classes to keep any relation.
+MIN_CLASSES_TO_STANDARDIZE = 4
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ def _nothing(built: Built, resuming: bool) -> None:
     pass
 
 
+def _nothing_to_check(class_names: Sequence[str]) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class Step:
     """One training run of the plan.
@@ -83,7 +91,8 @@ class Step:
     the line printed when it starts; `callbacks()` are its own (early stopping, TensorBoard);
     `publish(settings)`, once the step is done, writes the run's model `produces` (the last
     teacher phase publishes the teacher). `needs` are the run's models that must exist before
-    the step runs.
+    the step runs; `check(class_names)` raises a ConfigError, before anything trains, for what
+    else it needs and lacks (a listed teacher of other classes).
     """
     directory: CheckpointDir
     label: str
@@ -95,6 +104,7 @@ class Step:
     callbacks: Callable[[], list] = list
     publish: Callable[[Settings], Path] | None = None
     needs: tuple[str, ...] = field(default=())
+    check: Callable[[Sequence[str]], None] = _nothing_to_check
 
     @property
     def name(self) -> str:
@@ -151,44 +161,61 @@ def teacher_phases(config: Config, run_dir: RunDir) -> list[Step]:
         steps.append(Step(
             directory, f"teacher phase {index}/{len(config.phases)} '{phase.name}'",
             phase.epochs, TEACHER, build, describe, prepare,
-            callbacks=lambda phase=phase, directory=directory: phase_callbacks(phase, directory),
+            callbacks=lambda phase=phase, directory=directory: phase_callbacks(
+                directory, phase.early_stopping_patience, phase.reduce_lr_patience),
             publish=_publisher(TEACHER, lambda policy: build_teacher(config.teacher, policy),
-                               directories, run_dir) if last else None))
+                               directories, run_dir) if last else None,
+            check=lambda class_names: check_teacher_config(config.teacher)))
     return steps
 
 
 def distillation(config: Config, run_dir: RunDir) -> Step:
-    """The student trained on the labels and on the run's teacher (distiller.py)."""
+    """The student trained on the labels and on its teachers (distiller.py): the run's own
+    teacher, or the ensemble of those `distill.teachers` lists (teachers.py)."""
     distill = config.distill
+    own = not distill.teachers
 
     def build(settings, data):
         student = _seeded(data, build_student, config.student, settings.policy)
-        teacher = build_teacher(config.teacher, settings.policy)
-        distiller = Distiller(teacher, student, method_of(distill, data.steps_per_epoch),
-                              distill.alpha, distill.augment, distill.mix,
-                              data.seed, settings.policy, distill.teacher_feature,
-                              distill.student_feature)
+        teachers = ([build_teacher(config.teacher, settings.policy)] if own else
+                    listed_teachers(distill.teachers, settings.policy))
+        distiller = Distiller(ensemble(teachers, distill.temperature), student,
+                              method_of(distill, data.steps_per_epoch), distill.alpha,
+                              distill.augment, distill.mix, data.seed, settings.policy,
+                              distill.teacher_feature, distill.student_feature)
         return Built(distiller, student, phase_optimizer(distill, data.steps_per_epoch),
-                     teachers=(teacher,))
+                     teachers=tuple(teachers) if own else ())
 
     def prepare(built, resuming):
-        load_weights_from(built.teachers[0], run_dir.model_file(TEACHER))
+        if own:  # listed teachers come with their weights
+            load_weights_from(built.teachers[0], run_dir.model_file(TEACHER))
 
     def describe(built):
+        teacher = built.trainee.teacher
         return (f"{distill.method}, {distill.epochs} epochs, alpha {distill.alpha}, "
                 f"temperature {distill.temperature}"
                 + (", standardized logits" if distill.standardize_logits else "")
-                + f", mix {distill.mix}, lr {distill.learning_rate} "
-                  f"({distill.schedule}); the student has "
-                  f"{built.deployable.count_params():,} parameters, "
-                  f"{built.teachers[0].count_params() / built.deployable.count_params():.1f}x "
-                  "fewer than the teacher")
+                + f", mix {distill.mix}, lr {distill.learning_rate} ({distill.schedule})"
+                + (f", from {len(distill.teachers)} teachers" if len(distill.teachers) > 1
+                   else "")
+                + f"; the student has {built.deployable.count_params():,} parameters, "
+                  f"{teacher.count_params() / built.deployable.count_params():.1f}x fewer "
+                  "than the teacher" + ("s" if len(distill.teachers) > 1 else ""))
+
+    def check(class_names):
+        check_student_config(config.student)
+        check_teachers(config, class_names)
+        if distill.standardize_logits and len(class_names) < MIN_CLASSES_TO_STANDARDIZE:
+            raise ConfigError(
+                f"distill.standardize_logits: {len(class_names)} classes are too few: the "
+                f"standardized logits of fewer than {MIN_CLASSES_TO_STANDARDIZE} classes keep "
+                "almost nothing of the teacher's relations between them; set it to false")
 
     return Step(run_dir.distillation, "distillation", distill.epochs, STUDENT_DISTILLED,
-                build, describe, prepare,
+                build, describe, prepare, callbacks=_student_callbacks(config, run_dir),
                 publish=_student_publisher(STUDENT_DISTILLED, config, run_dir.distillation,
                                            run_dir),
-                needs=(TEACHER,))
+                needs=(TEACHER,) if own else (), check=check)
 
 
 def baseline(config: Config, run_dir: RunDir) -> Step:
@@ -206,8 +233,16 @@ def baseline(config: Config, run_dir: RunDir) -> Step:
                 "budget")
 
     return Step(run_dir.baseline, "baseline", distill.epochs, STUDENT_SCRATCH, build,
-                describe,
-                publish=_student_publisher(STUDENT_SCRATCH, config, run_dir.baseline, run_dir))
+                describe, callbacks=_student_callbacks(config, run_dir, baseline=True),
+                publish=_student_publisher(STUDENT_SCRATCH, config, run_dir.baseline, run_dir),
+                check=lambda class_names: check_student_config(config.student))
+
+
+def _student_callbacks(config: Config, run_dir: RunDir, baseline: bool = False):
+    """Early stopping by `distill.early_stopping_patience`, alike for both students, and
+    TensorBoard logs."""
+    directory = run_dir.baseline if baseline else run_dir.distillation
+    return lambda: phase_callbacks(directory, config.distill.early_stopping_patience)
 
 
 def _student_publisher(name: str, config: Config, directory: CheckpointDir, run_dir: RunDir):

@@ -216,15 +216,16 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
     return progress
 
 
-def phase_callbacks(phase: PhaseConfig, directory: CheckpointDir) -> list:
+def phase_callbacks(directory: CheckpointDir, early_stopping_patience: int = 0,
+                    reduce_lr_patience: int = 0) -> list:
     """Optional early stopping and LR reduction, and TensorBoard logs where TensorFlow is."""
     callbacks = []
-    if phase.early_stopping_patience:
+    if early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
-            MONITOR, patience=phase.early_stopping_patience, mode="max"))
-    if phase.reduce_lr_patience:
+            MONITOR, patience=early_stopping_patience, mode="max"))
+    if reduce_lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            MONITOR, patience=phase.reduce_lr_patience, mode="max", factor=0.3))
+            MONITOR, patience=reduce_lr_patience, mode="max", factor=0.3))
     if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard"):
         callbacks.append(keras.callbacks.TensorBoard(str(directory.tensorboard)))
     return callbacks

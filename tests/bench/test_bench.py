@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from teacher_student import atomic, cli
@@ -183,3 +184,32 @@ def test_distill_bench_trains_one_teacher_per_seed_and_compares_with_the_matchin
     again = distill.run(str(images), [0], variants, tmp_path / "out", "tiny", settings)
     assert again.sort_values("model").reset_index(drop=True).equals(
         frame.sort_values("model").reset_index(drop=True))  # finished runs are read back
+
+
+def test_the_frontier_of_students_taught_by_an_ensemble(tmp_path, capsys):
+    """bench distill with two students and two teachers per seed, then bench frontier."""
+    from helpers import write_image_folder
+
+    images = write_image_folder(tmp_path / "images")
+    out = tmp_path / "out"
+    sets = [part for setting in ["data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0",
+                                 "distill.epochs=1"] for part in ("--set", setting)]
+    assert cli.main(["bench", "distill", "--data", str(images), "--seeds", "0", "--config",
+                     "tiny", *sets, "--out", str(out), "--students", "1", "2",
+                     "--teachers", "2", "--variants", "scratch", "kd-ensemble"]) == 0
+    seed = out / "seed0"
+    split = (seed / "teacher" / "split.csv").read_text()
+    assert (seed / "teacher2" / "split.csv").read_text() == split  # the same split
+    assert (seed / "teacher2" / "teacher.keras").read_bytes() != \
+        (seed / "teacher" / "teacher.keras").read_bytes()  # other initial weights
+    assert "teacher2" in (seed / "kd-ensemble@w2" / "config.yaml").read_text()
+    assert "width_multiplier: 2.0" in (seed / "scratch@w2" / "config.yaml").read_text()
+    capsys.readouterr()
+
+    assert cli.main(["bench", "frontier", "--out", str(out)]) == 0
+    frontier = pd.read_csv(out / "frontier.csv").set_index("model")
+    assert list(frontier.index) == ["teacher", "w1: kd-ensemble", "w2: kd-ensemble"]
+    assert frontier.loc["w2: kd-ensemble", "params"] > frontier.loc["w1: kd-ensemble", "params"]
+    assert (frontier["latency_ms"] > 0).all() and (frontier["iqr_ms"] >= 0).all()
+    assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    assert "x fewer params" in capsys.readouterr().out

@@ -145,3 +145,56 @@ def test_applications_trunk_adopts_the_policy_and_its_weights(tmp_path):
     trunk = model.get_layer("trunk")
     assert {layer.compute_dtype for layer in trunk.layers[1:]} <= {"float16", "float32"}
     assert len(reference.get_layer("trunk").get_weights()) == len(trunk.get_weights())
+
+
+def test_the_width_multiplier_widens_every_stage_to_multiples_of_eight():
+    from teacher_student.models.student import student_widths
+
+    assert student_widths(StudentConfig()) == (24, 48, 96, 192)
+    assert student_widths(StudentConfig(width_multiplier=2)) == (48, 96, 192, 384)
+    assert student_widths(StudentConfig(width_multiplier=1.5)) == (32, 72, 144, 288)
+    small = build_student(TINY_STUDENT, PrecisionPolicy())
+    wide = build_student(dataclasses.replace(TINY_STUDENT, width_multiplier=2),
+                         PrecisionPolicy())
+    assert wide.get_layer("stage2_pointwise_conv").filters == 32
+    assert wide.count_params() > 2 * small.count_params()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"trunk": "VGG16"}, "not one of"),
+    ({"trunk": "MobileNetV3Small", "trunk_weights": "imagenet",
+      "input_shape": (32, 32, 1)}, "need 3 channels"),
+    ({"widths": ()}, "at least one width"),
+])
+def test_student_rejects_bad_arguments_naming_the_key(change, message):
+    with pytest.raises(ValueError, match=message):
+        build_student(dataclasses.replace(TINY_STUDENT, **change), PrecisionPolicy())
+
+
+def test_a_mobilenet_student_keeps_the_contract(tmp_path):
+    """uint8 in, float32 logits out, every layer's dtype from the policy, saved safely."""
+    config = dataclasses.replace(TINY_STUDENT, trunk="MobileNetV3Small")
+    model = build_student(config, PrecisionPolicy("mixed_float16"))
+    assert model.input.dtype == "uint8" and model.output.dtype == "float32"
+    assert audit_dtypes(model, "mixed_float16") == []
+    assert {v.dtype for v in model.weights} == {"float32"}
+    model.save(tmp_path / "student.keras")
+    loaded = keras.saving.load_model(tmp_path / "student.keras", safe_mode=True)
+    images = np.zeros((1, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_allclose(loaded.predict_on_batch(images), model.predict_on_batch(images))
+
+
+def test_probability_average_is_the_mean_of_the_softened_probabilities():
+    from teacher_student.models.layers import ProbabilityAverage
+
+    rng = np.random.default_rng(0)
+    logits = [rng.normal(size=(4, 5)).astype("float32") * 3 for _ in range(3)]
+    temperature = 2.0
+    combined = np.asarray(ProbabilityAverage(temperature)(logits))
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    expected = np.mean([softmax(z / temperature) for z in logits], axis=0)
+    np.testing.assert_allclose(softmax(combined / temperature), expected, rtol=1e-5)

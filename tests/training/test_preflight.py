@@ -25,7 +25,8 @@ from teacher_student.training import preflight, steps
 
 STEPS = ["phase1_warmup", "phase2_main", "phase3_finetune", "student_distilled",
          "student_scratch"]
-RECORDS = ["config.yaml", "preflight.json", "skipped_files.csv", "split.csv"]
+RECORDS = ["config.yaml", "preflight.json", "skipped_files.csv", "split.csv",
+           "split.csv.sha256"]
 ONE_PHASE = ["phases.1.epochs=0", "phases.2.epochs=0"]
 
 

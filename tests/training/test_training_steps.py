@@ -4,6 +4,8 @@ is disallowed" when precision is left to chance."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -18,7 +20,9 @@ from teacher_student.models.teacher import build_teacher
 from teacher_student.training.distiller import Distiller, method_of
 from teacher_student.training.trainee import Trainee, compile_trainee
 
-BUILDERS = {"teacher": (build_teacher, TINY_TEACHER), "student": (build_student, TINY_STUDENT)}
+BUILDERS = {"teacher": (build_teacher, TINY_TEACHER), "student": (build_student, TINY_STUDENT),
+            "student_mobilenet": (build_student, dataclasses.replace(
+                TINY_STUDENT, trunk="MobileNetV3Small"))}
 
 
 def compile_for_training(model: keras.Model, policy: PrecisionPolicy) -> Trainee:
@@ -37,29 +41,42 @@ def changed(before, after) -> list[bool]:
     return [not np.array_equal(b, a) for b, a in zip(before, after)]
 
 
+def train_until_updated(trainee, batch, weights) -> dict:
+    """Training steps until `weights` change; the logs of the last. float16 loss scaling
+    starts at 2^15 and skips each step whose gradients overflow, halving the scale (a batch of
+    2 through BatchNorm on 1x1 maps, or DKD's T^2 * beta on standardized logits, take several):
+    every step either updates the weights or halves the scale, nothing else."""
+    before = [w.numpy().copy() for w in weights]
+    for _ in range(16):
+        scale = _loss_scale(trainee)
+        logs = trainee.train_on_batch(*batch, return_dict=True)
+        if all(changed(before, [w.numpy() for w in weights])):
+            return logs
+        assert not any(changed(before, [w.numpy() for w in weights]))
+        assert scale is not None and _loss_scale(trainee) == scale / 2, "a step was lost"
+    raise AssertionError("16 steps without an update")
+
+
 @pytest.mark.parametrize("which", BUILDERS)
 def test_compiled_step_with_everything_trainable(which, policy, batch):
     builder, config = BUILDERS[which]
     model = builder(config, policy)
     trainee = compile_for_training(model, policy)
-    before = [w.numpy().copy() for w in model.trainable_weights]
-    logs = trainee.train_on_batch(*batch, return_dict=True)
+    logs = train_until_updated(trainee, batch, model.trainable_weights)
     assert np.isfinite(logs["loss"])
-    assert all(changed(before, [w.numpy() for w in model.trainable_weights]))
     assert audit_dtypes(model, policy.name) == []
 
 
-@pytest.mark.parametrize("which", BUILDERS)
+@pytest.mark.parametrize("which", ["teacher", "student"])  # an applications trunk: test_freezing
 def test_compiled_step_with_the_trunk_frozen(which, policy, batch):
     builder, config = BUILDERS[which]
     model = builder(config, policy)
     set_trainable(model, "head")
     trainee = compile_for_training(model, policy)
     trunk_before = trunk_weights(model)
-    head_before = model.get_layer("logits").get_weights()[0].copy()
-    assert np.isfinite(trainee.train_on_batch(*batch, return_dict=True)["loss"])
+    logs = train_until_updated(trainee, batch, model.get_layer("logits").weights)
+    assert np.isfinite(logs["loss"])
     assert not any(changed(trunk_before, trunk_weights(model)))  # BatchNorm statistics too
-    assert not np.array_equal(head_before, model.get_layer("logits").get_weights()[0])
 
 
 @pytest.mark.parametrize("method", ["kd", "dkd", "feature"])
@@ -72,20 +89,9 @@ def test_compiled_distillation_step_of_each_method_with_the_frozen_teacher(metho
                           augment="light", mix="mixup", seed=0, policy=policy)
     compile_trainee(distiller, keras.optimizers.Adam(1e-2), policy, jit_compile=True)
     teacher_before = [w.numpy().copy() for w in teacher.weights]
-    student_before = [w.numpy().copy() for w in student.trainable_weights]
-    # float16 loss scaling starts at 2^15 and skips each step whose gradients overflow, halving
-    # the scale: DKD's teacher terms (T^2 * beta on standardized logits) can take several.
-    # Every step either updates the student or halves the scale, nothing else.
-    for _ in range(16):
-        scale = _loss_scale(distiller)
-        logs = distiller.train_on_batch(*batch, return_dict=True)
-        if all(changed(student_before, [w.numpy() for w in student.trainable_weights])):
-            break
-        assert not any(changed(student_before, [w.numpy() for w in student.trainable_weights]))
-        assert scale is not None and _loss_scale(distiller) == scale / 2, "a step was lost"
+    logs = train_until_updated(distiller, batch, student.trainable_weights)
     assert np.isfinite(logs["loss"]) and logs["distillation_loss"] > 0
     assert not any(changed(teacher_before, [w.numpy() for w in teacher.weights]))
-    assert all(changed(student_before, [w.numpy() for w in student.trainable_weights]))
     if method == "feature":  # the adapter computes in float32 and trains with the student
         adapter = distiller.adapter
         assert audit_dtypes(adapter, policy.name) == []
@@ -96,3 +102,27 @@ def test_compiled_distillation_step_of_each_method_with_the_frozen_teacher(metho
 def _loss_scale(trainee) -> float | None:
     scale = getattr(trainee.optimizer, "dynamic_scale", None)
     return None if scale is None else float(scale.numpy())
+
+
+def test_compiled_distillation_step_from_an_ensemble_of_two_frozen_teachers(policy, batch,
+                                                                           tmp_path):
+    from teacher_student.training.teachers import ensemble, listed_teachers
+
+    files = []
+    for seed in (1, 2):  # two teachers of different weights, saved as a run saves them
+        keras.utils.set_random_seed(seed)
+        files.append(str(tmp_path / f"teacher{seed}.keras"))
+        build_teacher(TINY_TEACHER, PrecisionPolicy()).save(files[-1])
+    teachers = listed_teachers(files, policy)
+    student = build_student(TINY_STUDENT, policy)
+    config = DistillConfig(temperature=2.0)
+    distiller = Distiller(ensemble(teachers, config.temperature), student,
+                          method_of(config, steps_per_epoch=1), config.alpha, augment="light",
+                          seed=0, policy=policy)
+    compile_trainee(distiller, keras.optimizers.Adam(1e-2), policy, jit_compile=True)
+    teachers_before = [w.numpy().copy() for t in teachers for w in t.weights]
+    logs = train_until_updated(distiller, batch, student.trainable_weights)
+    assert np.isfinite(logs["loss"]) and logs["distillation_loss"] > 0
+    assert not any(changed(teachers_before, [w.numpy() for t in teachers for w in t.weights]))
+    assert audit_dtypes(distiller.teacher, policy.name) == []
+    assert distiller.teacher.output.dtype == "float32"

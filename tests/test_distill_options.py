@@ -1,0 +1,102 @@
+"""How a student is taught, as the command line sets it: from an ensemble of teachers (other
+runs' or files), until its validation accuracy stops improving; and what is refused, before
+anything trains."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from helpers import write_image_folder
+
+from teacher_student import cli
+
+# Its shared fixture is built once: every test of the module runs in one worker.
+pytestmark = pytest.mark.xdist_group("distill_options")
+
+SETTINGS = ["data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0", "distill.epochs=1"]
+
+
+def argv(command: str, run, images, *more: str) -> list[str]:
+    sets = [part for setting in [*SETTINGS, *more] for part in ("--set", setting)]
+    return [command, "--config", "tiny", "--data", str(images), *sets, "--run-dir", str(run)]
+
+
+def snapshot(run) -> dict[str, str]:
+    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A teacher run on three classes, made once; tests distil into copies of it."""
+    root = tmp_path_factory.mktemp("options")
+    images = write_image_folder(root / "images")
+    run = root / "run"
+    assert cli.main([*argv("train-teacher", run, images), "--no-preflight"]) == 0
+    return images, run
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    _, original = trained
+    copy = tmp_path / "run"
+    shutil.copytree(original, copy, ignore=shutil.ignore_patterns(".lock"))
+    return copy
+
+
+def test_a_student_learns_from_an_ensemble_of_listed_teachers(trained, run, tmp_path, capsys):
+    images, original = trained
+    other = tmp_path / "other.keras"
+    shutil.copy(original / "teacher.keras", other)
+    teachers = f"distill.teachers=[{original}, {other}]"
+    assert cli.main(argv("distill", run, images, teachers)) == 0
+    out = capsys.readouterr().out
+    assert "distillation: kd, 1 epochs" in out and "from 2 teachers" in out
+    checked = [step["name"] for step in json.loads((run / "preflight.json").read_text())["steps"]]
+    assert "student_distilled" in checked  # the preflight built the ensemble too
+    assert (run / "student_distilled.keras").exists()
+
+
+@pytest.mark.parametrize("teachers, message", [
+    ("[{missing}]", "distill.teachers.0: {missing} is neither a .keras file"),
+    ("[{other_classes}]", "distill.teachers.0: {other_classes} was trained on the classes"),
+])
+def test_a_listed_teacher_that_does_not_fit_is_refused_naming_it(trained, run, tmp_path,
+                                                                capsys, teachers, message):
+    images, _ = trained
+    other_images = write_image_folder(tmp_path / "four", classes=4)
+    other_classes = tmp_path / "four_run"
+    paths = {"missing": tmp_path / "nowhere.keras", "other_classes": other_classes}
+    if "other_classes" in teachers:
+        assert cli.main([*argv("train-teacher", other_classes, other_images),
+                         "--no-preflight"]) == 0
+    before = snapshot(run)
+    assert cli.main(argv("distill", run, images,
+                         f"distill.teachers={teachers.format(**paths)}")) == 2
+    assert message.format(**paths) in capsys.readouterr().err
+    assert snapshot(run) == before
+
+
+def test_logit_standardization_with_three_classes_is_refused_before_training(tmp_path,
+                                                                             capsys):
+    images = write_image_folder(tmp_path / "images")
+    run = tmp_path / "run"
+    assert cli.main(argv("train-teacher", run, images, "distill.standardize_logits=true")) == 2
+    assert "distill.standardize_logits: 3 classes are too few" in capsys.readouterr().err
+    assert not (run / "config.yaml").exists()
+
+
+def test_students_stop_alike_when_validation_stops_improving(trained, run):
+    images, _ = trained
+    # A learning rate too small to change a prediction: no epoch beats the first.
+    assert cli.main([*argv("distill", run, images, "distill.epochs=10",
+                           "distill.learning_rate=1.0e-12", "distill.early_stopping_patience=2"),
+                     "--no-preflight"]) == 0
+    for student in ("student_distilled", "student_scratch"):
+        history = pd.read_csv(run / student / "history.csv")
+        assert history["epoch"].tolist() == [1, 2, 3], student
+        assert (run / student / "done.json").exists()
