@@ -198,3 +198,14 @@ def test_probability_average_is_the_mean_of_the_softened_probabilities():
 
     expected = np.mean([softmax(z / temperature) for z in logits], axis=0)
     np.testing.assert_allclose(softmax(combined / temperature), expected, rtol=1e-5)
+
+
+def test_an_applications_trunk_trained_from_scratch_forgets_its_initial_statistics_fast():
+    """MobileNetV3's BatchNorm momentum of 0.999 left a small dataset's validation on the
+    initial statistics (chance accuracy); from scratch it gets our blocks' momentum."""
+    from teacher_student.models.blocks import BN_MOMENTUM
+
+    config = dataclasses.replace(TINY_STUDENT, trunk="MobileNetV3Small")
+    trunk = build_student(config, PrecisionPolicy()).get_layer("trunk")
+    norms = [layer for layer in trunk.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and {layer.momentum for layer in norms} == {BN_MOMENTUM}
