@@ -101,9 +101,10 @@ class PrecisionPolicy:
         Each layer is rebuilt with the policy's dtype, resize layers in float32 islands (and
         the layers that make the outputs, with `float32_outputs`: a classifier's logits), and
         every merge gets its `CastTo` inputs, as in our own builders: this adopts a
-        keras.applications trunk, or a saved classifier. Existing `CastTo` layers keep casting
-        to float32 or, if they cast to a low precision, to this policy's compute dtype, so
-        under float32 a mixed model becomes a plain float32 one (what export needs).
+        keras.applications trunk, or a saved classifier. Under a mixed policy, existing `CastTo`
+        layers keep casting to float32 or, if they cast to a low precision, to this policy's
+        compute dtype; under float32 they go, and a mixed model becomes the plain float32 one
+        (what export needs).
         """
         outputs = {id(tensor._keras_history.operation) for tensor in model.outputs} \
             if float32_outputs else set()
@@ -120,10 +121,14 @@ class PrecisionPolicy:
             return layer.__class__.from_config(config)
 
         def call_layer(layer, *args, **kwargs):
-            if is_resize(layer):
+            if isinstance(layer, CastTo) and not self.is_mixed:
+                return args[0]  # under float32 everything is float32: the plain graph
+            # A model built under a mixed policy has its islands and casts already.
+            if is_resize(layer) and args[0].dtype != FLOAT32:
                 return self.float32_island(layer, args[0])
             if isinstance(layer, tuple(MERGES.values())) and self.is_mixed:
-                cast = [CastTo(self.compute_dtype, name=f"{layer.name}_cast{i}")(x)
+                cast = [x if self._is_cast_to_compute_dtype(x) else
+                        CastTo(self.compute_dtype, name=f"{layer.name}_cast{i}")(x)
                         for i, x in enumerate(args[0])]
                 return layer(cast, *args[1:], **kwargs)
             return layer(*args, **kwargs)
@@ -132,6 +137,10 @@ class PrecisionPolicy:
                                          call_function=call_layer)
         transfer_weights(model, clone)  # by name: new casts can change the layers' order
         return clone
+
+    def _is_cast_to_compute_dtype(self, tensor) -> bool:
+        made_by = tensor._keras_history.operation
+        return isinstance(made_by, CastTo) and made_by.target_dtype == self.compute_dtype
 
     def wrap_optimizer(self, optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
         """Loss scaling for float16 (whose range needs it); bfloat16 and float32 go as they are.

@@ -13,6 +13,7 @@ and the baseline student start from the same weights.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,8 +164,8 @@ def teacher_phases(config: Config, run_dir: RunDir) -> list[Step]:
             phase.epochs, TEACHER, build, describe, prepare,
             callbacks=lambda phase=phase, directory=directory: phase_callbacks(
                 directory, phase.early_stopping_patience, phase.reduce_lr_patience),
-            publish=_publisher(TEACHER, lambda policy: build_teacher(config.teacher, policy),
-                               directories, run_dir) if last else None,
+            publish=_publisher(TEACHER, lambda policy: build_teacher(
+                _without_trunk_weights(config), policy), directories, run_dir) if last else None,
             check=lambda class_names: check_teacher_config(config.teacher)))
     return steps
 
@@ -177,8 +178,8 @@ def distillation(config: Config, run_dir: RunDir) -> Step:
 
     def build(settings, data):
         student = _seeded(data, build_student, config.student, settings.policy)
-        teachers = ([build_teacher(config.teacher, settings.policy)] if own else
-                    listed_teachers(distill.teachers, settings.policy))
+        teachers = ([build_teacher(_without_trunk_weights(config), settings.policy)] if own
+                    else listed_teachers(distill.teachers, settings.policy))
         distiller = Distiller(ensemble(teachers, distill.temperature), student,
                               method_of(distill, data.steps_per_epoch), distill.alpha,
                               distill.augment, distill.mix, data.seed, settings.policy,
@@ -271,6 +272,12 @@ def latest_best(directories: Sequence[CheckpointDir]) -> Path | None:
 def load_weights_from(model: keras.Model, path: Path) -> None:
     """Weights of a saved model, by layer name: works across precision policies."""
     transfer_weights(keras.saving.load_model(path, safe_mode=True), model)
+
+
+def _without_trunk_weights(config: Config):
+    """The teacher's config for a model that gets the run's own weights right after it is
+    built: its trunk needs no pretrained ones (no download, offline too)."""
+    return dataclasses.replace(config.teacher, trunk_weights=None)
 
 
 def _seeded(data: TrainingData, build, *args) -> keras.Model:
