@@ -175,7 +175,8 @@ def _readable_model(job: Job, name: str) -> Path:
 
 def _run(job: Job) -> None:
     with job.distribution.scope():
-        run_steps(job.steps, job.settings, job.data, job.clock, job.distribution.callbacks())
+        run_steps(job.steps, job.settings, job.data, job.clock, job.distribution.callbacks(),
+                  job.config.verbose)
     _print_peak_memory()
 
 

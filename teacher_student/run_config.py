@@ -15,7 +15,8 @@ def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
     """The run's saved config when there is one (a rerun resumes), else `config`.
 
     Only how the steps run may change between runs of one directory: the precision (to
-    continue a phase in float32 after a float16 overflow) and XLA (another machine); and,
+    continue a phase in float32 after a float16 overflow), XLA (another machine), the time
+    budget and what Keras prints (`verbose`); and,
     until a student has been trained there, how to distil (the `distill` and `student`
     sections: the teacher is trained once, then distilled as the user chooses). Any other
     difference is an error naming the key.
@@ -24,7 +25,7 @@ def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
     if saved is None:
         return config
     ours = config.with_dataset(saved.teacher.num_classes)
-    changeable = ["precision", "jit_compile", "time_budget"]
+    changeable = ["precision", "jit_compile", "time_budget", "verbose"]
     if not (run_dir.distillation.path.exists() or run_dir.baseline.path.exists()):
         changeable += ["distill", "student"]
     fixed = dataclasses.replace(ours, **{key: getattr(saved, key) for key in changeable})

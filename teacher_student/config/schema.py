@@ -114,6 +114,9 @@ class Config:
     # job's start: 11h30m, 90m, 3600 (seconds); null: no limit. The same command continues.
     time_budget: str | int | float | None = None
     scale_learning_rate: bool = True  # times the replicas when several devices train
+    # What Keras prints per epoch: auto (a live bar on a terminal, one line per epoch in a log
+    # or notebook), 1 (the bar), 2 (one line), 0 (nothing; the run's own progress line stays)
+    verbose: int | str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
