@@ -33,6 +33,7 @@ from teacher_student.run_config import (
     resolve_run_config,
     saved_config,
     scaled_for_replicas,
+    with_data_flip,
 )
 from teacher_student.run_dir import (
     MODEL_NAMES,
@@ -135,8 +136,8 @@ def prepare(config: Config, run_dir: RunDir,
           + (f", global batch {global_batch}" if distribution.replicas > 1 else "")
           + f"; {why_xla}")
     budget = None if config.time_budget is None else parse_duration(config.time_budget)
-    plan = tuple(plan_steps(scaled_for_replicas(resolved, distribution.replicas), run_dir,
-                            distilled))
+    plan = tuple(plan_steps(with_data_flip(scaled_for_replicas(resolved, distribution.replicas)),
+                            run_dir, distilled))
     data = TrainingData(inputs.train, inputs.val, config.data.seed, config.steps_per_execution)
     return Job(resolved, policy, data, inputs, distribution, run_dir, jit_compile, plan,
                tuple(step for step in plan if step.produces in models),

@@ -36,6 +36,9 @@ class DataConfig:
     # directory (rereads instantly after a restart), or auto: memory when they fit in half of it
     cache: str = "auto"
     class_weights: bool = True  # weight the loss by inverse class frequency
+    # Mirror training images left to right at random (half of them) in every step whose
+    # augment is light or strong: for photos; never for digits, letters or text
+    flip: bool = False
 
 
 @dataclass(frozen=True)
