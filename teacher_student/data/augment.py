@@ -52,12 +52,12 @@ def with_flip(augment: str, flip: bool) -> str:
     return f"{augment}{FLIP}" if flip and augment != "none" else augment
 
 
-def augmentation(name: str, seed: int = 0, **kwargs) -> Augmentation | None:
+def augmentation(augment: str, seed: int = 0, **kwargs) -> Augmentation | None:
     """The layer of an augmentation's name ("light", "strong+flip"...), or None for "none"."""
-    if name == "none":
+    if augment == "none":
         return None
-    strength = name.removesuffix(FLIP)
-    return Augmentation(strength, seed, flip=name.endswith(FLIP), **kwargs)
+    return Augmentation(augment.removesuffix(FLIP), seed, flip=augment.endswith(FLIP),
+                        **kwargs)
 
 
 class SeededLayer(keras.layers.Layer):
