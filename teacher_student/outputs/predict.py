@@ -19,18 +19,20 @@ import numpy as np
 from teacher_student.data.decode import IMAGE_EXTENSIONS, UnusableImage, decode_image
 from teacher_student.errors import UserError
 from teacher_student.hardware import require_tensorflow
+from teacher_student.outputs.metrics import softmax
 from teacher_student.outputs.reports import PREDICT_BATCH_SIZE
 
 PREDICT_CHUNK = 64  # images decoded and classified together by `predict`
 Predictor = Callable[[np.ndarray], np.ndarray]  # uint8 images -> probabilities
 
 
-def load_predictor(path: Path, output: str) -> Predictor:
+def load_predictor(path: Path, output: str, threads: int | None = None) -> Predictor:
     """A function from uint8 images to probabilities for any exported file or folder. A file
-    that cannot be read (cut short, damaged) is an error naming it."""
+    that cannot be read (cut short, damaged) is an error naming it. `threads` sets a TFLite
+    or ONNX model's threads (None: the runtime's default)."""
     path = Path(path)
     try:
-        run = _runner(path)
+        run = _runner(path, threads)
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - whatever the format's loader raises
@@ -42,9 +44,9 @@ def load_predictor(path: Path, output: str) -> Predictor:
     return lambda images: np.asarray(run(images), dtype=np.float32)
 
 
-def _runner(path: Path) -> Predictor:
+def _runner(path: Path, threads: int | None = None) -> Predictor:
     if path.suffix == ".tflite":
-        run = _tflite_runner(path)
+        run = _tflite_runner(path, threads)
     elif path.suffix == ".keras":
         model = keras.saving.load_model(path, safe_mode=True)
         # The compiled predict function: an eager call costs milliseconds of Python per batch.
@@ -58,7 +60,7 @@ def _runner(path: Path) -> Predictor:
     return run
 
 
-def tflite_interpreter(path: Path):
+def tflite_interpreter(path: Path, threads: int | None = None):
     """LiteRT's interpreter where it is installed, else TensorFlow's (deprecated, still works)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -66,14 +68,14 @@ def tflite_interpreter(path: Path):
         Interpreter = require_tensorflow("a .tflite file").lite.Interpreter
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite's deprecation notice, on every construction
-        interpreter = Interpreter(model_path=str(path))
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter
 
 
-def _tflite_runner(path: Path) -> Predictor:
+def _tflite_runner(path: Path, threads: int | None = None) -> Predictor:
     """Runs a TFLite model one image at a time (its input is [1, H, W, C])."""
-    interpreter = tflite_interpreter(path)
+    interpreter = tflite_interpreter(path, threads)
     source = interpreter.get_input_details()[0]["index"]
     target = interpreter.get_output_details()[0]["index"]
 
@@ -86,11 +88,6 @@ def _tflite_runner(path: Path) -> Predictor:
         return np.stack(outputs)
 
     return run
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def predict_in_chunks(predictor: Predictor, images: np.ndarray,
