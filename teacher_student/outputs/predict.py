@@ -1,7 +1,9 @@
 """Running any exported file: a predictor from uint8 images to probabilities for a `.keras`,
-`.tflite` or SavedModel export, and the `predict` command that classifies image files with one.
+`.tflite`, `.onnx` or SavedModel export, and the meta file that says what it takes and answers.
+(The `predict` command that classifies image files with one is predictions.py.)
 
-A `.keras` file runs on every backend; `.tflite` and SavedModel files need TensorFlow.
+A `.keras` file runs on every backend; `.tflite` and SavedModel files need TensorFlow, `.onnx`
+files onnxruntime.
 """
 
 from __future__ import annotations
@@ -9,20 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from teacher_student.data.decode import IMAGE_EXTENSIONS, UnusableImage, decode_image
 from teacher_student.errors import UserError
 from teacher_student.hardware import require_tensorflow
 from teacher_student.outputs.metrics import softmax
 from teacher_student.outputs.reports import PREDICT_BATCH_SIZE
 
-PREDICT_CHUNK = 64  # images decoded and classified together by `predict`
 Predictor = Callable[[np.ndarray], np.ndarray]  # uint8 images -> probabilities
 
 
@@ -96,15 +95,18 @@ def predict_in_chunks(predictor: Predictor, images: np.ndarray,
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
-@dataclass(frozen=True)
-class Prediction:
-    path: str
-    top: list[tuple[str, float]]  # (class name, probability), most likely first
-
-
 def read_meta(model_path: Path) -> tuple[dict, str]:
     """The `*_meta.json` beside `model_path` that lists it, and that file's output kind; a
     file whose content is not what was exported is an error naming it."""
+    found = find_meta(model_path)
+    if found is None:
+        raise UserError(f"{model_path}: no *_meta.json beside it lists this file; "
+                        "use a file written by the export command")
+    return found
+
+
+def find_meta(model_path: Path) -> tuple[dict, str] | None:
+    """`read_meta`, or None when no `*_meta.json` beside `model_path` lists it."""
     model_path = Path(model_path)
     for meta_path in sorted(model_path.parent.glob("*_meta.json")):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -115,8 +117,7 @@ def read_meta(model_path: Path) -> tuple[dict, str]:
                                     f"exported (damaged or cut short since; {meta_path.name} "
                                     "holds its digest): export it again")
                 return meta, entry["output"]
-    raise UserError(f"{model_path}: no *_meta.json beside it lists this file; "
-                     "use a file written by the export command")
+    return None
 
 
 def content_digest(path: Path) -> str:
@@ -128,45 +129,3 @@ def content_digest(path: Path) -> str:
         digest.update(str(file.relative_to(path) if file != Path(path) else "").encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
-
-
-def image_files(input_path: Path) -> list[Path]:
-    """`input_path` itself, or every image under the folder (recursively), sorted."""
-    input_path = Path(input_path)
-    if input_path.is_file():
-        return [input_path]
-    if input_path.is_dir():
-        return sorted(p for p in input_path.rglob("*")
-                      if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    raise UserError(f"{input_path}: no such file or folder")
-
-
-def classify_files(model_path: Path, paths: Sequence[Path],
-                   top: int = 1) -> Iterator[Prediction | tuple[str, str]]:
-    """A `Prediction` per decodable file and a (path, reason) pair per file that is not."""
-    if top < 1:
-        raise UserError(f"--top must be at least 1, got {top}")
-    meta, output = read_meta(model_path)
-    predictor = load_predictor(Path(model_path), output)
-    class_names = meta["class_names"]
-    for start in range(0, len(paths), PREDICT_CHUNK):
-        images, decoded = [], []
-        for path in paths[start:start + PREDICT_CHUNK]:
-            try:
-                images.append(decode_image(path, meta["image_size"], meta["channels"]))
-            except UnusableImage as err:
-                yield str(path), str(err)
-                continue
-            decoded.append(str(path))
-        if images:
-            for path, probabilities in zip(decoded, predictor(np.stack(images))):
-                best = np.argsort(probabilities)[::-1][:top]
-                yield Prediction(path, [(class_names[i], float(probabilities[i])) for i in best])
-
-
-def format_prediction(prediction: Prediction) -> str:
-    """`path<TAB>class<TAB>probability`, then further class/probability pairs for --top."""
-    cells = [prediction.path]
-    for class_name, probability in prediction.top:
-        cells += [class_name, f"{probability:.4f}"]
-    return "\t".join(cells)
