@@ -7,6 +7,8 @@
     student_distilled_float32.tflite    TFLite, float32; outputs probabilities
     student_distilled_float16.tflite    TFLite, float16 weights; outputs probabilities
     student_distilled_int8.tflite       TFLite, full-integer (int8 weights and activations)
+    student_distilled.onnx              ONNX, float32, where tf2onnx and onnxruntime are
+                                        installed (else one line says what to install)
     student_distilled_meta.json         class names, the input expected, each file's output
 
 Every format takes what the Keras model takes: uint8 images [B, H, W, C], pixels 0..255,
@@ -25,7 +27,9 @@ process (latency.py). Running the files is `predict.py`'s job.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +71,8 @@ EXPORT_COLUMNS = [
 @dataclass(frozen=True)
 class ExportRecord:
     model_name: str  # one of run_dir.MODEL_NAMES
-    format: str  # "keras", "savedmodel", "tflite_float32", "tflite_float16" or "tflite_int8"
+    # "keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8" or "onnx"
+    format: str
     path: Path
     output: str  # "logits" or "probabilities"
 
@@ -108,6 +113,14 @@ def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequ
         tflite = convert_to_tflite(saved_model, kind, representative)
         atomic.write_bytes(path, tflite)
         records.append(ExportRecord(name, f"tflite_{kind}", path, "probabilities"))
+    missing = missing_onnx_packages()
+    if missing:
+        print(f"ONNX: not written, {' and '.join(missing)} not installed here: pip install "
+              f"{' '.join(missing)} (Keras writes ONNX through tf2onnx on TensorFlow; "
+              "onnxruntime checks it)")
+    else:
+        onnx = write_onnx(with_probabilities(deployable), out_dir / f"{name}.onnx")
+        records.append(ExportRecord(name, "onnx", onnx, "probabilities"))
     write_meta(out_dir / f"{name}_meta.json", name, records, class_names, image_size, channels)
     return records
 
@@ -117,6 +130,24 @@ def write_saved_model(model: keras.Model, path: Path) -> Path:
         shutil.rmtree(path)
     return atomic.publish_directory(
         lambda tmp: model.export(str(tmp), format="tf_saved_model", verbose=False), path)
+
+
+ONNX_PACKAGES = {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime"}
+
+
+def missing_onnx_packages() -> list[str]:
+    """The packages an ONNX export and its check need that are not installed."""
+    return [package for module, package in ONNX_PACKAGES.items()
+            if importlib.util.find_spec(module) is None]
+
+
+def write_onnx(model: keras.Model, path: Path) -> Path:
+    """`model` as an ONNX file (float32, opset of tf2onnx's choice, a dynamic batch)."""
+    model(np.zeros((1, *model.input_shape[1:]), dtype="uint8"))  # Keras exports called models
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf2onnx's own NumPy deprecation notices
+        return atomic.replace_atomically(
+            path, lambda tmp: model.export(tmp, format="onnx", verbose=False))
 
 
 def convert_to_tflite(saved_model: Path, kind: str, representative: np.ndarray) -> bytes:

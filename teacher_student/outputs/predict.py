@@ -50,12 +50,14 @@ def _runner(path: Path, threads: int | None = None) -> Predictor:
         model = keras.saving.load_model(path, safe_mode=True)
         # The compiled predict function: an eager call costs milliseconds of Python per batch.
         run = lambda images: keras.ops.convert_to_numpy(model.predict_on_batch(images))
+    elif path.suffix == ".onnx":
+        run = _onnx_runner(path, threads)
     elif (path / "saved_model.pb").exists():
         tf = require_tensorflow("a SavedModel")
         loaded = tf.saved_model.load(str(path))  # kept: `serve` needs its variables alive
         run = lambda images: loaded.serve(tf.constant(images)).numpy()
     else:
-        raise UserError(f"{path}: not a .keras file, a .tflite file or a SavedModel folder")
+        raise UserError(f"{path}: not a .keras, .tflite or .onnx file, or a SavedModel folder")
     return run
 
 
@@ -70,6 +72,22 @@ def tflite_interpreter(path: Path, threads: int | None = None):
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter
+
+
+def _onnx_runner(path: Path, threads: int | None = None) -> Predictor:
+    """Runs an ONNX model with onnxruntime on the CPU."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise UserError(f"{path}: running an ONNX file needs onnxruntime: pip install "
+                        "onnxruntime") from err
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = options.inter_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options,
+                                           providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda images: session.run(None, {name: np.asarray(images, dtype=np.uint8)})[0]
 
 
 def _tflite_runner(path: Path, threads: int | None = None) -> Predictor:

@@ -25,11 +25,11 @@ from teacher_student.run_dir import RunDir
 # Its shared fixture is built once: every test of the module runs in one worker.
 pytestmark = pytest.mark.xdist_group("export")
 
-FORMATS = ("keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8")
+FORMATS = ("keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8", "onnx")
 EXPORTED_FILES = ("student_distilled.keras", "student_distilled_savedmodel/saved_model.pb",
                   "student_distilled_float32.tflite", "student_distilled_float16.tflite",
-                  "student_distilled_int8.tflite", "student_distilled_meta.json",
-                  "exports.csv", "exports.md")
+                  "student_distilled_int8.tflite", "student_distilled.onnx",
+                  "student_distilled_meta.json", "exports.csv", "exports.md")
 
 
 def trained_student(policy: PrecisionPolicy, images: np.ndarray,
@@ -83,7 +83,7 @@ def test_every_format_is_written_with_its_meta(tiny_run):
 
 def test_float_exports_match_keras(tiny_run):
     _, _, rows, _ = tiny_run
-    for name in ("keras", "savedmodel", "tflite_float32"):
+    for name in ("keras", "savedmodel", "tflite_float32", "onnx"):
         assert rows.loc[name, "agreement"] == 1.0, name
         assert rows.loc[name, "max_prob_diff"] < 1e-4, name
     assert rows.loc["tflite_float16", "agreement"] >= 0.99
@@ -137,8 +137,9 @@ def test_predict_classifies_good_files_and_reports_bad_ones(tiny_run, tmp_path, 
     assert "6 predictions written to" in err and "1 images skipped" in err
 
 
-@pytest.mark.parametrize("name", ["student_distilled.keras", "student_distilled_savedmodel"])
-def test_predict_reads_keras_and_saved_model_alike(tiny_run, name, capsys):
+@pytest.mark.parametrize("name", ["student_distilled.keras", "student_distilled_savedmodel",
+                                  "student_distilled.onnx"])
+def test_predict_reads_keras_saved_model_and_onnx_alike(tiny_run, name, capsys):
     run_dir, _, _, _ = tiny_run
     image = next((run_dir.parent / "images" / "class_2").glob("*.png"))
     assert cli.main(["predict", str(image), "--model", str(run_dir / "export" / name)]) == 0
@@ -256,3 +257,17 @@ def test_predict_without_a_usable_model_or_input_says_what_to_give(tiny_run, tmp
     (tmp_path / "bad.csv").write_text("file,label\na.png,x\n")
     assert cli.main(["predict", str(tmp_path / "bad.csv"), "--run-dir", str(run_dir)]) == 2
     assert "needs a column 'path', has ['file', 'label']" in capsys.readouterr().err
+
+
+def test_without_the_onnx_converter_export_says_what_to_install(tiny_run, tmp_path, capsys,
+                                                                 monkeypatch):
+    _, _, _, (images, _) = tiny_run
+    monkeypatch.setattr(export, "missing_onnx_packages", lambda: ["tf2onnx"])
+    student = build_student(TINY_STUDENT, PrecisionPolicy("float32"))
+    records = export.export_model(student, tmp_path, "plain", ["a", "b", "c"], 32, 3,
+                                  images[:8])
+    assert "onnx" not in {record.format for record in records}
+    assert not list(tmp_path.glob("*.onnx"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "ONNX" in line]
+    assert lines == ["ONNX: not written, tf2onnx not installed here: pip install tf2onnx "
+                     "(Keras writes ONNX through tf2onnx on TensorFlow; onnxruntime checks it)"]
