@@ -51,6 +51,7 @@ from teacher_student.outputs.predict import (
     load_predictor,
     predict_in_chunks,
 )
+from teacher_student.quiet import native_stderr_silenced
 from teacher_student.run_dir import STUDENT_DISTILLED, STUDENT_SCRATCH, RunDir, unreadable_model
 from teacher_student.tables import markdown_table
 
@@ -164,7 +165,8 @@ def convert_to_tflite(saved_model: Path, kind: str, representative: np.ndarray) 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif kind != "float32":
         raise ValueError(f"TFLite kind must be float32, float16 or int8, got {kind!r}")
-    return converter.convert()
+    with native_stderr_silenced():  # the quantizer's "fully_quantize: 0, ..." line
+        return converter.convert()
 
 
 def write_meta(path: Path, name: str, records: Sequence[ExportRecord],

@@ -21,6 +21,7 @@ from teacher_student.errors import UserError
 from teacher_student.hardware import require_tensorflow
 from teacher_student.outputs.metrics import softmax
 from teacher_student.outputs.reports import PREDICT_BATCH_SIZE
+from teacher_student.quiet import native_stderr_silenced
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # uint8 images -> probabilities
 
@@ -67,10 +68,11 @@ def tflite_interpreter(path: Path, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         Interpreter = require_tensorflow("a .tflite file").lite.Interpreter
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite's deprecation notice, on every construction
+    # tf.lite's deprecation notice, on every construction, and the XNNPACK delegate's line
+    with warnings.catch_warnings(), native_stderr_silenced():
+        warnings.simplefilter("ignore")
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
+        interpreter.allocate_tensors()
     return interpreter
 
 
