@@ -124,7 +124,7 @@ def test_notebook_shows_curves_confusion_matrices_and_the_comparison_inline(runs
         assert model in first_cells, model
     assert "Students: distilled against from scratch" in tables
     assert "Most frequent mistakes" in tables and "CPU ms/img" in tables
-    assert "one thread, on" in tables  # the CPU named under the comparison
+    assert "one thread, on the CPU (" in tables  # the CPU named under the comparison
 
 
 def test_notebook_output_holds_no_tensorflow_log_line(runs):

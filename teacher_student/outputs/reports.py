@@ -196,10 +196,10 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
     device = next((row["latency_device"] for row in rows
                    if isinstance(row.get("latency_device"), str)), None)
     if device:
-        table += (f"\n\nCPU ms/img: latency per image, batch 1, one thread, on {device}, "
-                  "measured in a fresh process with no GPU visible (median; IQR: the "
-                  "interquartile range of the calls). TFLite: the model converted to float32 "
-                  "TFLite.")
+        table += (f"\n\nCPU ms/img: latency per image, batch 1, one thread, on the CPU "
+                  f"({device}), measured in a fresh process with no GPU visible (median; IQR: "
+                  "the interquartile range of the calls). TFLite: the model converted to "
+                  "float32 TFLite.")
     return table
 
 

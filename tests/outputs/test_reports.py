@@ -210,3 +210,16 @@ def test_the_comparison_shows_what_chance_is_on_an_imbalanced_test_split():
     assert model["accuracy"] == pytest.approx(0.7) and model["accuracy"] < chance["accuracy"]
     assert model["balanced_accuracy"] == pytest.approx((5 / 8 + 1 + 1) / 3)
     assert model["macro_f1"] > chance["macro_f1"]
+
+
+def test_the_comparison_names_the_cpu_of_its_latency_columns(tmp_path: Path) -> None:
+    rows = [{"model": "student", "accuracy": 0.9, "latency_ms": 0.4, "latency_iqr_ms": 0.02,
+             "tflite_latency_ms": 0.05, "latency_device": "AMD EPYC, 2 cores"}]
+    markdown = reports.write_comparison(rows, tmp_path)
+    assert cells(markdown.splitlines()[2])[-3:] == ["0.400", "0.020", "0.050"]
+    assert markdown.splitlines()[-1].startswith(
+        "CPU ms/img: latency per image, batch 1, one thread, on the CPU (AMD EPYC, 2 cores), "
+        "measured in a fresh process with no GPU visible")
+    assert (tmp_path / "accuracy_vs_latency.png").exists()
+    assert pd.read_csv(tmp_path / "comparison.csv")["latency_device"].tolist() == [
+        "AMD EPYC, 2 cores"]
