@@ -5,6 +5,7 @@ pointing at the first session's output attached like a dataset under /kaggle/inp
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -159,6 +160,24 @@ def test_no_gpu_stops_unless_the_cpu_is_allowed(tmp_path):
     (line,) = traceback
     assert line.startswith("STOPPED: no GPU: in the notebook's settings choose the "
                            "accelerator") and "set ALLOW_CPU = True" in line
+
+
+def _online() -> bool:
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_online(), reason="the stop is for a machine without internet")
+def test_without_internet_imagenet_weights_must_be_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # nothing downloaded before
+    source, traceback = stopped_at(tmp_path, CONFIG="kaggle_t4", OVERRIDES=[])
+    assert "IMAGENET_WEIGHTS" in source
+    (line,) = traceback
+    assert line.startswith("STOPPED: no internet, and the teacher's trunk EfficientNetB0 starts "
+                           "from ImageNet weights") and "set IMAGENET_WEIGHTS to it" in line
 
 
 def test_a_stop_for_time_ends_the_cell_cleanly_and_shows_what_finished(runs, tmp_path):
