@@ -141,7 +141,7 @@ def predict_command(args) -> int:
 
 def _add_export_commands(commands) -> None:
     export = commands.add_parser("export", help="write the student (or other models) as .keras, "
-                                 "SavedModel and TFLite float32/float16/int8, each checked "
+                                 "SavedModel, TFLite float32/float16/int8 and ONNX, each checked "
                                  "against the Keras model on the test split")
     # Hidden, accepted so that `make export` takes the same variables as the other targets.
     for option in ("--config", "--data", "--precision"):
