@@ -99,39 +99,44 @@ def plot_reliability(reliabilities: Mapping[str, Reliability],
         plt.close(figure)
 
 
+MARKERS = {"": "o", "keras": "o", "tflite": "s", "savedmodel": "P", "tflite float32": "s",
+           "tflite float16": "^", "tflite int8": "v", "onnx": "D"}
+
+
 def plot_accuracy_latency(rows: Sequence[Mapping], device: str | None,
                           path: str | os.PathLike) -> Path | None:
-    """Test accuracy against CPU latency per image, one point per model (a circle; a square
-    for its TFLite conversion; each export a point of the model's colour). `device` names the
-    CPU. None, and no file, when no row has a latency."""
+    """Test accuracy against CPU latency per image: one colour per model, one marker per
+    format (a circle for the run's Keras model, a square for its TFLite conversion; an
+    export's row, `<model> (<format>)`, in its model's colour), each named in the legend.
+    `device` names the CPU. None, and no file, when no row has a latency."""
     points = []
     for row in rows:
-        for key, suffix, marker in (("latency_ms", "", "o"),
-                                    ("tflite_latency_ms", " (tflite)", "s")):
+        model, _, form = str(row["model"]).partition(" (")
+        form = form.rstrip(")")
+        for key, kind in (("latency_ms", form), ("tflite_latency_ms", "tflite")):
             value, accuracy = row.get(key), row.get("accuracy")
             if _number(value) and _number(accuracy):
-                # an export's row is named "<model> (<format>)": one colour per model
-                model = str(row["model"]).split(" (")[0]
-                points.append((float(value), float(accuracy), f"{row['model']}{suffix}",
-                               marker, model))
+                label = f"{model} ({kind})" if kind else model
+                points.append((float(value), float(accuracy), model, kind, label))
     if not points:
         return None
     plt = pyplot()
-    colors = {model: f"C{i}" for i, model in enumerate(dict.fromkeys(p[4] for p in points))}
-    figure, axis = plt.subplots(figsize=(7.5, 5))
-    for latency, accuracy, label, marker, model in points:
-        axis.scatter(latency, 100 * accuracy, marker=marker, s=50, color=colors[model])
-        axis.annotate(label, (latency, 100 * accuracy), textcoords="offset points",
-                      xytext=(6, 4), fontsize=8)
+    colors = {model: f"C{i}" for i, model in enumerate(dict.fromkeys(p[2] for p in points))}
+    figure, axis = plt.subplots(figsize=(9, 5))
+    for latency, accuracy, model, kind, label in points:
+        axis.scatter(latency, 100 * accuracy, marker=MARKERS.get(kind, "X"), s=60, alpha=0.8,
+                     color=colors[model], label=label)
     latencies = [p[0] for p in points]
     if max(latencies) > 10 * min(latencies):
         axis.set_xscale("log")
+    axis.ticklabel_format(axis="y", useOffset=False)
     axis.set_xlabel("CPU latency, ms per image (batch 1, one thread"
                     + (f"; {device})" if device else ")"))
     axis.set_ylabel("test accuracy (%)")
     axis.set_title("Accuracy against CPU latency: up and to the left is better")
     axis.grid(alpha=0.3, which="both")
-    axis.margins(x=0.25, y=0.15)
+    axis.margins(x=0.15, y=0.15)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
     figure.tight_layout()
     try:
         return save_figure(figure, path)

@@ -104,12 +104,16 @@ def plot_student_curves(histories: Mapping[str, pd.DataFrame], teacher_accuracy:
     with the teacher's test accuracy as a horizontal line. `histories` maps "distilled" and
     "scratch" to their history frames (a missing or empty one is left out)."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     figure, (accuracy, loss) = plt.subplots(1, 2, figsize=(12, 4.5))
+    last_epoch = 1
     for key, frame in histories.items():
         if frame is None or frame.empty:
             continue
         color, label = STUDENT_STYLES.get(key, (None, key))
         epochs = frame["epoch"] if "epoch" in frame else np.arange(1, len(frame) + 1)
+        last_epoch = max(last_epoch, int(np.max(epochs)))
         for axis, column, style, text in ((accuracy, "val_accuracy", "-", f"{label} (val)"),
                                           (accuracy, "accuracy", "--", f"{label} (train)"),
                                           (loss, "val_loss", "-", f"{label} (val)")):
@@ -125,9 +129,11 @@ def plot_student_curves(histories: Mapping[str, pd.DataFrame], teacher_accuracy:
     loss.set_ylabel("validation loss (cross-entropy)")
     loss.set_title("Validation loss")
     for axis in (accuracy, loss):
+        axis.ticklabel_format(axis="y", useOffset=False)
+        axis.set_xlim(0.5, last_epoch + 0.5)
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
-        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         if axis.get_legend_handles_labels()[0]:
             axis.legend(loc="best", fontsize=8)
     figure.tight_layout()

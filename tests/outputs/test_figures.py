@@ -58,6 +58,6 @@ def test_accuracy_against_latency_needs_a_latency(tmp_path):
             {"model": "student_distilled (tflite int8)", "accuracy": 0.84, "latency_ms": 0.05},
             {"model": "always the majority class", "accuracy": 0.1}]
     path = model_plots.plot_accuracy_latency(rows, "AMD EPYC, 2 cores", tmp_path / "a.png")
-    assert size(path) == (900, 600)
+    assert size(path) == (1080, 600)
     assert model_plots.plot_accuracy_latency(rows[-1:], None, tmp_path / "b.png") is None
     assert not (tmp_path / "b.png").exists()
