@@ -84,11 +84,11 @@ def plot_reliability(reliabilities: Mapping[str, Reliability],
         counts.bar(found.edges[:-1] + bin_width * (index + 0.5) * width, found.counts,
                    width=bin_width * width, label=name)
     axis.set_xlim(0, 1)
-    axis.set_ylim(0, 1)
+    axis.set_ylim(-0.03, 1.03)  # a bin all right or all wrong stays in sight
     axis.set_ylabel("accuracy in the bin")
     axis.set_title("Reliability on the test split (15 confidence bins)")
     axis.grid(alpha=0.3)
-    axis.legend(loc="upper left", fontsize=8)
+    axis.legend(loc="best", fontsize=8)
     counts.set_xlabel("confidence (top-1 probability)")
     counts.set_ylabel("test images")
     counts.grid(alpha=0.3)
