@@ -14,7 +14,8 @@ SET ?=
 ARGS = $(if $(DATA),--data $(DATA)) $(if $(CONFIG),--config $(CONFIG)) \
        $(if $(PRECISION),--precision $(PRECISION)) $(foreach s,$(SET),--set $(s)) --run-dir $(RUN)
 
-.PHONY: install test test-all lint check-dtypes train-teacher distill evaluate export bench clean
+.PHONY: install test test-all lint check-dtypes train-teacher distill evaluate export predict \
+        bench clean
 
 install: $(STAMP)
 
@@ -51,6 +52,15 @@ evaluate: $(STAMP)
 
 export: $(STAMP)
 	$(PY) -m teacher_student export $(ARGS)
+
+# make predict RUN=runs/mine INPUT=path/to/images [OUT=predictions.csv] [TOP=3]
+INPUT ?=
+OUT ?=
+TOP ?=
+predict: $(STAMP)
+	$(if $(INPUT),,$(error give the images: make predict RUN=runs/x INPUT=folder, CSV or image))
+	$(PY) -m teacher_student predict $(INPUT) --run-dir $(RUN) $(if $(OUT),--out $(OUT)) \
+	    $(if $(TOP),--top $(TOP))
 
 # CPU benchmarks (a few minutes); the GPU one is `bench train`, see BENCHMARKS.md.
 bench: $(STAMP)

@@ -16,6 +16,21 @@ import nbformat
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "kaggle_t4.ipynb"
 
+QUIET = '''\
+import os
+
+# TensorFlow reads its log settings once, when it is first imported: here, before anything does.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # its C++ lines (I0000, W0000, E0000)
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # the oneDNN line ignores the log level
+
+
+class Stop(Exception):
+    """Ends "Run All" at this cell with its message alone, no traceback: something to set."""
+
+    def _render_traceback_(self):  # what IPython shows instead of a traceback
+        return [f"STOPPED: {self}"]
+'''
+
 PARAMETERS = '''\
 # Parameters: the only cell to edit (tagged "parameters": papermill -p sets them too).
 DATASET = "/kaggle/input/your-dataset"  # class folders, or train/ val/ test/ of class folders
@@ -29,6 +44,12 @@ PACKAGE_SOURCE = "/kaggle/input/teacher-student"  # the repository, attached as 
 # e.g. "/kaggle/input/my-notebook-output"): copied into WORK, and the run continues from it.
 RESUME_FROM = None
 SESSION_HOURS = 12  # Kaggle's limit: the jobs stop in time, everything saved; None: no limit
+ALLOW_CPU = False  # True: train without a GPU on purpose (minutes for digits, days at 224 px)
+# The config's trunk_weights "imagenet" (kaggle_t4) are downloaded from the internet. In a
+# competition without internet, attach Keras' weights file for the trunk as a dataset (for
+# EfficientNetB0: efficientnetb0_notop.h5, from storage.googleapis.com/keras-applications)
+# and give the file or its folder here: it is copied where Keras keeps its downloads.
+IMAGENET_WEIGHTS = None
 '''
 
 INSTALL = '''\
@@ -76,6 +97,10 @@ else:
     print("teacher_student is already installed")
 if importlib.util.find_spec("yaml") is None:
     pip_install("pyyaml")
+
+from teacher_student.quiet import quiet_logs
+
+quiet_logs()  # the tensorflow and absl loggers too
 '''
 
 VERSIONS = '''\
@@ -135,12 +160,11 @@ def find_dataset(name):
 
 source = find_dataset(DATASET)
 if source is None:
-    print(f"DATASET {DATASET} was not found.")
-    if KAGGLE_INPUT.is_dir():
-        print("Attached under /kaggle/input:", *sorted(p.name for p in KAGGLE_INPUT.iterdir()))
-    print("Using the embedded 'digits' dataset instead, so that the notebook still runs; "
-          "set DATASET in the first cell to train on your images.")
-    source = "digits"
+    attached = sorted(p.name for p in KAGGLE_INPUT.iterdir()) if KAGGLE_INPUT.is_dir() else []
+    raise Stop(f"DATASET {DATASET!r} was not found"
+               + (f" (attached under /kaggle/input: {', '.join(attached)})" if attached else "")
+               + ". Attach your images (Add Input) and set DATASET in the parameters cell to "
+               "their folder, or to 'digits' for the embedded dataset.")
 print(f"dataset: {source}")
 '''
 
@@ -177,12 +201,57 @@ for gpu in gpus:
     details = tf.config.experimental.get_device_details(gpu)
     capability = ".".join(str(n) for n in details.get("compute_capability", ()))
     print(f"{gpu.name}: {details.get('device_name', 'GPU')}, compute capability {capability}")
+if not gpus and not ALLOW_CPU:
+    raise Stop("no GPU: in the notebook's settings choose the accelerator 'GPU T4 x2' (or "
+               "P100) and run all cells again; or set ALLOW_CPU = True to train on the CPU "
+               "on purpose (minutes for the digits, days for kaggle_t4 at 224 px).")
 if not gpus:
-    print("no GPU: training runs on the CPU")
+    print("no GPU: training runs on the CPU (ALLOW_CPU)")
 elif len(gpus) > 1:
     print(f"{len(gpus)} GPUs: the jobs train on all of them (MirroredStrategy)")
 policy, why = resolve(config.precision)
 print(why)
+
+import socket
+
+KERAS_DOWNLOADS = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def online():
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+if IMAGENET_WEIGHTS:  # copied where Keras looks before it downloads
+    given = Path(IMAGENET_WEIGHTS)
+    KERAS_DOWNLOADS.mkdir(parents=True, exist_ok=True)
+    for weights in [given] if given.is_file() else sorted(given.rglob("*.h5")):
+        shutil.copy(weights, KERAS_DOWNLOADS / weights.name)
+        print(f"ImageNet weights: {weights.name} from {weights.parent}")
+
+
+def squeezed(name):
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def weights_kept(trunk):
+    """Whether Keras' downloads hold a weights file of `trunk` (efficientnetb0_notop.h5 for
+    EfficientNetB0, mobilenet_v2_weights_...h5 for MobileNetV2)."""
+    return KERAS_DOWNLOADS.is_dir() and any(
+        squeezed(path.name).startswith(squeezed(trunk)) for path in KERAS_DOWNLOADS.iterdir())
+
+
+trunk = config.teacher.trunk
+if (trunk and config.teacher.trunk_weights == "imagenet" and not weights_kept(trunk)
+        and not online()):
+    raise Stop(f"no internet, and the teacher's trunk {trunk} starts from ImageNet weights "
+               "that Keras downloads: attach Keras' weights file for it as a dataset (for "
+               "EfficientNetB0 efficientnetb0_notop.h5, from storage.googleapis.com/"
+               "keras-applications/) and set IMAGENET_WEIGHTS to it, or turn the notebook's "
+               "internet on.")
 '''
 
 TRAIN = '''\
@@ -194,34 +263,57 @@ from teacher_student.run_dir import RunDir
 
 run = RunDir(run_dir)
 MARGIN_S = 20 * 60  # for the export, the reports and saving the output
+stopped_for_time = None  # the time budget's message, once a job has stopped for it
+NEXT_SESSION = (
+    "Next: this version's output (/kaggle/working) holds the run. In a new session, attach "
+    "that output as a dataset (Add Input > Your Work), set RESUME_FROM to it and run all "
+    "cells again: finished epochs are kept, training goes on from the last one.")
 
 
 def run_job(job):
-    """`job` with what is left of the session as its time budget. When it stops for time, the
-    decoded-image cache goes (the next session rebuilds it) and the run directory is the
-    output to continue from: set RESUME_FROM to it in the next version."""
+    """`job` with what is left of the session as its time budget; None when it stops for
+    time (the cell ends cleanly, the next cells show what finished). Then the decoded-image
+    cache goes (the next session rebuilds it) and the run directory is the output to continue
+    from."""
+    global stopped_for_time
+    if stopped_for_time:
+        return None
     budget = None
     if SESSION_HOURS:
         budget = int(SESSION_HOURS * 3600 - MARGIN_S - (time.time() - SESSION_START))
     try:
-        return job(dataclasses.replace(config, time_budget=max(budget, 1) if budget else None),
-                   run)
-    except TimeBudgetReached:
+        limit = None if budget is None else max(budget, 1)  # 0 s left is no time, not no limit
+        return job(dataclasses.replace(config, time_budget=limit), run)
+    except TimeBudgetReached as stop:
         shutil.rmtree(run_dir / "cache", ignore_errors=True)
-        raise
+        stopped_for_time = str(stop)
+        print(f"\\n{stop}\\n{NEXT_SESSION}")
+        return None
 
 
 teacher_row = run_job(jobs.train_teacher)
 '''
 
 DISTILL = '''\
-comparison = run_job(jobs.distill)
+comparison = run_job(jobs.distill)  # None when the session's time ran out before it ended
 '''
 
 CURVES = '''\
 from IPython.display import Image, Markdown, display
 
-display(Image(filename=str(reports_dir / "teacher_curves.png")))
+from teacher_student.outputs import plots
+
+# Drawn again from the histories: after a stop for time, the epochs that finished.
+phases = {phase.name: run.teacher_phase(i, phase.name).read_history()
+          for i, phase in enumerate(config.phases, start=1)}
+if any(not frame.empty for frame in phases.values()):
+    display(Image(filename=str(plots.plot_curves(phases, reports_dir / "teacher_curves.png"))))
+students = {"distilled": run.distillation.read_history(),
+            "scratch": run.baseline.read_history()}
+if any(not frame.empty for frame in students.values()):
+    path = plots.plot_student_curves(students, teacher_row["accuracy"] if teacher_row else None,
+                                     reports_dir / "student_curves.png")
+    display(Markdown("**Students: distilled against from scratch**"), Image(filename=str(path)))
 '''
 
 CONFUSION = '''\
@@ -230,21 +322,37 @@ from teacher_student.run_dir import MODEL_NAMES
 for name in MODEL_NAMES:
     path = reports_dir / f"{name}_confusion.png"
     if path.exists():  # no student_scratch when distill.baseline is false
-        display(Markdown(f"**{name}**"), Image(filename=str(path)))
+        display(Markdown(f"**{name}**"), Image(filename=str(path)),
+                Markdown("Most frequent mistakes:\\n\\n"
+                         + (reports_dir / f"{name}_top_confusions.md").read_text()))
+'''
+
+CALIBRATION = '''\
+for name, title in (("reliability.png", "Calibration: reliability of every model"),
+                    ("accuracy_vs_latency.png", "Accuracy against CPU latency")):
+    if (reports_dir / name).exists():
+        display(Markdown(f"**{title}**"), Image(filename=str(reports_dir / name)))
 '''
 
 EXPORT = '''\
 from teacher_student.outputs import export
 
-display(Markdown(export.export_run(run)))
+if comparison is not None:
+    display(Markdown(export.export_run(run)))
+else:
+    print("export: after the distillation (not finished in this session)")
 '''
 
 COMPARISON = '''\
 shutil.rmtree(run_dir / "cache", ignore_errors=True)  # decoded images: not worth keeping
-display(Markdown((reports_dir / "comparison.md").read_text()))
+if (reports_dir / "comparison.md").exists():
+    display(Markdown((reports_dir / "comparison.md").read_text()))
 print(f"everything is in {run_dir}:")
-for path in sorted(run_dir.glob("*.keras")) + sorted((run_dir / "export").iterdir()):
+exported = sorted((run_dir / "export").iterdir()) if (run_dir / "export").is_dir() else []
+for path in sorted(run_dir.glob("*.keras")) + exported:
     print(f"  {path.relative_to(run_dir)}")
+if stopped_for_time:
+    print(f"\\nStopped for time: {stopped_for_time}\\n{NEXT_SESSION}")
 '''
 
 CELLS = [
@@ -256,7 +364,18 @@ student, trains the same student from scratch as a baseline, compares all three 
 student. Run all cells: on a T4 (or two) it trains in `mixed_float16`, on a CPU in `float32`.
 
 Everything goes to `WORK/RUN_NAME` (by default `/kaggle/working/teacher_student_run`): the
-checkpoints, the reports and the exported models. Edit the next cell only."""),
+checkpoints, the reports and the exported models. Edit the parameters cell only (the one after
+next). The notebook stops with one line saying what to set, without a traceback, when
+`DATASET` cannot be found, when there is no GPU (unless `ALLOW_CPU`), or when the trunk's
+ImageNet weights cannot be downloaded (then `IMAGENET_WEIGHTS`); and when the session's time
+runs out, the training cell ends cleanly, the cells below show what finished, and the last one
+says how to continue."""),
+    ("markdown", """\
+## Quiet logs
+
+TensorFlow reads its log settings when it is first imported: this cell sets them before
+anything imports it, so that the output below is the run's own."""),
+    ("code", QUIET),
     ("parameters", PARAMETERS),
     ("markdown", """\
 ## Install
@@ -274,9 +393,9 @@ The project needs Keras 3 and TensorFlow 2.16 or later; this cell says what to d
 ## Dataset
 
 `DATASET` is a folder with one subfolder per class, or Kaggle's `train/`, `val/` (or `valid/`),
-`test/` folders of class folders; a bare name is looked for under `/kaggle/input`. When it
-cannot be found, the notebook says so and uses the embedded `digits` dataset instead, so that it
-runs anywhere."""),
+`test/` folders of class folders; a bare name is looked for under `/kaggle/input`, and
+`digits` or `mnist` name the embedded datasets. When it cannot be found, the notebook stops
+here, listing what is attached."""),
     ("code", DATASET_CELL),
     ("markdown", """\
 ## Continuing an earlier session
@@ -295,8 +414,11 @@ The packaged config `kaggle_t4` fine-tunes an ImageNet-pretrained EfficientNetB0
 stops here with a message naming it."""),
     ("code", CONFIG_CELL),
     ("markdown", """\
-## Environment and precision
+## Environment, precision and ImageNet weights
 
+Without a GPU the notebook stops here, unless `ALLOW_CPU = True` says that the CPU is meant.
+A pretrained trunk (`kaggle_t4`) downloads its ImageNet weights; without internet (a
+competition's notebook), attach Keras' weights file as a dataset and set `IMAGENET_WEIGHTS`.
 `auto` picks `mixed_float16` on a GPU of compute capability 7.0 or more (a T4 is 7.5) and
 `float32` otherwise. Mixed precision is safe here: every layer gets its dtype from one policy,
 each merge is fed one dtype through named cast layers, bilinear resizes and the logits compute
@@ -321,7 +443,11 @@ here, before hours are spent, naming the step.
 `RUN_NAME`: finished phases print "finished earlier, skipped", an interrupted phase continues
 after its last finished epoch with its optimizer state, and distillation resumes the same way.
 Only `PRECISION` may change on an existing run (`float32` continues a phase that stopped on a
-float16 overflow); any other change is refused, naming the key: use a new `RUN_NAME` for it."""),
+float16 overflow); any other change is refused, naming the key: use a new `RUN_NAME` for it.
+
+**When the session's time runs out** (`SESSION_HOURS`), the job stops after the epoch after
+which the next would not fit, everything saved; the cell prints where it stopped and what to do
+next, and the cells below show what finished."""),
     ("code", TRAIN),
     ("markdown", """\
 ## Distillation
@@ -331,22 +457,42 @@ The student learns from the labels and from the frozen teacher's softened output
 is then trained from scratch with the same budget, so that the gain from distillation is
 measured, and all three models are evaluated on the held-out test split."""),
     ("code", DISTILL),
-    ("markdown", "## Training curves of the teacher's phases"),
+    ("markdown", """\
+## Training curves
+
+The teacher's phases end to end; then the distilled student against the same student trained
+from scratch, epoch by epoch, with the teacher's test accuracy as a line: what distillation
+bought."""),
     ("code", CURVES),
-    ("markdown", "## Confusion matrices on the test split"),
+    ("markdown", """\
+## Confusion matrices on the test split
+
+Normalised by true class (each row sums to 100%); beyond 30 classes drawn without cell text,
+with each model's most frequent mistakes listed below it."""),
     ("code", CONFUSION),
+    ("markdown", """\
+## Calibration and speed
+
+The reliability diagram: accuracy against confidence in 15 bins, for every model (ECE in the
+legend; the diagonal is a calibrated model). Then test accuracy against CPU latency per image."""),
+    ("code", CALIBRATION),
     ("markdown", """\
 ## Export
 
-The distilled student as `.keras`, TensorFlow SavedModel and TFLite (float32, float16, int8),
+The distilled student as `.keras`, TensorFlow SavedModel, TFLite (float32, float16, int8) and
+ONNX (where `tf2onnx` and `onnxruntime` are installed: `pip install tf2onnx onnxruntime`),
 each checked against the Keras model on the test split: agreement of the top-1 classes, largest
-probability difference, accuracy, size and CPU latency."""),
+probability difference, accuracy, calibration, size and CPU latency."""),
     ("code", EXPORT),
     ("markdown", """\
 ## Comparison
 
-Test accuracy, macro-F1, parameters, size on disk and CPU latency per image of every model and
-export. Everything listed below is in `/kaggle/working`, kept as the notebook's output."""),
+Test accuracy, balanced accuracy, macro-F1, calibration (ECE), agreement with the teacher,
+parameters, size on disk and CPU latency per image (batch 1, one thread, in a process that
+sees no GPU) of every model and export. Everything listed below is in `/kaggle/working`, kept
+as the notebook's output. To classify new images with the student:
+`python -m teacher_student predict IMAGES --run-dir /kaggle/working/teacher_student_run --out
+submission.csv`."""),
     ("code", COMPARISON),
 ]
 

@@ -3,6 +3,10 @@
 
 import sys
 
-from teacher_student.cli import main
+from teacher_student.quiet import quiet_logs
+
+quiet_logs()  # before anything imports Keras and TensorFlow
+
+from teacher_student.cli import main  # noqa: E402
 
 raise SystemExit(main(["train-teacher", *sys.argv[1:]]))

@@ -1,7 +1,6 @@
-import os
+from teacher_student.quiet import quiet_logs
 
-# TensorFlow's C++ start-up chatter hides the output that matters; its errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_logs()  # before anything imports Keras and TensorFlow
 
 from teacher_student.cli import main  # noqa: E402
 

@@ -112,24 +112,36 @@ def export_command(args) -> int:
 
 
 def predict_command(args) -> int:
-    from teacher_student.outputs import predict
+    from teacher_student.outputs import predictions
 
-    classified = 0
-    for result in predict.classify_files(Path(args.model),
-                                         predict.image_files(Path(args.input)), args.top):
-        if isinstance(result, predict.Prediction):
-            print(predict.format_prediction(result), flush=True)
-            classified += 1
+    run_dir = None if args.model else RunDir(Path(args.run_dir))
+    classifier = predictions.from_file(Path(args.model)) if args.model else \
+        predictions.from_run(run_dir, args.which)
+    print(f"predicting with {classifier.description}", file=sys.stderr)
+    out = Path(args.out) if args.out else predictions.default_csv(Path(args.input), classifier,
+                                                                  run_dir)
+    found, skipped = [], 0
+    for result in predictions.classify(classifier, predictions.images_in(Path(args.input)),
+                                       args.top):
+        if isinstance(result, predictions.Prediction):
+            found.append(result)
+            if not args.out:  # with --out, the file alone: a test set can be long
+                print(predictions.format_prediction(result), flush=True)
         else:
+            skipped += 1
             print(f"skipped {result[0]}: {result[1]}", file=sys.stderr)
-    if not classified:
+    if not found:
         print(f"no image could be classified in {args.input}", file=sys.stderr)
-    return 0 if classified else 2
+        return 2
+    predictions.write_csv(found, out)
+    print(f"{len(found)} predictions written to {out}"
+          + (f"; {skipped} images skipped (above)" if skipped else ""), file=sys.stderr)
+    return 0
 
 
 def _add_export_commands(commands) -> None:
     export = commands.add_parser("export", help="write the student (or other models) as .keras, "
-                                 "SavedModel and TFLite float32/float16/int8, each checked "
+                                 "SavedModel, TFLite float32/float16/int8 and ONNX, each checked "
                                  "against the Keras model on the test split")
     # Hidden, accepted so that `make export` takes the same variables as the other targets.
     for option in ("--config", "--data", "--precision"):
@@ -144,15 +156,28 @@ def _add_export_commands(commands) -> None:
     export.add_argument("--out", help="where the exports go (default: RUN_DIR/export)")
     export.set_defaults(run=export_command)
 
-    classify = commands.add_parser("predict", help="classify an image file or a folder of "
-                                   "images with any exported model; prints "
-                                   "path<TAB>class<TAB>probability per image")
-    classify.add_argument("model", help="a .keras, .tflite or SavedModel folder written by "
-                          "export (its *_meta.json must sit beside it)")
-    classify.add_argument("input", help="an image file, or a folder searched recursively")
+    classify = commands.add_parser(
+        "predict", help="classify images with a run's student (or any model file), and write "
+        "a CSV of path, class, probability (and the next classes with --top)")
+    classify.add_argument("input", help="an image file, a folder (searched recursively) or a "
+                          "CSV with a 'path' column (relative to the CSV's folder)")
+    classify.add_argument("--run-dir", default="runs/default",
+                          help="the run whose model answers (default: runs/default): its "
+                          "exported student in RUN/export when there is one, else its own "
+                          ".keras; the line printed first says which")
+    classify.add_argument("--which", choices=MODEL_NAMES,
+                          help="the run's model (default: student_distilled, else "
+                          "student_scratch)")
+    classify.add_argument("--model", help="a model file instead of a run's: any file written "
+                          "by export (its *_meta.json beside it), or a .keras of a run "
+                          "directory")
     classify.add_argument("--top", type=int, default=1,
-                          help="also print the next most likely classes, as further "
-                               "class<TAB>probability pairs (default: 1)")
+                          help="also give the next most likely classes, as further "
+                               "class/probability columns (default: 1)")
+    classify.add_argument("--out", help="the CSV to write (then nothing else goes to stdout); "
+                          "default: RUN/predictions/<input name>.csv, or predictions/<input "
+                          "name>.csv beside --model, with each prediction also printed as "
+                          "path<TAB>class<TAB>probability")
     classify.set_defaults(run=predict_command)
 
 

@@ -64,6 +64,20 @@ def cpu_name() -> str:
     return f"CPU, {os.cpu_count()} cores ({platform.machine()})"
 
 
+def cpu_model() -> str:
+    """The CPU's model name and the cores this process may use: `Intel(R) Xeon(R) ..., 2
+    cores`."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            name = next((line.split(":", 1)[1].strip() for line in info
+                         if line.startswith("model name")), name)
+    except OSError:  # not Linux
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {cores} cores"
+
+
 def device_name() -> str:
     return accelerator_name() or cpu_name()
 

@@ -27,12 +27,13 @@ from teacher_student.data.inputs import Inputs, prepare_inputs
 from teacher_student.errors import RunDirError
 from teacher_student.hardware import accelerator_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy, resolve
-from teacher_student.outputs import plots, reports
+from teacher_student.outputs import latency, metrics, model_plots, plots, reports
 from teacher_student.run_config import (
     record_config,
     resolve_run_config,
     saved_config,
     scaled_for_replicas,
+    with_data_flip,
 )
 from teacher_student.run_dir import (
     MODEL_NAMES,
@@ -135,8 +136,8 @@ def prepare(config: Config, run_dir: RunDir,
           + (f", global batch {global_batch}" if distribution.replicas > 1 else "")
           + f"; {why_xla}")
     budget = None if config.time_budget is None else parse_duration(config.time_budget)
-    plan = tuple(plan_steps(scaled_for_replicas(resolved, distribution.replicas), run_dir,
-                            distilled))
+    plan = tuple(plan_steps(with_data_flip(scaled_for_replicas(resolved, distribution.replicas)),
+                            run_dir, distilled))
     data = TrainingData(inputs.train, inputs.val, config.data.seed, config.steps_per_execution)
     return Job(resolved, policy, data, inputs, distribution, run_dir, jit_compile, plan,
                tuple(step for step in plan if step.produces in models),
@@ -178,7 +179,8 @@ def _readable_model(job: Job, name: str) -> Path:
 
 def _run(job: Job) -> None:
     with job.distribution.scope():
-        run_steps(job.steps, job.settings, job.data, job.clock, job.distribution.callbacks())
+        run_steps(job.steps, job.settings, job.data, job.clock, job.distribution.callbacks(),
+                  job.config.verbose)
     _print_peak_memory()
 
 
@@ -194,7 +196,7 @@ def train_teacher(config: Config, run_dir: RunDir, preflight: bool = True) -> di
                      for phase, step in zip(job.config.phases, job.steps)}
         plots.plot_curves(histories, job.run_dir.reports / "teacher_curves.png")
         # Evaluated from the saved file: a plain single-device model, whatever the strategy.
-        row = _evaluate_saved(job, TEACHER)
+        row = _evaluate_saved(job, TEACHER).row
     print(f"\nteacher test accuracy {row['accuracy']:.2%} (macro-F1 {row['macro_f1']:.4f}); "
           f"saved {job.run_dir.model_file(TEACHER)}")
     return row
@@ -229,18 +231,33 @@ def evaluate(run_dir: RunDir) -> list[dict]:
 
 def _compare(job: Job) -> list[dict]:
     """Every model of the run on the test split, and what always answering the majority class
-    scores; written as `reports/comparison.csv` and `.md`. The rows."""
+    scores; written as `reports/comparison.csv` and `.md`, with the figures that compare them
+    (reliability, accuracy against CPU latency, the students' curves). The rows."""
     names = [name for name in MODEL_NAMES if job.run_dir.model_file(name).exists()]
     if not names:
         raise RunDirError(f"no trained model in {job.run_dir.path}: run train-teacher first")
     labels = job.test.labels.astype(np.int64)
-    rows = [_evaluate_saved(job, name) for name in names]
+    evaluations = {name: _evaluate_saved(job, name) for name in names}
+    paths = {name: job.run_dir.model_file(name) for name in names}
+    cpu = latency.measure_once(list(paths.values()), job.run_dir.reports / "latency.json",
+                               tflite=True)
+    rows = [{**row, **cpu.columns(paths[row["model"]])}
+            for row in reports.with_teacher_agreement(evaluations, TEACHER)]
     rows.append(reports.chance_row(labels, len(job.class_names)))
     reports.write_comparison(rows, job.run_dir.reports)
+    model_plots.plot_reliability(
+        {name: metrics.reliability(e.probabilities, e.labels) for name, e in evaluations.items()},
+        job.run_dir.reports / "reliability.png")
+    students = {"distilled": job.run_dir.distillation.read_history(),
+                "scratch": job.run_dir.baseline.read_history()}
+    if any(not frame.empty for frame in students.values()):
+        teacher = evaluations.get(TEACHER)
+        plots.plot_student_curves(students, teacher.row["accuracy"] if teacher else None,
+                                  job.run_dir.reports / "student_curves.png")
     return rows
 
 
-def _evaluate_saved(job: Job, name: str) -> dict:
+def _evaluate_saved(job: Job, name: str) -> reports.Evaluation:
     path = _readable_model(job, name)
     model = keras.saving.load_model(path, safe_mode=True)
     return reports.evaluate_classifier(name, model, job.test, job.class_names,

@@ -7,6 +7,7 @@ import dataclasses
 
 from teacher_student import config as config_module
 from teacher_student.config import Config, ConfigError
+from teacher_student.data.augment import with_flip
 from teacher_student.errors import RunDirError
 from teacher_student.run_dir import RunDir
 
@@ -15,7 +16,8 @@ def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
     """The run's saved config when there is one (a rerun resumes), else `config`.
 
     Only how the steps run may change between runs of one directory: the precision (to
-    continue a phase in float32 after a float16 overflow) and XLA (another machine); and,
+    continue a phase in float32 after a float16 overflow), XLA (another machine), the time
+    budget and what Keras prints (`verbose`); and,
     until a student has been trained there, how to distil (the `distill` and `student`
     sections: the teacher is trained once, then distilled as the user chooses). Any other
     difference is an error naming the key.
@@ -24,7 +26,7 @@ def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
     if saved is None:
         return config
     ours = config.with_dataset(saved.teacher.num_classes)
-    changeable = ["precision", "jit_compile", "time_budget"]
+    changeable = ["precision", "jit_compile", "time_budget", "verbose"]
     if not (run_dir.distillation.path.exists() or run_dir.baseline.path.exists()):
         changeable += ["distill", "student"]
     fixed = dataclasses.replace(ours, **{key: getattr(saved, key) for key in changeable})
@@ -76,3 +78,17 @@ def scaled_for_replicas(config: Config, replicas: int) -> Config:
                      for p in config.phases),
         distill=dataclasses.replace(config.distill,
                                     learning_rate=config.distill.learning_rate * replicas))
+
+
+def with_data_flip(config: Config) -> Config:
+    """The config the plan's steps are made from: with `data.flip`, each step's augmentation
+    (the phases' and the distillation's, which the baseline shares) named with the flip
+    (`light+flip`); the run's recorded config keeps the values as written."""
+    if not config.data.flip:
+        return config
+    return dataclasses.replace(
+        config,
+        phases=tuple(dataclasses.replace(p, augment=with_flip(p.augment, True))
+                     for p in config.phases),
+        distill=dataclasses.replace(config.distill,
+                                    augment=with_flip(config.distill.augment, True)))

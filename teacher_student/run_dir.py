@@ -7,8 +7,10 @@
     teacher/phase1_<name>/ ...   one `CheckpointDir` per teacher phase
     student_distilled/, student_scratch/    the distillation's and the baseline's
     teacher.keras, student_distilled.keras, student_scratch.keras    the final models
-    reports/             curves, confusion matrices, per-class reports, comparison table
+    reports/             curves, confusion matrices, per-class reports, comparison table,
+                         reliability, accuracy against latency, latency.json
     export/              deployable copies (the export command)
+    predictions/         one CSV per input of the predict command
     cache/               decoded images, when they are kept on disk (data/images.py)
     status.json          where the run is: phase, epoch, share of the plan, time left
     preflight.json       what the preflight measured, and the fallback of any step

@@ -50,6 +50,8 @@ def test_config_is_frozen():
     (["distill.mix=blend"], "distill.mix: must be one of ['none', 'mixup', 'cutmix']"),
     (["distill.mix=mixup", "data.batch_size=1"], "distill.mix: mixup mixes the images of a batch"),
     (["data.cache=cloud"], "data.cache: must be one of ['auto', 'memory', 'disk']"),
+    (["verbose=3"], "verbose: must be 0, 1, 2 or 'auto', got 3"),
+    (["verbose=loud"], "verbose: must be 0, 1, 2 or 'auto', got 'loud'"),
     (["phases=[]"], "phases: at least one phase must train the teacher for 1 epoch or more; "
                     "found an empty list"),
     ([f"phases.{i}.epochs=0" for i in range(3)], "phases: at least one phase must train the "
@@ -98,6 +100,11 @@ def test_default_yaml_is_the_built_in_default():
 @pytest.mark.parametrize("name", ["kaggle_t4", "tiny"])
 def test_packaged_configs_load(name):
     assert isinstance(cfg.load(name), cfg.Config)
+
+
+@pytest.mark.parametrize("text, value", [("0", 0), ("2", 2), ("auto", "auto")])
+def test_verbose_is_a_keras_verbosity_or_auto(text, value):
+    assert cfg.load(None, [f"verbose={text}"]).verbose == value
 
 
 @pytest.mark.parametrize("text, value", [("true", True), ("false", False), ("auto", "auto")])

@@ -5,6 +5,7 @@ pointing at the first session's output attached like a dataset under /kaggle/inp
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -13,11 +14,14 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 # Its shared fixture is built once: every test of the module runs in one worker.
 pytestmark = pytest.mark.xdist_group("notebook")
 
 ROOT = Path(__file__).resolve().parent.parent
+TENSORFLOW_LOG_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages", "WARNING:absl",
+                           "WARNING:tensorflow")
 NOTEBOOK = ROOT / "notebooks" / "kaggle_t4.ipynb"
 
 
@@ -26,31 +30,42 @@ NOTEBOOK = ROOT / "notebooks" / "kaggle_t4.ipynb"
 OVERRIDES = ["data.channels=1", "data.batch_size=32", "distill.epochs=1", "jit_compile=false"]
 
 
-def parameters(work: Path, resume_from: Path | None = None) -> str:
-    return "\n".join([
-        'DATASET = "digits"',
-        'CONFIG = "tiny"',
-        f"OVERRIDES = {OVERRIDES!r}",
-        'PRECISION = "float32"',
-        f"WORK = {str(work)!r}",
-        'RUN_NAME = "teacher_student_run"',
-        'PACKAGE_SOURCE = "/kaggle/input/teacher-student"',
-        f"RESUME_FROM = {str(resume_from) if resume_from else None!r}",
-        "SESSION_HOURS = 12",
-    ])
+def parameters(work: Path, resume_from: Path | None = None, **changed) -> str:
+    values = {"DATASET": "digits", "CONFIG": "tiny", "OVERRIDES": OVERRIDES,
+              "PRECISION": "float32", "WORK": str(work), "RUN_NAME": "teacher_student_run",
+              "PACKAGE_SOURCE": "/kaggle/input/teacher-student",
+              "RESUME_FROM": str(resume_from) if resume_from else None, "SESSION_HOURS": 12,
+              "ALLOW_CPU": True, "IMAGENET_WEIGHTS": None, **changed}
+    return "\n".join(f"{name} = {value!r}" for name, value in values.items())
 
 
-def execute(work: Path, resume_from: Path | None = None
+def execute(work: Path, resume_from: Path | None = None, **changed
             ) -> tuple[nbformat.NotebookNode, float]:
     """The notebook with its parameters cell replaced, executed in a fresh python3 kernel (the
     interpreter running the tests) from the repository root; and how long that took."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    cell.source = parameters(work, resume_from)
+    cell.source = parameters(work, resume_from, **changed)
     start = time.monotonic()
     NotebookClient(notebook, kernel_name="python3", timeout=900,
                    resources={"metadata": {"path": str(ROOT)}}).execute()
     return notebook, time.monotonic() - start
+
+
+def stopped_at(work: Path, **changed) -> tuple[str, list[str]]:
+    """Executes the notebook until a cell fails: that cell's source, and its error as IPython
+    showed it."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    cell.source = parameters(work, **changed)
+    client = NotebookClient(notebook, kernel_name="python3", timeout=900,
+                            resources={"metadata": {"path": str(ROOT)}})
+    with pytest.raises(CellExecutionError):
+        client.execute()
+    (failed,) = [c for c in notebook.cells if c.cell_type == "code" and
+                 any(output.output_type == "error" for output in c.outputs)]
+    (error,) = [output for output in failed.outputs if output.output_type == "error"]
+    return failed.source, error.traceback
 
 
 def outputs(notebook: nbformat.NotebookNode, mime: str | None = None) -> list:
@@ -94,15 +109,30 @@ def test_notebook_trains_distils_and_exports_into_the_work_folder(runs):
     assert "precision float32 (as configured)" in text
 
 
+# The teacher's and the students' curves, three confusion matrices, reliability, and accuracy
+# against latency.
+FIGURES = 7
+
+
 def test_notebook_shows_curves_confusion_matrices_and_the_comparison_inline(runs):
     _, (notebook, _), _ = runs
-    assert len(outputs(notebook, "image/png")) == 4  # curves and three confusion matrices
+    assert len(outputs(notebook, "image/png")) == FIGURES
     tables = "".join(outputs(notebook, "text/markdown"))
     first_cells = {line.split("|")[1].strip() for line in tables.splitlines()
                    if line.startswith("|")}
     for model in ("teacher", "student_scratch", "student_distilled",
-                  "student_distilled (tflite int8)"):
+                  "student_distilled (tflite int8)", "student_distilled (onnx)"):
         assert model in first_cells, model
+    assert "Students: distilled against from scratch" in tables
+    assert "Most frequent mistakes" in tables and "CPU ms/img" in tables
+    assert "one thread, on the CPU (" in tables  # the CPU named under the comparison
+
+
+def test_notebook_output_holds_no_tensorflow_log_line(runs):
+    _, (notebook, _), _ = runs
+    for line in printed(notebook).splitlines():
+        assert not line.startswith(TENSORFLOW_LOG_PREFIXES), line
+        assert not any(word in line for word in ("oneDNN", "cpu_feature_guard", "absl")), line
 
 
 def test_notebook_in_a_new_session_continues_from_resume_from(runs):
@@ -112,5 +142,64 @@ def test_notebook_in_a_new_session_continues_from_resume_from(runs):
     assert "continuing the run copied from" in printed(second)
     # the teacher's three phases, distillation and the baseline
     assert printed(second).count("finished earlier, skipped") == 5
-    assert len(outputs(second, "image/png")) == 4
+    assert len(outputs(second, "image/png")) == FIGURES
     assert second_seconds < first_seconds
+
+
+def test_a_missing_dataset_stops_with_one_line_and_no_traceback(tmp_path):
+    source, traceback = stopped_at(tmp_path, DATASET="no-such-dataset")
+    assert "find_dataset(DATASET)" in source
+    assert traceback == ["STOPPED: DATASET 'no-such-dataset' was not found. Attach your images "
+                         "(Add Input) and set DATASET in the parameters cell to their folder, "
+                         "or to 'digits' for the embedded dataset."]
+
+
+def test_no_gpu_stops_unless_the_cpu_is_allowed(tmp_path):
+    source, traceback = stopped_at(tmp_path, ALLOW_CPU=False)
+    assert "list_physical_devices" in source
+    (line,) = traceback
+    assert line.startswith("STOPPED: no GPU: in the notebook's settings choose the "
+                           "accelerator") and "set ALLOW_CPU = True" in line
+
+
+def _online() -> bool:
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_online(), reason="the stop is for a machine without internet")
+def test_without_internet_imagenet_weights_must_be_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # nothing downloaded before
+    source, traceback = stopped_at(tmp_path, CONFIG="kaggle_t4", OVERRIDES=[])
+    assert "IMAGENET_WEIGHTS" in source
+    (line,) = traceback
+    assert line.startswith("STOPPED: no internet, and the teacher's trunk EfficientNetB0 starts "
+                           "from ImageNet weights") and "set IMAGENET_WEIGHTS to it" in line
+
+
+def test_a_stop_for_time_ends_the_cell_cleanly_and_shows_what_finished(runs, tmp_path):
+    """A session that runs out of time before the distillation: the teacher, from an earlier
+    session, is shown; no cell fails; the way on is printed."""
+    work, _, _ = runs
+    attached = tmp_path / "input" / "teacher-only"
+    shutil.copytree(work, attached)
+    run = attached / "teacher_student_run"
+    for name in ("student_distilled", "student_scratch", "export", "predictions"):
+        shutil.rmtree(run / name, ignore_errors=True)
+    for path in [*run.glob("student_*.keras"), *(run / "reports").glob("student_*"),
+                 *(run / "reports").glob("comparison.*"),
+                 run / "reports" / "reliability.png",
+                 run / "reports" / "accuracy_vs_latency.png"]:
+        path.unlink()
+    # The notebook keeps 20 minutes of the session for the export and the output: 1,200.2 s
+    # leave the jobs none.
+    notebook, _ = execute(tmp_path / "working", resume_from=attached, SESSION_HOURS=0.3334)
+    assert not [output for output in outputs(notebook) if output.output_type == "error"]
+    text = printed(notebook)
+    assert "time budget: stopped before distillation, everything saved" in text
+    assert text.count("Next: this version's output (/kaggle/working) holds the run") == 2
+    assert "export: after the distillation (not finished in this session)" in text
+    assert len(outputs(notebook, "image/png")) == 2  # the teacher's curves and confusion

@@ -96,6 +96,8 @@ CHECKS: dict[str, Any] = {
     "jit_compile": lambda v: None if v in (True, False, "auto") else
     f"must be true, false or 'auto', got {v!r}",
     "steps_per_execution": _positive,
+    "verbose": lambda v: None if v in (0, 1, 2, "auto") and not isinstance(v, bool) else
+    f"must be 0, 1, 2 or 'auto', got {v!r}",
     "time_budget": _duration,
     "data.source": lambda v: None if v.strip() else "must name a dataset, a folder or a file",
     "data.image_size": _positive,

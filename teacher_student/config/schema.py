@@ -36,6 +36,9 @@ class DataConfig:
     # directory (rereads instantly after a restart), or auto: memory when they fit in half of it
     cache: str = "auto"
     class_weights: bool = True  # weight the loss by inverse class frequency
+    # Mirror training images left to right at random (half of them) in every step whose
+    # augment is light or strong: for photos; never for digits, letters or text
+    flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,9 @@ class Config:
     # job's start: 11h30m, 90m, 3600 (seconds); null: no limit. The same command continues.
     time_budget: str | int | float | None = None
     scale_learning_rate: bool = True  # times the replicas when several devices train
+    # What Keras prints per epoch: auto (a live bar on a terminal, one line per epoch in a log
+    # or notebook), 1 (the bar), 2 (one line), 0 (nothing; the run's own progress line stays)
+    verbose: int | str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)

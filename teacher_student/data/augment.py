@@ -1,15 +1,20 @@
 """Training augmentation on the accelerator, inside the compiled training step.
 
 `Augmentation` gives each image of a uint8 batch a random shift, turn and zoom (and a contrast
-change for "strong"), composed into one projective transform per image and applied by one
-bilinear interpolation pass, in float32 whatever the precision policy. `Mixing` then blends
+change for "strong"; with `flip`, a left-right mirror image for half of them), composed into one
+projective transform per image and applied by one bilinear interpolation pass, in float32
+whatever the precision policy. `Mixing` then blends
 pairs of images of the batch (mixup) or pastes a patch of one into another (cutmix), and says
 with what weight each image's own label counts.
 
 Both draw their random numbers from a Keras `SeedGenerator`, whose state is saved with the
 training checkpoints, so a run is reproducible and a resumed run continues the same stream. They
 use `keras.ops` only (the warp is written with gathers: TensorFlow's own projective transform
-has no XLA kernel), so they compile under XLA on every backend. No flips: they change digits.
+has no XLA kernel), so they compile under XLA on every backend.
+
+The flip is the data's switch (`data.flip`: a mirrored photo of a cat is a cat, a mirrored digit
+or letter is not): a step's augmentation is named `light`, `strong`, or `light+flip` and
+`strong+flip` when the data may be flipped (`with_flip`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,23 @@ STRENGTHS = {
 }
 
 
+FLIP = "+flip"  # the suffix of an augmentation's name that adds the flip
+
+
+def with_flip(augment: str, flip: bool) -> str:
+    """The name of a step's augmentation: `augment` (a config's value), with the flip when the
+    data may be flipped; "none" stays none."""
+    return f"{augment}{FLIP}" if flip and augment != "none" else augment
+
+
+def augmentation(augment: str, seed: int = 0, **kwargs) -> Augmentation | None:
+    """The layer of an augmentation's name ("light", "strong+flip"...), or None for "none"."""
+    if augment == "none":
+        return None
+    return Augmentation(augment.removesuffix(FLIP), seed, flip=augment.endswith(FLIP),
+                        **kwargs)
+
+
 class SeededLayer(keras.layers.Layer):
     """A layer whose `SeedGenerator` state is saved and loaded with its weights (Keras saves
     only trainable and non-trainable variables, not seed states), so that a run resumed from a
@@ -61,26 +83,31 @@ class SeededLayer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Augmentation(SeededLayer):
-    """uint8 images [B, H, W, C] -> uint8 images, each moved (and contrast-changed) at random."""
+    """uint8 images [B, H, W, C] -> uint8 images, each moved (and contrast-changed, and with
+    `flip` mirrored left to right half the time) at random."""
 
-    def __init__(self, strength: str, seed: int = 0, **kwargs):
+    def __init__(self, strength: str, seed: int = 0, flip: bool = False, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(seed, **kwargs)
         if strength not in STRENGTHS:
             raise ValueError(f"augment must be 'none', {' or '.join(map(repr, STRENGTHS))}, "
                              f"got {strength!r}")
         self.strength = strength
+        self.flip = flip
 
     def call(self, images):
         size = ops.shape(images)[0]
         strength = STRENGTHS[self.strength]
-        draws = keras.random.uniform((size, 5), -1.0, 1.0, seed=self.seed_generator)
+        # Without the flip, the draws of earlier versions: a run resumes the same stream.
+        draws = keras.random.uniform((size, 6 if self.flip else 5), -1.0, 1.0,
+                                     seed=self.seed_generator)
         height, width = images.shape[1], images.shape[2]
+        mirror = ops.where(draws[:, 5] < 0, -1.0, 1.0) if self.flip else None
         transforms = output_to_input(angle=draws[:, 0] * strength.turn * 2 * math.pi,
                                      scale=1 + draws[:, 1] * strength.zoom,
                                      shift_x=draws[:, 2] * strength.shift * width,
                                      shift_y=draws[:, 3] * strength.shift * height,
-                                     width=width, height=height)
+                                     width=width, height=height, mirror=mirror)
         contrast = 1 + draws[:, 4] * strength.contrast
         return _compiled_move()(images, transforms, contrast, bool(strength.contrast))
 
@@ -88,18 +115,24 @@ class Augmentation(SeededLayer):
         return keras.KerasTensor(images.shape, dtype="uint8")
 
     def get_config(self):
-        return {**super().get_config(), "strength": self.strength}
+        return {**super().get_config(), "strength": self.strength, "flip": self.flip}
 
 
-def output_to_input(angle, scale, shift_x, shift_y, width: int, height: int):
+def output_to_input(angle, scale, shift_x, shift_y, width: int, height: int, mirror=None):
     """Per image, the 8 projective coefficients mapping an output pixel to the input pixel it
     samples: a turn and a zoom about the centre, then a shift. A scale above 1 samples a larger
-    area: it zooms out."""
+    area: it zooms out. `mirror` (-1 or 1 per image, or None) first mirrors the output's x
+    about the centre where it is -1: the flip costs nothing, it is part of the one warp."""
     cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
     centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
     zeros = ops.zeros_like(angle)
-    return ops.stack([cos, -sin, centre_x - cos * centre_x + sin * centre_y + shift_x,
-                      sin, cos, centre_y - sin * centre_x - cos * centre_y + shift_y,
+    # x -> centre_x + mirror * (x - centre_x), then the turn and zoom: the x column times
+    # mirror, and the offset moved to keep the centre in place.
+    mirror = ops.ones_like(angle) if mirror is None else mirror
+    return ops.stack([cos * mirror, -sin,
+                      centre_x - cos * mirror * centre_x + sin * centre_y + shift_x,
+                      sin * mirror, cos,
+                      centre_y - sin * mirror * centre_x - cos * centre_y + shift_y,
                       zeros, zeros], axis=1)
 
 

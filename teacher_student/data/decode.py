@@ -1,5 +1,7 @@
 """One image file -> the uint8 array the models take, with PIL: for training, export and predict.
 
+JPEG, PNG, BMP, GIF, WebP and TIFF (the first frame of an animated or multi-page file).
+
 Grayscale, palette, CMYK, 16-bit and images with alpha are converted (alpha is dropped, 16-bit
 values are scaled down, not wrapped); the image is resized to `size` x `size`, averaging the
 pixels each output pixel covers when shrinking (no aliasing) and interpolating bilinearly when
@@ -14,7 +16,7 @@ import os
 import numpy as np
 from PIL import Image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 

@@ -7,6 +7,8 @@
     student_distilled_float32.tflite    TFLite, float32; outputs probabilities
     student_distilled_float16.tflite    TFLite, float16 weights; outputs probabilities
     student_distilled_int8.tflite       TFLite, full-integer (int8 weights and activations)
+    student_distilled.onnx              ONNX, float32, where tf2onnx and onnxruntime are
+                                        installed (else one line says what to install)
     student_distilled_meta.json         class names, the input expected, each file's output
 
 Every format takes what the Keras model takes: uint8 images [B, H, W, C], pixels 0..255,
@@ -18,13 +20,16 @@ Exports are made from a float32 copy of the model: a mixed-precision model's flo
 TFLite builtins (the converter refuses them), and CPUs run float32 faster anyway.
 
 `verify_export` runs an export over the test images and reports its top-1 agreement with the
-Keras model, the largest probability difference, accuracy, size and CPU latency (batch 1).
-`export_run` does all of it for a run directory. Running the files is `predict.py`'s job.
+Keras model, the largest probability difference, accuracy, calibration and size; `export_run`
+does all of it for a run directory, and times every file on the CPU, batch 1, in a fresh
+process (latency.py). Running the files is `predict.py`'s job.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +44,16 @@ from teacher_student.data.images import decode_all
 from teacher_student.errors import RunDirError
 from teacher_student.hardware import require_tensorflow
 from teacher_student.models.precision import PrecisionPolicy
-from teacher_student.outputs import reports
+from teacher_student.outputs import latency, reports
+from teacher_student.outputs.metrics import expected_calibration_error, softmax
 from teacher_student.outputs.predict import (
     content_digest,
     load_predictor,
     predict_in_chunks,
-    softmax,
 )
+from teacher_student.quiet import native_stderr_silenced
 from teacher_student.run_dir import STUDENT_DISTILLED, STUDENT_SCRATCH, RunDir, unreadable_model
 from teacher_student.tables import markdown_table
-from teacher_student.timing import median_ms
 
 DEFAULT_MODELS = (STUDENT_DISTILLED, STUDENT_SCRATCH)  # the first that exists is exported
 REPRESENTATIVE_IMAGES = 200  # int8 calibration: enough to see each activation's range
@@ -58,14 +63,17 @@ EXPORT_COLUMNS = [
     ("agreement", "agreement", lambda value: f"{100 * value:.2f}%"),
     ("max_prob_diff", "max prob diff", ".2e"),
     ("accuracy", "accuracy", lambda value: f"{100 * value:.2f}%"),
-    ("latency_ms", "latency (ms/img)", ".3f"),
+    ("ece", "ECE", ".3f"),
+    ("latency_ms", "CPU ms/img", ".3f"),
+    ("latency_iqr_ms", "IQR", ".3f"),
 ]
 
 
 @dataclass(frozen=True)
 class ExportRecord:
     model_name: str  # one of run_dir.MODEL_NAMES
-    format: str  # "keras", "savedmodel", "tflite_float32", "tflite_float16" or "tflite_int8"
+    # "keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8" or "onnx"
+    format: str
     path: Path
     output: str  # "logits" or "probabilities"
 
@@ -97,7 +105,7 @@ def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequ
     # float32 throughout: its CastTo layers become no-ops; variables are float32 already.
     deployable = PrecisionPolicy("float32").rebuild(model)
     keras_path = atomic.save_model(deployable, out_dir / f"{name}.keras")
-    saved_model = _write_saved_model(with_probabilities(deployable),
+    saved_model = write_saved_model(with_probabilities(deployable),
                                      out_dir / f"{name}_savedmodel")
     records = [ExportRecord(name, "keras", keras_path, "logits"),
                ExportRecord(name, "savedmodel", saved_model, "probabilities")]
@@ -106,15 +114,41 @@ def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequ
         tflite = convert_to_tflite(saved_model, kind, representative)
         atomic.write_bytes(path, tflite)
         records.append(ExportRecord(name, f"tflite_{kind}", path, "probabilities"))
+    missing = missing_onnx_packages()
+    if missing:
+        print(f"ONNX: not written, {' and '.join(missing)} not installed here: pip install "
+              f"{' '.join(missing)} (Keras writes ONNX through tf2onnx on TensorFlow; "
+              "onnxruntime checks it)")
+    else:
+        onnx = write_onnx(with_probabilities(deployable), out_dir / f"{name}.onnx")
+        records.append(ExportRecord(name, "onnx", onnx, "probabilities"))
     write_meta(out_dir / f"{name}_meta.json", name, records, class_names, image_size, channels)
     return records
 
 
-def _write_saved_model(model: keras.Model, path: Path) -> Path:
+def write_saved_model(model: keras.Model, path: Path) -> Path:
     if path.exists():
         shutil.rmtree(path)
     return atomic.publish_directory(
         lambda tmp: model.export(str(tmp), format="tf_saved_model", verbose=False), path)
+
+
+ONNX_PACKAGES = {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime"}
+
+
+def missing_onnx_packages() -> list[str]:
+    """The packages an ONNX export and its check need that are not installed."""
+    return [package for module, package in ONNX_PACKAGES.items()
+            if importlib.util.find_spec(module) is None]
+
+
+def write_onnx(model: keras.Model, path: Path) -> Path:
+    """`model` as an ONNX file (float32, opset of tf2onnx's choice, a dynamic batch)."""
+    model(np.zeros((1, *model.input_shape[1:]), dtype="uint8"))  # Keras exports called models
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf2onnx's own NumPy deprecation notices
+        return atomic.replace_atomically(
+            path, lambda tmp: model.export(tmp, format="onnx", verbose=False))
 
 
 def convert_to_tflite(saved_model: Path, kind: str, representative: np.ndarray) -> bytes:
@@ -131,7 +165,8 @@ def convert_to_tflite(saved_model: Path, kind: str, representative: np.ndarray) 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif kind != "float32":
         raise ValueError(f"TFLite kind must be float32, float16 or int8, got {kind!r}")
-    return converter.convert()
+    with native_stderr_silenced():  # the quantizer's "fully_quantize: 0, ..." line
+        return converter.convert()
 
 
 def write_meta(path: Path, name: str, records: Sequence[ExportRecord],
@@ -181,8 +216,7 @@ def verify_export(record: ExportRecord, keras_model: keras.Model, test_images: n
         "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
         "params": int(keras_model.count_params()),
         "size_mb": reports.size_mb(record.path),
-        # batch 1, the compiled or converted model: what a deployment runs per image
-        "latency_ms": median_ms(lambda: predictor(test_images[:1]), repeats=30),
+        "ece": expected_calibration_error(got, labels),
         "agreement": float(np.mean(predicted == expected.argmax(axis=-1))),
         "max_prob_diff": float(np.abs(got - expected).max()),
         "path": str(record.path),
@@ -220,12 +254,16 @@ def _export_run(run_dir: RunDir, which: Sequence[str] | None, out_dir: Path) -> 
     sample = train.sample(n=min(REPRESENTATIVE_IMAGES, len(train)), random_state=0)
     representative, _ = load_split_images(sample, "train", settings.image_size,
                                           settings.channels)
-    rows = []
+    rows, paths = [], []
     for name in names:
         model = keras.saving.load_model(run_dir.model_file(name), safe_mode=True)
         records = export_model(model, out_dir, name, class_names, settings.image_size,
                                settings.channels, representative)
         rows += [verify_export(record, model, test_images, test_labels) for record in records]
+        paths += [record.path for record in records]
+    # Batch 1 on the CPU, in a fresh process: what a deployment runs per image (latency.py).
+    cpu = latency.measure_once(paths, out_dir / "latency.json")
+    rows = [{**row, **cpu.columns(row["path"])} for row in rows]
     table = markdown_table(rows, EXPORT_COLUMNS)
     atomic.write_csv(pd.DataFrame(rows), out_dir / "exports.csv")
     atomic.write_text(out_dir / "exports.md", table + "\n")

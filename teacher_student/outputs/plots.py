@@ -1,4 +1,6 @@
-"""Figures of a run: learning curves of all phases end to end, and confusion matrices.
+"""Training curves of a run: the teacher's phases end to end, and the two students against
+each other with the teacher's test accuracy for scale. (Figures of the models on the test split
+are in model_plots.py.)
 
 matplotlib is imported inside the functions, on its non-interactive Agg backend (no display).
 """
@@ -6,7 +8,7 @@ matplotlib is imported inside the functions, on its non-interactive Agg backend 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,13 @@ TRAIN_COLOR = "tab:blue"
 VAL_COLOR = "tab:orange"
 
 
-def _save_figure(figure: Any, path: str | os.PathLike) -> Path:
+def save_figure(figure: Any, path: str | os.PathLike) -> Path:
+    """`figure` as a PNG at `path`, written whole or not at all."""
     # The temporary name ends with the file's own name; the format is given explicitly anyway.
     return replace_atomically(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     """pyplot on the non-interactive Agg backend (works without a display)."""
     import matplotlib
 
@@ -43,7 +46,7 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], path: str | os.PathLike) 
     epoch; dashed lines mark where each phase starts. Phases with no epochs and missing
     metrics are skipped.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(6 * len(CURVE_PANELS), 4.5))
     for axis, (title, metric) in zip(np.atleast_1d(axes), CURVE_PANELS.items()):
         _plot_metric(axis, histories, metric)
@@ -52,7 +55,7 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], path: str | os.PathLike) 
         axis.grid(alpha=0.3)
     figure.tight_layout()
     try:
-        return _save_figure(figure, path)
+        return save_figure(figure, path)
     finally:
         plt.close(figure)
 
@@ -89,23 +92,52 @@ def _plot_metric(axis: Any, histories: Mapping[str, pd.DataFrame], metric: str) 
         axis.text(0.5, 0.5, f"no '{metric}' recorded", transform=axis.transAxes, ha="center")
 
 
-def plot_confusion(
-    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str], title: str, path: Path
-) -> Path:
-    """Confusion matrix of counts (rows: true class, columns: predicted class) as a PNG."""
-    from sklearn.metrics import ConfusionMatrixDisplay
+STUDENT_STYLES = {"distilled": ("tab:green", "distilled"), "scratch": ("tab:red", "from scratch")}
+TEACHER_COLOR = "tab:purple"
 
-    plt = _pyplot()
-    size = max(4.0, 0.6 * len(class_names) + 2.0)  # keep cells readable with many classes
-    figure, axis = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay.from_predictions(
-        y_true, y_pred, labels=list(range(len(class_names))), display_labels=list(class_names),
-        values_format="d", cmap="Blues", colorbar=False, ax=axis,
-    )
-    axis.set_title(title)
-    plt.setp(axis.get_xticklabels(), rotation=45, ha="right")
+
+def plot_student_curves(histories: Mapping[str, pd.DataFrame], teacher_accuracy: float | None,
+                        path: str | os.PathLike) -> Path:
+    """What distillation bought, epoch by epoch: validation accuracy (solid; training accuracy
+    dashed) and validation loss (cross-entropy with the labels: the teacher plays no part in
+    evaluation) of the distilled student and the one trained from scratch on the same axes,
+    with the teacher's test accuracy as a horizontal line. `histories` maps "distilled" and
+    "scratch" to their history frames (a missing or empty one is left out)."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    figure, (accuracy, loss) = plt.subplots(1, 2, figsize=(12, 4.5))
+    last_epoch = 1
+    for key, frame in histories.items():
+        if frame is None or frame.empty:
+            continue
+        color, label = STUDENT_STYLES.get(key, (None, key))
+        epochs = frame["epoch"] if "epoch" in frame else np.arange(1, len(frame) + 1)
+        last_epoch = max(last_epoch, int(np.max(epochs)))
+        for axis, column, style, text in ((accuracy, "val_accuracy", "-", f"{label} (val)"),
+                                          (accuracy, "accuracy", "--", f"{label} (train)"),
+                                          (loss, "val_loss", "-", f"{label} (val)")):
+            if column in frame:
+                values = frame[column].to_numpy(dtype=float)
+                axis.plot(epochs, 100 * values if axis is accuracy else values, style,
+                          color=color, marker="." if style == "-" else None, label=text)
+    if teacher_accuracy is not None and np.isfinite(teacher_accuracy):
+        accuracy.axhline(100 * teacher_accuracy, color=TEACHER_COLOR, linestyle=":",
+                         label=f"teacher (test) {100 * teacher_accuracy:.1f}%")
+    accuracy.set_ylabel("accuracy (%)")
+    accuracy.set_title("Students: distilled against from scratch")
+    loss.set_ylabel("validation loss (cross-entropy)")
+    loss.set_title("Validation loss")
+    for axis in (accuracy, loss):
+        axis.ticklabel_format(axis="y", useOffset=False)
+        axis.set_xlim(0.5, last_epoch + 0.5)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc="best", fontsize=8)
     figure.tight_layout()
     try:
-        return _save_figure(figure, path)
+        return save_figure(figure, path)
     finally:
         plt.close(figure)

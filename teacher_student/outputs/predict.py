@@ -1,7 +1,9 @@
 """Running any exported file: a predictor from uint8 images to probabilities for a `.keras`,
-`.tflite` or SavedModel export, and the `predict` command that classifies image files with one.
+`.tflite`, `.onnx` or SavedModel export, and the meta file that says what it takes and answers.
+(The `predict` command that classifies image files with one is predictions.py.)
 
-A `.keras` file runs on every backend; `.tflite` and SavedModel files need TensorFlow.
+A `.keras` file runs on every backend; `.tflite` and SavedModel files need TensorFlow, `.onnx`
+files onnxruntime.
 """
 
 from __future__ import annotations
@@ -9,28 +11,28 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from teacher_student.data.decode import IMAGE_EXTENSIONS, UnusableImage, decode_image
 from teacher_student.errors import UserError
 from teacher_student.hardware import require_tensorflow
+from teacher_student.outputs.metrics import softmax
 from teacher_student.outputs.reports import PREDICT_BATCH_SIZE
+from teacher_student.quiet import native_stderr_silenced
 
-PREDICT_CHUNK = 64  # images decoded and classified together by `predict`
 Predictor = Callable[[np.ndarray], np.ndarray]  # uint8 images -> probabilities
 
 
-def load_predictor(path: Path, output: str) -> Predictor:
+def load_predictor(path: Path, output: str, threads: int | None = None) -> Predictor:
     """A function from uint8 images to probabilities for any exported file or folder. A file
-    that cannot be read (cut short, damaged) is an error naming it."""
+    that cannot be read (cut short, damaged) is an error naming it. `threads` sets a TFLite
+    or ONNX model's threads (None: the runtime's default)."""
     path = Path(path)
     try:
-        run = _runner(path)
+        run = _runner(path, threads)
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - whatever the format's loader raises
@@ -42,38 +44,57 @@ def load_predictor(path: Path, output: str) -> Predictor:
     return lambda images: np.asarray(run(images), dtype=np.float32)
 
 
-def _runner(path: Path) -> Predictor:
+def _runner(path: Path, threads: int | None = None) -> Predictor:
     if path.suffix == ".tflite":
-        run = _tflite_runner(path)
+        run = _tflite_runner(path, threads)
     elif path.suffix == ".keras":
         model = keras.saving.load_model(path, safe_mode=True)
         # The compiled predict function: an eager call costs milliseconds of Python per batch.
         run = lambda images: keras.ops.convert_to_numpy(model.predict_on_batch(images))
+    elif path.suffix == ".onnx":
+        run = _onnx_runner(path, threads)
     elif (path / "saved_model.pb").exists():
         tf = require_tensorflow("a SavedModel")
         loaded = tf.saved_model.load(str(path))  # kept: `serve` needs its variables alive
         run = lambda images: loaded.serve(tf.constant(images)).numpy()
     else:
-        raise UserError(f"{path}: not a .keras file, a .tflite file or a SavedModel folder")
+        raise UserError(f"{path}: not a .keras, .tflite or .onnx file, or a SavedModel folder")
     return run
 
 
-def tflite_interpreter(path: Path):
+def tflite_interpreter(path: Path, threads: int | None = None):
     """LiteRT's interpreter where it is installed, else TensorFlow's (deprecated, still works)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         Interpreter = require_tensorflow("a .tflite file").lite.Interpreter
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite's deprecation notice, on every construction
-        interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
+    # tf.lite's deprecation notice, on every construction, and the XNNPACK delegate's line
+    with warnings.catch_warnings(), native_stderr_silenced():
+        warnings.simplefilter("ignore")
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
     return interpreter
 
 
-def _tflite_runner(path: Path) -> Predictor:
+def _onnx_runner(path: Path, threads: int | None = None) -> Predictor:
+    """Runs an ONNX model with onnxruntime on the CPU."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise UserError(f"{path}: running an ONNX file needs onnxruntime: pip install "
+                        "onnxruntime") from err
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = options.inter_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options,
+                                           providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda images: session.run(None, {name: np.asarray(images, dtype=np.uint8)})[0]
+
+
+def _tflite_runner(path: Path, threads: int | None = None) -> Predictor:
     """Runs a TFLite model one image at a time (its input is [1, H, W, C])."""
-    interpreter = tflite_interpreter(path)
+    interpreter = tflite_interpreter(path, threads)
     source = interpreter.get_input_details()[0]["index"]
     target = interpreter.get_output_details()[0]["index"]
 
@@ -88,26 +109,24 @@ def _tflite_runner(path: Path) -> Predictor:
     return run
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
 def predict_in_chunks(predictor: Predictor, images: np.ndarray,
                       chunk: int = PREDICT_BATCH_SIZE) -> np.ndarray:
     parts = [predictor(images[start:start + chunk]) for start in range(0, len(images), chunk)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
-@dataclass(frozen=True)
-class Prediction:
-    path: str
-    top: list[tuple[str, float]]  # (class name, probability), most likely first
-
-
 def read_meta(model_path: Path) -> tuple[dict, str]:
     """The `*_meta.json` beside `model_path` that lists it, and that file's output kind; a
     file whose content is not what was exported is an error naming it."""
+    found = find_meta(model_path)
+    if found is None:
+        raise UserError(f"{model_path}: no *_meta.json beside it lists this file; "
+                        "use a file written by the export command")
+    return found
+
+
+def find_meta(model_path: Path) -> tuple[dict, str] | None:
+    """`read_meta`, or None when no `*_meta.json` beside `model_path` lists it."""
     model_path = Path(model_path)
     for meta_path in sorted(model_path.parent.glob("*_meta.json")):
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -118,8 +137,7 @@ def read_meta(model_path: Path) -> tuple[dict, str]:
                                     f"exported (damaged or cut short since; {meta_path.name} "
                                     "holds its digest): export it again")
                 return meta, entry["output"]
-    raise UserError(f"{model_path}: no *_meta.json beside it lists this file; "
-                     "use a file written by the export command")
+    return None
 
 
 def content_digest(path: Path) -> str:
@@ -131,45 +149,3 @@ def content_digest(path: Path) -> str:
         digest.update(str(file.relative_to(path) if file != Path(path) else "").encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
-
-
-def image_files(input_path: Path) -> list[Path]:
-    """`input_path` itself, or every image under the folder (recursively), sorted."""
-    input_path = Path(input_path)
-    if input_path.is_file():
-        return [input_path]
-    if input_path.is_dir():
-        return sorted(p for p in input_path.rglob("*")
-                      if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    raise UserError(f"{input_path}: no such file or folder")
-
-
-def classify_files(model_path: Path, paths: Sequence[Path],
-                   top: int = 1) -> Iterator[Prediction | tuple[str, str]]:
-    """A `Prediction` per decodable file and a (path, reason) pair per file that is not."""
-    if top < 1:
-        raise UserError(f"--top must be at least 1, got {top}")
-    meta, output = read_meta(model_path)
-    predictor = load_predictor(Path(model_path), output)
-    class_names = meta["class_names"]
-    for start in range(0, len(paths), PREDICT_CHUNK):
-        images, decoded = [], []
-        for path in paths[start:start + PREDICT_CHUNK]:
-            try:
-                images.append(decode_image(path, meta["image_size"], meta["channels"]))
-            except UnusableImage as err:
-                yield str(path), str(err)
-                continue
-            decoded.append(str(path))
-        if images:
-            for path, probabilities in zip(decoded, predictor(np.stack(images))):
-                best = np.argsort(probabilities)[::-1][:top]
-                yield Prediction(path, [(class_names[i], float(probabilities[i])) for i in best])
-
-
-def format_prediction(prediction: Prediction) -> str:
-    """`path<TAB>class<TAB>probability`, then further class/probability pairs for --top."""
-    cells = [prediction.path]
-    for class_name, probability in prediction.top:
-        cells += [class_name, f"{probability:.4f}"]
-    return "\t".join(cells)

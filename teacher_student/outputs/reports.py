@@ -1,14 +1,18 @@
 """Test-set evaluation and the model comparison table.
 
-Models output logits; predictions are their argmax. Only numpy, pandas and keras are imported
-at module level (no TensorFlow, so this also runs on the JAX backend); sklearn.metrics is
-imported inside the function that needs it.
+Models output logits; predictions are their argmax, probabilities their softmax. Each model's
+row holds accuracy, balanced accuracy, macro-F1, calibration (ECE), its agreement with the
+teacher and KL divergence from it (metrics.py), its size, and its CPU latency (latency.py,
+measured in a fresh process). Only numpy, pandas and keras are imported at module level (no
+TensorFlow, so this also runs on the JAX backend); sklearn.metrics is imported inside the
+functions that need it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +21,36 @@ import numpy as np
 import pandas as pd
 
 from teacher_student import atomic
-from teacher_student.outputs.plots import plot_confusion
+from teacher_student.outputs import metrics
+from teacher_student.outputs.model_plots import plot_accuracy_latency, plot_confusion
 from teacher_student.tables import markdown_table
-from teacher_student.timing import median_ms
 
+PERCENT = lambda value: f"{100 * value:.2f}%"  # noqa: E731
 COMPARISON_COLUMNS = [
     ("model", "model", ""),
-    ("accuracy", "accuracy", lambda value: f"{100 * value:.2f}%"),
-    ("balanced_accuracy", "balanced accuracy", lambda value: f"{100 * value:.2f}%"),
+    ("accuracy", "accuracy", PERCENT),
+    ("balanced_accuracy", "balanced accuracy", PERCENT),
     ("macro_f1", "macro-F1", ".4f"),
+    ("ece", "ECE", ".3f"),
+    ("teacher_agreement", "agrees with teacher", PERCENT),
+    ("teacher_kl", "KL from teacher", ".3f"),
     ("params", "params", ","),
     ("size_mb", "size (MB)", ".2f"),
-    ("latency_ms", "latency (ms/img)", ".3f"),
+    ("latency_ms", "CPU ms/img", ".3f"),
+    ("latency_iqr_ms", "IQR", ".3f"),
+    ("tflite_latency_ms", "TFLite CPU ms/img", ".3f"),
 ]
 PREDICT_BATCH_SIZE = 256  # chunk size when `data` is a pair of whole arrays
 BYTES_PER_MB = 1024 * 1024
+TOP_CONFUSIONS = 20
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model on the test split: its comparison row, the labels and its probabilities."""
+    row: dict
+    labels: np.ndarray
+    probabilities: np.ndarray
 
 
 def _batches(data: Any) -> Iterable[tuple[Any, Any]]:
@@ -56,39 +75,25 @@ def _as_class_indices(labels: Any) -> np.ndarray:
     return labels.reshape(-1).astype(np.int64)
 
 
-def predict_labels(model: keras.Model, data: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Return (y_true, y_pred) class indices for `data`.
-
-    `data` is a tuple (x, y) of numpy arrays or an iterable of (images, labels) batches
-    such as a tf.data.Dataset or a list of array pairs.
-    """
+def predict_probabilities(model: keras.Model, data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities [N, classes]) for `data`: a tuple (x, y) of numpy arrays or an
+    iterable of (images, labels) batches such as a tf.data.Dataset or a list of array pairs."""
     true_parts: list[np.ndarray] = []
-    pred_parts: list[np.ndarray] = []
+    parts: list[np.ndarray] = []
     for images, labels in _batches(data):
         logits = keras.ops.convert_to_numpy(model.predict_on_batch(images))
-        pred_parts.append(np.asarray(logits).argmax(axis=-1).astype(np.int64))
+        parts.append(metrics.softmax(np.asarray(logits, dtype=np.float32)))
         true_parts.append(_as_class_indices(labels))
     if not true_parts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(true_parts), np.concatenate(pred_parts)
+        classes = model.output_shape[-1]
+        return np.zeros(0, dtype=np.int64), np.zeros((0, classes), dtype=np.float32)
+    return np.concatenate(true_parts), np.concatenate(parts)
 
 
-def measure_latency(model: keras.Model, input_shape: Sequence[int | None], batch_size: int = 1,
-                    repeats: int = 20, warmup: int = 3) -> float:
-    """Median milliseconds per image of `model.predict_on_batch` on a random uint8 batch.
-
-    `input_shape` is one image's shape, e.g. `model.input_shape[1:]`; a leading None (batch
-    axis) is dropped. The compiled predict function is what a deployment runs: an eager
-    `model(x)` call adds tens of milliseconds of Python to a small model (`bench cpu`).
-    """
-    image_shape = tuple(input_shape)
-    if image_shape and image_shape[0] is None:
-        image_shape = image_shape[1:]
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(batch_size, *image_shape), dtype=np.uint8)
-    # Converting to numpy waits for asynchronous backends (JAX) to finish.
-    run = lambda: keras.ops.convert_to_numpy(model.predict_on_batch(images))
-    return median_ms(run, repeats, warmup) / batch_size
+def predict_labels(model: keras.Model, data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, y_pred) class indices for `data` (as `predict_probabilities` takes it)."""
+    labels, probabilities = predict_probabilities(model, data)
+    return labels, probabilities.argmax(axis=-1).astype(np.int64)
 
 
 def size_mb(path: str | os.PathLike) -> float:
@@ -100,17 +105,20 @@ def size_mb(path: str | os.PathLike) -> float:
 
 
 def evaluate_classifier(name: str, model: keras.Model, data: Any, class_names: Sequence[str],
-                        out_dir: str | os.PathLike, model_path: str | os.PathLike) -> dict:
-    """Evaluate `model` on `data`, write its confusion matrix and report, return a summary row.
+                        out_dir: str | os.PathLike,
+                        model_path: str | os.PathLike) -> Evaluation:
+    """Evaluate `model` on `data`, write its confusion matrix and reports, return its row.
 
-    Writes `<name>_confusion.png` and `<name>_classification_report.txt` in `out_dir`. The row
-    has model, accuracy, balanced_accuracy (the mean of the per-class recalls), macro_f1,
-    params, size_mb (of `model_path`) and latency_ms (CPU, batch 1, per image).
+    Writes in `out_dir`: `<name>_confusion.png` (normalised), `<name>_classification_report.txt`
+    and `<name>_top_confusions.csv`/`.md` (its most frequent mistakes). The row has model,
+    accuracy, balanced_accuracy (the mean of the per-class recalls), macro_f1, ece (15 bins),
+    params and size_mb (of `model_path`); latency is measured apart (latency.py).
     """
     from sklearn.metrics import classification_report
 
     out_dir = Path(out_dir)
-    y_true, y_pred = predict_labels(model, data)
+    y_true, probabilities = predict_probabilities(model, data)
+    y_pred = probabilities.argmax(axis=-1)
     # Listing every class keeps the report and matrix complete even if one class is absent.
     class_indices = list(range(len(class_names)))
     report = classification_report(y_true, y_pred, labels=class_indices,
@@ -118,13 +126,44 @@ def evaluate_classifier(name: str, model: keras.Model, data: Any, class_names: S
     atomic.write_text(out_dir / f"{name}_classification_report.txt", report)
     plot_confusion(y_true, y_pred, class_names, f"{name} (test)",
                    out_dir / f"{name}_confusion.png")
-    return {
+    write_top_confusions(metrics.top_confusions(y_true, y_pred, class_names, TOP_CONFUSIONS),
+                         out_dir / f"{name}_top_confusions")
+    row = {
         "model": name,
         **scores(y_true, y_pred, len(class_names)),
+        "ece": metrics.expected_calibration_error(probabilities, y_true),
         "params": int(model.count_params()),
         "size_mb": size_mb(model_path),
-        "latency_ms": measure_latency(model, model.input_shape[1:], batch_size=1),
     }
+    return Evaluation(row, y_true, probabilities)
+
+
+def write_top_confusions(frame: pd.DataFrame, stem: Path) -> str:
+    """`<stem>.csv` and `<stem>.md` of a `metrics.top_confusions` table; the Markdown."""
+    atomic.write_csv(frame, stem.with_suffix(".csv"))
+    table = markdown_table(frame.to_dict("records"), [
+        ("true", "true class", ""), ("predicted", "answered", ""), ("images", "images", "d"),
+        ("share_of_true_class", "share of the true class", PERCENT)]) if len(frame) else \
+        "no mistakes on the test split"
+    atomic.write_text(stem.with_suffix(".md"), table + "\n")
+    return table
+
+
+def with_teacher_agreement(evaluations: Mapping[str, Evaluation],
+                           teacher: str = "teacher") -> list[dict]:
+    """The rows of `evaluations`, each but the teacher's with its top-1 agreement with the
+    teacher (`teacher_agreement`) and mean KL(teacher || model) (`teacher_kl`)."""
+    reference = evaluations.get(teacher)
+    rows = []
+    for name, evaluation in evaluations.items():
+        row = dict(evaluation.row)
+        if reference is not None and name != teacher:
+            row["teacher_agreement"] = metrics.agreement(reference.probabilities,
+                                                         evaluation.probabilities)
+            row["teacher_kl"] = metrics.mean_kl(reference.probabilities,
+                                                evaluation.probabilities)
+        rows.append(row)
+    return rows
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
@@ -151,12 +190,22 @@ def chance_row(y_true: np.ndarray, num_classes: int) -> dict:
 
 
 def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The comparison as a Markdown table."""
-    return markdown_table(rows, COMPARISON_COLUMNS)
+    """The comparison as a Markdown table, and a line under it naming the CPU of the latency
+    columns when they were measured."""
+    table = markdown_table(rows, COMPARISON_COLUMNS)
+    device = next((row["latency_device"] for row in rows
+                   if isinstance(row.get("latency_device"), str)), None)
+    if device:
+        table += (f"\n\nCPU ms/img: latency per image, batch 1, one thread, on the CPU "
+                  f"({device}), measured in a fresh process with no GPU visible (median; IQR: "
+                  "the interquartile range of the calls). TFLite: the model converted to "
+                  "float32 TFLite.")
+    return table
 
 
 def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> str:
-    """Write `comparison.csv` and `comparison.md` in `out_dir`; return the Markdown table."""
+    """Write `comparison.csv`, `comparison.md` and `accuracy_vs_latency.png` in `out_dir`;
+    return the Markdown table."""
     out_dir = Path(out_dir)
     frame = pd.DataFrame(list(rows))
     known = [key for key, _, _ in COMPARISON_COLUMNS if key in frame.columns]
@@ -164,6 +213,9 @@ def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLi
     atomic.write_csv(frame, out_dir / "comparison.csv")
     table = comparison_table(rows)
     atomic.write_text(out_dir / "comparison.md", table + "\n")
+    device = next((row["latency_device"] for row in rows
+                   if isinstance(row.get("latency_device"), str)), None)
+    plot_accuracy_latency(rows, device, out_dir / "accuracy_vs_latency.png")
     return table
 
 

@@ -108,7 +108,7 @@ def run_preflight(steps: Sequence[Step], settings: Settings, data: TrainingData,
           f"estimate for the plan {format_duration(estimate)}"
           + _against_budget(estimate, budget_left_s, checks))
     for check in checks if clock is not None else ():
-        clock.expect(check.name, check.first_step_s + check.epoch_s)
+        clock.expect(check.name, check.first_step_s + check.epoch_s, check.epoch_s)
     checked = {check.name: check.settings for check in checks}
     return {step.name: checked.get(step.name, settings) for step in steps}
 

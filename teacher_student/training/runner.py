@@ -18,15 +18,18 @@ from teacher_student.training.trainer import fit_resumable, recover_checkpoints
 
 
 def run_steps(steps: Sequence[Step], settings: Mapping[str, Settings], data: TrainingData,
-              clock: Timekeeper | None = None, callbacks: Sequence = ()) -> None:
+              clock: Timekeeper | None = None, callbacks: Sequence = (),
+              verbose: int | str = "auto") -> None:
     """Trains `steps` in order, each under `settings[step.name]`. `clock` keeps progress and
-    the time budget; `callbacks` go to every step's fit (the distribution engine's)."""
+    the time budget; `callbacks` go to every step's fit (the distribution engine's);
+    `verbose` is what Keras prints per epoch (the config's `verbose`)."""
     for step in steps:
-        run_step(step, settings[step.name], data, clock, callbacks)
+        run_step(step, settings[step.name], data, clock, callbacks, verbose)
 
 
 def run_step(step: Step, settings: Settings, data: TrainingData,
-             clock: Timekeeper | None = None, callbacks: Sequence = ()) -> None:
+             clock: Timekeeper | None = None, callbacks: Sequence = (),
+             verbose: int | str = "auto") -> None:
     recover_checkpoints(step.directory)  # before asking what it holds
     if step.directory.is_done():
         print(f"{step.label}: finished earlier, skipped")
@@ -44,6 +47,7 @@ def run_step(step: Step, settings: Settings, data: TrainingData,
         fit_resumable(built.trainee, data.train, data.val, epochs=step.epochs,
                       directory=step.directory, policy=settings.policy,
                       deployable=built.deployable,
-                      callbacks=[*callbacks, *step.callbacks()], clock=watch)
+                      callbacks=[*callbacks, *step.callbacks()], clock=watch,
+                      verbose=None if verbose == "auto" else verbose)
     if step.publish is not None:
         step.publish(settings)

@@ -1,9 +1,12 @@
 """The plan's clock: progress after every epoch, `status.json`, and the time budget.
 
 The plan is every step of the run in order (steps.py: the teacher's phases, distillation, the
-baseline) with its label and epochs. After each epoch one line says where the run is (phase k of n,
-epoch, overall share of the plan's epochs, time left at this process's mean epoch time) and
-`RUN/status.json` holds the same for a notebook cell or a person. With a time budget, the
+baseline) with its label and epochs. After each epoch (after Keras' own line of it) one line says
+where the run is (phase k of n, epoch, overall share of the plan's epochs, time left) and
+`RUN/status.json` holds the same for a notebook cell or a person. The time left is the current
+step's recent epochs (not its first in this process, which compiles) times its epochs left, and
+each later step's epochs at the preflight's measurement of it, scaled by how far this step's
+epochs are from the preflight's measurement of them. With a time budget, the
 run stops after the epoch after which the next one would not fit (the longest epoch seen so
 far, compiling included, is the estimate), with everything saved; rerunning the same command
 continues.
@@ -43,12 +46,19 @@ class Timekeeper:
     epoch_seconds: list[float] = field(default_factory=list)  # this process's epochs
     # A step's first epoch in this process, compiling included, as the preflight measured it.
     expected: dict[str, float] = field(default_factory=dict)
+    # A step's later epochs, as the preflight measured them.
+    expected_epoch: dict[str, float] = field(default_factory=dict)
+    step_seconds: dict[str, list[float]] = field(default_factory=dict)  # this process's
 
     def remaining_s(self) -> float | None:
         return None if self.budget_s is None else self.budget_s - (time.monotonic() - self.started)
 
-    def expect(self, step_name: str, seconds: float) -> None:
+    def expect(self, step_name: str, seconds: float, epoch_s: float | None = None) -> None:
+        """The preflight's measurement of a step: its first epoch (`seconds`, compiling
+        included) and, when known, each later one (`epoch_s`)."""
         self.expected[step_name] = seconds
+        if epoch_s:
+            self.expected_epoch[step_name] = epoch_s
 
     def check_room(self, step_name: str) -> None:
         """Before a step starts: stop if an epoch of it would not fit in the budget. Before
@@ -67,12 +77,12 @@ class Timekeeper:
 
     def epoch_done(self, step_name: str, epoch: int, seconds: float) -> None:
         self.epoch_seconds.append(seconds)
+        self.step_seconds.setdefault(step_name, []).append(seconds)
         index = [step.name for step in self.plan].index(step_name)
         phase_epochs = self.plan[index].epochs
         done = sum(step.epochs for step in self.plan[:index]) + epoch
         total = sum(step.epochs for step in self.plan)
-        mean = sum(self.epoch_seconds) / len(self.epoch_seconds)
-        left = mean * (total - done)
+        left = self.seconds_left(index, epoch)
         status = {"phase": self._label(step_name), "phase_number": index + 1,
                   "phases": len(self.plan), "epoch": epoch, "epochs": phase_epochs,
                   "overall": round(done / total, 4), "seconds_left_estimate": round(left),
@@ -89,6 +99,28 @@ class Timekeeper:
                 and remaining < max(self.epoch_seconds)):
             raise TimeBudgetReached(self._stop_message(f"after {self._label(step_name)} epoch "
                                                        f"{epoch}/{phase_epochs}"))
+
+    def seconds_left(self, index: int, epoch: int) -> float:
+        """The plan's time left after `epoch` of its step `index` (see the module's doc)."""
+        step = self.plan[index]
+        per_epoch = self.epoch_estimate(step.name)
+        measured = self.expected_epoch.get(step.name)
+        scale = per_epoch / measured if measured else None
+        left = per_epoch * max(step.epochs - epoch, 0)
+        for later in self.plan[index + 1:]:
+            expected = self.expected_epoch.get(later.name)
+            left += later.epochs * (expected * scale if expected and scale else per_epoch)
+        return left
+
+    def epoch_estimate(self, step_name: str, recent: int = 3) -> float:
+        """Seconds per epoch of a step: the mean of its last `recent` epochs in this process
+        but the first (which compiles); after the first alone, the preflight's measurement of a
+        later epoch, or without one, the first epoch."""
+        seconds = self.step_seconds.get(step_name, [])
+        if len(seconds) > 1:
+            steady = seconds[1:][-recent:]
+            return sum(steady) / len(steady)
+        return self.expected_epoch.get(step_name) or (seconds[0] if seconds else 0.0)
 
     def _label(self, step_name: str) -> str:
         return next(step.label for step in self.plan if step.name == step_name)

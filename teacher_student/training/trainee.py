@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import keras
 
-from teacher_student.data.augment import Augmentation, Mixing
+from teacher_student.data.augment import Mixing, augmentation
 from teacher_student.training.losses import label_loss
 
 
@@ -25,8 +25,8 @@ class Trainee(keras.Model):
         super().__init__(name=kwargs.pop("name", f"{model.name}_trainee"), **kwargs)
         self.model = model
         # Separate seeds: the mixing stream does not depend on the augmentation strength.
-        self.augmentation = Augmentation(augment, seed, name="augmentation") \
-            if augment != "none" else None
+        # `augment` names the strength and the flip: "light", "strong+flip" (augment.py)
+        self.augmentation = augmentation(augment, seed, name="augmentation")
         self.mixing = Mixing(mix, seed + 1, name="mixing") if mix != "none" else None
         # Built functional models inside: nothing is left to create, and a resumed run can
         # load its checkpoint before the first step.

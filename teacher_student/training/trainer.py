@@ -186,8 +186,9 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
 
     `model` is compiled; `deployable` is what gets saved as last/best (the model itself, or the
     student inside a distiller). Raises NonFiniteLoss when the loss stops being finite.
-    `clock` (timekeeping.py) runs after the checkpoint: an epoch is saved before a time
-    budget stops the run.
+    `clock` (timekeeping.py) runs after the checkpoint, so that an epoch is saved before a
+    time budget stops the run, and after Keras' line of the epoch, so that the run's progress
+    line follows it. `verbose`: Keras' own (None: a bar on a terminal, else one line).
     """
     directory.path.mkdir(parents=True, exist_ok=True)
     recover_checkpoints(directory)
@@ -200,10 +201,14 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
         verbose = 1 if sys.stdout.isatty() else 2
     if hasattr(train_data, "set_epoch"):  # its order follows the epoch (data/batches.py)
         callbacks = [FollowEpochs(train_data), *(callbacks or [])]
+    # Keras adds its progress bar after every callback given, so that it would print the
+    # epoch's line after the clock's; given here, it prints before.
+    progbar = [EpochLine()] if verbose else []
     if progress.epochs_done < epochs:
         model.fit(train_data, validation_data=val_data, epochs=epochs,
                   initial_epoch=progress.epochs_done, shuffle=False,
-                  callbacks=[*(callbacks or []), checkpoint, *([clock] if clock else [])],
+                  callbacks=[*(callbacks or []), checkpoint, *progbar,
+                             *([clock] if clock else [])],
                   verbose=verbose)
     if checkpoint.non_finite:
         raise NonFiniteLoss(
@@ -214,6 +219,14 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
             "phase in float32.")
     directory.mark_done({"epochs": progress.epochs_done, "best_" + MONITOR: progress.best})
     return progress
+
+
+class EpochLine(keras.callbacks.ProgbarLogger):
+    """Keras' own progress bar, placed among the callbacks. It may run in Keras' callback
+    thread as the one Keras adds does (a batch hook that is not `async_safe` would make every
+    step wait for the device: see EpochCheckpoint)."""
+
+    async_safe = True
 
 
 def phase_callbacks(directory: CheckpointDir, early_stopping_patience: int = 0,

@@ -10,14 +10,23 @@ import numpy as np
 import pytest
 from keras import ops
 
-from teacher_student.data.augment import Augmentation, Mixing, output_to_input, warp
+from teacher_student import config as config_module
+from teacher_student.data.augment import (
+    Augmentation,
+    Mixing,
+    augmentation,
+    output_to_input,
+    warp,
+)
+from teacher_student.run_config import with_data_flip
 
 
-def transform(images: np.ndarray, angle=0.0, scale=1.0, shift_x=0.0, shift_y=0.0) -> np.ndarray:
+def transform(images: np.ndarray, angle=0.0, scale=1.0, shift_x=0.0, shift_y=0.0,
+              mirror=None) -> np.ndarray:
     height, width = images.shape[1:3]
     full = lambda value: np.full(len(images), value, dtype="float32")  # noqa: E731
     matrix = output_to_input(full(angle), full(scale), full(shift_x), full(shift_y), width,
-                             height)
+                             height, None if mirror is None else full(mirror))
     return np.asarray(warp(ops.cast(images, "float32"), matrix))
 
 
@@ -41,6 +50,59 @@ def test_a_shift_samples_further_along_and_reflects_at_the_edge(images):
     np.testing.assert_allclose(moved[:, :-1, :-2], images[:, 1:, 2:], atol=1e-3)
     # the last column samples 2 beyond the edge: the image reflected (..., c, d | d, c, ...)
     np.testing.assert_allclose(moved[:, :-1, -1], images[:, 1:, -2], atol=1e-3)
+
+
+def test_a_mirror_flips_left_and_right_and_composes_with_the_rest(images):
+    np.testing.assert_allclose(transform(images, mirror=-1), images[:, :, ::-1], atol=1e-3)
+    np.testing.assert_allclose(transform(images, mirror=1), images, atol=1e-3)
+    turned = np.round(transform(images, angle=math.pi / 2, mirror=-1)).astype(int)
+    expected = np.rot90(images, k=1, axes=(1, 2))[:, :, ::-1].astype(int)
+    assert np.abs(turned - expected).max() <= 1
+
+
+def left_bright(count: int) -> np.ndarray:
+    """`count` copies of one image whose left half is bright and right half dark."""
+    image = np.zeros((1, 16, 16, 1), dtype=np.uint8)
+    image[:, :, :8] = 255
+    return np.tile(image, (count, 1, 1, 1))
+
+
+@pytest.mark.parametrize("name", ["light", "strong"])
+def test_the_flip_mirrors_about_half_of_the_images(name):
+    batch = left_bright(64)
+
+    def bright_on_the_right(layer) -> np.ndarray:
+        moved = np.asarray(layer(batch)).astype(float)
+        return moved[:, :, 8:].mean(axis=(1, 2, 3)) > moved[:, :, :8].mean(axis=(1, 2, 3))
+
+    assert not bright_on_the_right(Augmentation(name, seed=3)).any()
+    flipped = bright_on_the_right(augmentation(f"{name}+flip", seed=3))
+    assert 16 <= flipped.sum() <= 48
+
+
+def test_augmentation_names_give_the_strength_and_the_flip():
+    assert augmentation("none") is None
+    light = augmentation("light", seed=2)
+    assert (light.strength, light.flip, light.seed) == ("light", False, 2)
+    strong = augmentation("strong+flip")
+    assert (strong.strength, strong.flip) == ("strong", True)
+    assert Augmentation.from_config(strong.get_config()).flip
+    from teacher_student.training.trainee import Trainee
+
+    images = keras.Input((8, 8, 1), dtype="uint8")
+    classifier = keras.Model(images, keras.layers.Flatten()(images))
+    assert Trainee(classifier, "light+flip").augmentation.flip
+    assert Trainee(classifier, "none").augmentation is None
+
+
+def test_data_flip_names_every_steps_augmentation_with_the_flip():
+    photos = config_module.load("kaggle_t4", ["phases.0.augment=none"])
+    assert photos.data.flip
+    steps = with_data_flip(photos)
+    assert [p.augment for p in steps.phases] == ["none", "light+flip", "strong+flip"]
+    assert steps.distill.augment == "strong+flip"
+    for digits in (config_module.load("default"), config_module.load("tiny")):
+        assert not digits.data.flip and with_data_flip(digits) == digits
 
 
 def test_every_image_changes_its_own_way_and_the_seed_decides():

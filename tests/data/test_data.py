@@ -193,6 +193,26 @@ def test_broken_files_are_skipped_with_reasons_and_odd_ones_kept(odd_folder: Pat
     assert len(table.paths) == 8
 
 
+def test_webp_and_tiff_files_are_read_as_any_image(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    pixels = {name: rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+              for name in ("a.webp", "b.tif", "c.TIFF")}
+    folder = tmp_path / "images" / "photos"
+    folder.mkdir(parents=True)
+    for name, image in pixels.items():
+        Image.fromarray(image).save(folder / name, **({"lossless": True} if "webp" in name
+                                                      else {}))
+    # 16 bits, scaled down: 32768 of 65535 is 128
+    Image.fromarray(np.full((16, 16), 32768, dtype=np.uint16)).save(folder / "deep16.tiff")
+    make_class_folder(tmp_path / "images", {"other": 4})
+    table = read(tmp_path / "images")
+    assert not table.skipped
+    decoded = {Path(p).name: table.pixels[row] for p, row in zip(table.paths, table.rows)}
+    for name, image in pixels.items():
+        np.testing.assert_array_equal(decoded[name], image)  # lossless, same size: exact
+    assert np.all(decoded["deep16.tiff"] == 128)
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_odd_images_become_uint8_arrays_of_the_right_shape(odd_folder: Path, channels: int):
     table = read(odd_folder, channels=channels)

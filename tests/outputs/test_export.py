@@ -25,11 +25,11 @@ from teacher_student.run_dir import RunDir
 # Its shared fixture is built once: every test of the module runs in one worker.
 pytestmark = pytest.mark.xdist_group("export")
 
-FORMATS = ("keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8")
+FORMATS = ("keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8", "onnx")
 EXPORTED_FILES = ("student_distilled.keras", "student_distilled_savedmodel/saved_model.pb",
                   "student_distilled_float32.tflite", "student_distilled_float16.tflite",
-                  "student_distilled_int8.tflite", "student_distilled_meta.json",
-                  "exports.csv", "exports.md")
+                  "student_distilled_int8.tflite", "student_distilled.onnx",
+                  "student_distilled_meta.json", "exports.csv", "exports.md")
 
 
 def trained_student(policy: PrecisionPolicy, images: np.ndarray,
@@ -83,7 +83,7 @@ def test_every_format_is_written_with_its_meta(tiny_run):
 
 def test_float_exports_match_keras(tiny_run):
     _, _, rows, _ = tiny_run
-    for name in ("keras", "savedmodel", "tflite_float32"):
+    for name in ("keras", "savedmodel", "tflite_float32", "onnx"):
         assert rows.loc[name, "agreement"] == 1.0, name
         assert rows.loc[name, "max_prob_diff"] < 1e-4, name
     assert rows.loc["tflite_float16", "agreement"] >= 0.99
@@ -119,7 +119,7 @@ def test_predict_classifies_good_files_and_reports_bad_ones(tiny_run, tmp_path, 
     folder = write_image_folder(tmp_path / "new", per_class=2)
     (folder / "class_1" / "broken.png").write_bytes(b"not an image")
     model = run_dir / "export" / "student_distilled_int8.tflite"
-    assert cli.main(["predict", str(model), str(folder), "--top", "2"]) == 0
+    assert cli.main(["predict", str(folder), "--model", str(model), "--top", "2"]) == 0
     out, err = capsys.readouterr()
     lines = [line.split("\t") for line in out.strip().splitlines()]
     assert len(lines) == 6
@@ -127,13 +127,22 @@ def test_predict_classifies_good_files_and_reports_bad_ones(tiny_run, tmp_path, 
         assert path.endswith(".png") and {first, second} <= {"class_0", "class_1", "class_2"}
         assert 1.0 >= float(p1) >= float(p2) >= 0.0
     assert "broken.png" in err and "cannot decode" in err
+    # beside the model, named after the folder: the same answers
+    written = pd.read_csv(model.parent / "predictions" / "new.csv")
+    assert list(written.columns) == ["path", "class", "probability", "class_2",
+                                     "probability_2"]
+    assert written.values.tolist() == [[path, first, pytest.approx(float(p1), abs=1e-4),
+                                        second, pytest.approx(float(p2), abs=1e-4)]
+                                       for path, first, p1, second, p2 in lines]
+    assert "6 predictions written to" in err and "1 images skipped" in err
 
 
-@pytest.mark.parametrize("name", ["student_distilled.keras", "student_distilled_savedmodel"])
-def test_predict_reads_keras_and_saved_model_alike(tiny_run, name, capsys):
+@pytest.mark.parametrize("name", ["student_distilled.keras", "student_distilled_savedmodel",
+                                  "student_distilled.onnx"])
+def test_predict_reads_keras_saved_model_and_onnx_alike(tiny_run, name, capsys):
     run_dir, _, _, _ = tiny_run
     image = next((run_dir.parent / "images" / "class_2").glob("*.png"))
-    assert cli.main(["predict", str(run_dir / "export" / name), str(image)]) == 0
+    assert cli.main(["predict", str(image), "--model", str(run_dir / "export" / name)]) == 0
     path, class_name, probability = capsys.readouterr().out.strip().split("\t")
     assert path == str(image) and class_name in {"class_0", "class_1", "class_2"}
     assert 0.0 < float(probability) <= 1.0
@@ -144,7 +153,7 @@ def test_predict_exits_2_when_nothing_could_be_classified(tiny_run, tmp_path, ca
     (tmp_path / "a.jpg").write_bytes(b"")
     (tmp_path / "b.png").write_text("text")
     model = run_dir / "export" / "student_distilled_float32.tflite"
-    assert cli.main(["predict", str(model), str(tmp_path)]) == 2
+    assert cli.main(["predict", str(tmp_path), "--model", str(model)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "a.jpg" in err and "b.png" in err
 
@@ -169,7 +178,7 @@ def test_a_damaged_export_is_an_error_naming_the_file(tiny_run, tmp_path, name, 
     shutil.copy(run_dir / "export" / "student_distilled_meta.json", tmp_path)
     damaged.write_bytes(damaged.read_bytes()[:500])
     image = next((run_dir.parent / "images" / "class_2").glob("*.png"))
-    assert cli.main(["predict", str(damaged), str(image)]) == 2
+    assert cli.main(["predict", str(image), "--model", str(damaged)]) == 2
     err = capsys.readouterr().err
     assert f"{damaged} cannot be read" in err and "Traceback" not in err
 
@@ -183,3 +192,82 @@ def test_a_damaged_run_model_is_refused_by_export_naming_it(tiny_run, tmp_path, 
     assert cli.main(["export", "--run-dir", str(copy)]) == 2
     assert f"{model} cannot be read" in capsys.readouterr().err
     assert not (copy / "export").exists()
+
+
+def test_predict_with_a_run_uses_its_exported_student_and_says_so(tiny_run, tmp_path, capsys):
+    run_dir, _, _, _ = tiny_run
+    folder = write_image_folder(tmp_path / "test_images", per_class=2)
+    out = tmp_path / "submission.csv"
+    assert cli.main(["predict", str(folder), "--run-dir", str(run_dir), "--out", str(out),
+                     "--top", "3"]) == 0
+    printed, err = capsys.readouterr()
+    assert printed == ""  # with --out, the file alone
+    assert f"predicting with {run_dir / 'export' / 'student_distilled.keras'}: the run's " \
+           "distilled student as exported" in err
+    written = pd.read_csv(out)
+    assert len(written) == 6 and written["path"].str.endswith(".png").all()
+    assert list(written.columns)[-2:] == ["class_3", "probability_3"]
+    assert (written["probability"] >= written["probability_2"]).all()
+    assert set(written["class"]) <= {"class_0", "class_1", "class_2"}
+
+
+def test_predict_with_a_run_without_exports_uses_its_own_student(tiny_run, tmp_path, capsys):
+    run_dir, _, _, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export", ".lock"))
+    image = next((run_dir.parent / "images" / "class_1").glob("*.png"))
+    assert cli.main(["predict", str(image), "--run-dir", str(copy)]) == 0
+    out, err = capsys.readouterr()
+    assert f"predicting with {copy / 'student_distilled.keras'}: the run's distilled student " \
+           "(`export` writes a float32 copy" in err
+    assert out.split("\t")[0] == str(image)
+    stem = image.stem
+    assert pd.read_csv(copy / "predictions" / f"{stem}.csv")["path"].tolist() == [str(image)]
+    # A run's .keras given as --model finds the run's classes and image size the same way.
+    assert cli.main(["predict", str(image), "--model", str(copy / "student_distilled.keras"),
+                     "--out", str(tmp_path / "one.csv")]) == 0
+    assert pd.read_csv(tmp_path / "one.csv").values.tolist() == \
+        pd.read_csv(copy / "predictions" / f"{stem}.csv").values.tolist()
+
+
+def test_predict_reads_a_csv_of_paths_in_its_order_and_names_the_missing(tiny_run, tmp_path,
+                                                                         capsys):
+    run_dir, _, _, _ = tiny_run
+    images = run_dir.parent / "images"
+    shutil.copytree(images, tmp_path / "images")
+    listed = ["images/class_2/0.png", "images/gone.png", "images/class_0/3.png"]
+    pd.DataFrame({"id": [7, 8, 9], "path": listed}).to_csv(tmp_path / "test.csv", index=False)
+    assert cli.main(["predict", str(tmp_path / "test.csv"), "--run-dir", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped images/gone.png: cannot read" in err
+    written = pd.read_csv(run_dir / "predictions" / "test.csv")
+    assert written["path"].tolist() == [listed[0], listed[2]]
+
+
+def test_predict_without_a_usable_model_or_input_says_what_to_give(tiny_run, tmp_path, capsys):
+    run_dir, _, _, _ = tiny_run
+    image = next((run_dir.parent / "images" / "class_1").glob("*.png"))
+    stray = tmp_path / "stray.keras"
+    shutil.copy(run_dir / "student_distilled.keras", stray)
+    assert cli.main(["predict", str(image), "--model", str(stray)]) == 2
+    assert "no *_meta.json beside it lists this file, and no run directory" in \
+        capsys.readouterr().err
+    assert cli.main(["predict", str(image), "--run-dir", str(tmp_path / "none")]) == 2
+    assert "holds no run (no config.yaml)" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_text("file,label\na.png,x\n")
+    assert cli.main(["predict", str(tmp_path / "bad.csv"), "--run-dir", str(run_dir)]) == 2
+    assert "needs a column 'path', has ['file', 'label']" in capsys.readouterr().err
+
+
+def test_without_the_onnx_converter_export_says_what_to_install(tiny_run, tmp_path, capsys,
+                                                                 monkeypatch):
+    _, _, _, (images, _) = tiny_run
+    monkeypatch.setattr(export, "missing_onnx_packages", lambda: ["tf2onnx"])
+    student = build_student(TINY_STUDENT, PrecisionPolicy("float32"))
+    records = export.export_model(student, tmp_path, "plain", ["a", "b", "c"], 32, 3,
+                                  images[:8])
+    assert "onnx" not in {record.format for record in records}
+    assert not list(tmp_path.glob("*.onnx"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "ONNX" in line]
+    assert lines == ["ONNX: not written, tf2onnx not installed here: pip install tf2onnx "
+                     "(Keras writes ONNX through tf2onnx on TensorFlow; onnxruntime checks it)"]

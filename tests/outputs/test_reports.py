@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from teacher_student.outputs import plots, reports
+from teacher_student.outputs import metrics, plots, reports
 
 # Its shared fixture is built once: every test of the module runs in one worker.
 pytestmark = pytest.mark.xdist_group("reports")
@@ -106,14 +106,6 @@ def test_predict_labels_accepts_one_hot_labels(
     np.testing.assert_array_equal(y_true, labels)
 
 
-def test_measure_latency_returns_positive_ms_per_image(model: keras.Model) -> None:
-    single = reports.measure_latency(model, IMAGE_SHAPE, repeats=5, warmup=1)
-    batched = reports.measure_latency(model, (None, *IMAGE_SHAPE), batch_size=4, repeats=5)
-
-    assert isinstance(single, float) and single > 0
-    assert isinstance(batched, float) and batched > 0
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -123,8 +115,9 @@ def test_evaluate_classifier_writes_files_and_consistent_metrics(
     images, labels = arrays
 
     model.save(tmp_path / "student.keras")
-    row = reports.evaluate_classifier("student", model, (images, labels), CLASS_NAMES, tmp_path,
-                                      tmp_path / "student.keras")
+    evaluation = reports.evaluate_classifier("student", model, (images, labels), CLASS_NAMES,
+                                             tmp_path, tmp_path / "student.keras")
+    row = evaluation.row
 
     confusion = tmp_path / "student_confusion.png"
     report = tmp_path / "student_classification_report.txt"
@@ -133,14 +126,21 @@ def test_evaluate_classifier_writes_files_and_consistent_metrics(
     assert all(name in report_text for name in CLASS_NAMES)
     assert "macro avg" in report_text
 
-    predictions = np.asarray(model(images, training=False)).argmax(axis=-1)
+    logits = np.asarray(model(images, training=False))
+    predictions = logits.argmax(axis=-1)
     assert row["model"] == "student"
     assert row["accuracy"] == pytest.approx(float(np.mean(predictions == labels)))
     assert 0.0 <= row["accuracy"] <= 1.0
     assert 0.0 <= row["macro_f1"] <= 1.0
     assert row["params"] == model.count_params() == 8 * 8 * 3 + 3
     assert row["size_mb"] > 0
-    assert row["latency_ms"] > 0
+    np.testing.assert_array_equal(evaluation.labels, labels)
+    np.testing.assert_allclose(evaluation.probabilities, metrics.softmax(logits), atol=1e-5)
+    assert row["ece"] == pytest.approx(
+        metrics.expected_calibration_error(evaluation.probabilities, labels))
+    mistakes = pd.read_csv(tmp_path / "student_top_confusions.csv")
+    assert mistakes["images"].sum() == np.sum(predictions != labels)
+    assert (tmp_path / "student_top_confusions.md").read_text().startswith("| true class")
 
 
 def test_evaluate_classifier_measures_size_of_given_model_file(
@@ -150,7 +150,7 @@ def test_evaluate_classifier_measures_size_of_given_model_file(
     model.save(model_path)
 
     row = reports.evaluate_classifier("tiny", model, arrays, CLASS_NAMES, tmp_path / "eval",
-                                      model_path=model_path)
+                                      model_path=model_path).row
 
     assert row["size_mb"] == pytest.approx(model_path.stat().st_size / (1024 * 1024))
 
@@ -169,10 +169,12 @@ def test_write_comparison_markdown_and_csv_agree(tmp_path: Path) -> None:
     markdown = reports.write_comparison(rows, tmp_path)
 
     lines = [cells(line) for line in markdown.splitlines()]
-    assert lines[0] == ["model", "accuracy", "balanced accuracy", "macro-F1", "params",
-                        "size (MB)", "latency (ms/img)"]
+    assert lines[0] == ["model", "accuracy", "balanced accuracy", "macro-F1", "ECE",
+                        "agrees with teacher", "KL from teacher", "params", "size (MB)",
+                        "CPU ms/img", "IQR", "TFLite CPU ms/img"]
     assert len(lines) == 2 + len(rows)  # header, separator, one line per model
-    assert lines[2] == ["teacher", "98.77%", "-", "0.9812", "1,234,567", "14.25", "3.500"]
+    assert lines[2] == ["teacher", "98.77%", "-", "0.9812", "-", "-", "-", "1,234,567",
+                        "14.25", "3.500", "-", "-"]
     assert lines[3][:2] == ["student", "95.00%"]
     assert (tmp_path / "comparison.md").read_text().strip() == markdown
 
@@ -187,7 +189,7 @@ def test_write_comparison_shows_missing_values_as_dash(tmp_path: Path) -> None:
     markdown = reports.write_comparison([{"model": "a|b", "accuracy": 0.5}], tmp_path)
 
     assert markdown.splitlines()[2].startswith("| a\\|b ")  # the "|" escaped, one cell
-    assert cells(markdown.splitlines()[2])[-6:] == ["50.00%", "-", "-", "-", "-", "-"]
+    assert cells(markdown.splitlines()[2])[1:] == ["50.00%"] + ["-"] * 10
 
 
 def cells(line: str) -> list[str]:
@@ -208,3 +210,16 @@ def test_the_comparison_shows_what_chance_is_on_an_imbalanced_test_split():
     assert model["accuracy"] == pytest.approx(0.7) and model["accuracy"] < chance["accuracy"]
     assert model["balanced_accuracy"] == pytest.approx((5 / 8 + 1 + 1) / 3)
     assert model["macro_f1"] > chance["macro_f1"]
+
+
+def test_the_comparison_names_the_cpu_of_its_latency_columns(tmp_path: Path) -> None:
+    rows = [{"model": "student", "accuracy": 0.9, "latency_ms": 0.4, "latency_iqr_ms": 0.02,
+             "tflite_latency_ms": 0.05, "latency_device": "AMD EPYC, 2 cores"}]
+    markdown = reports.write_comparison(rows, tmp_path)
+    assert cells(markdown.splitlines()[2])[-3:] == ["0.400", "0.020", "0.050"]
+    assert markdown.splitlines()[-1].startswith(
+        "CPU ms/img: latency per image, batch 1, one thread, on the CPU (AMD EPYC, 2 cores), "
+        "measured in a fresh process with no GPU visible")
+    assert (tmp_path / "accuracy_vs_latency.png").exists()
+    assert pd.read_csv(tmp_path / "comparison.csv")["latency_device"].tolist() == [
+        "AMD EPYC, 2 cores"]
