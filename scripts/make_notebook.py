@@ -239,19 +239,20 @@ def squeezed(name):
 
 def weights_kept(trunk):
     """Whether Keras' downloads hold a weights file of `trunk` (efficientnetb0_notop.h5 for
-    EfficientNetB0, mobilenet_v2_weights_...h5 for MobileNetV2)."""
+    EfficientNetB0, weights_mobilenet_v3_small_...h5 for MobileNetV3Small)."""
     return KERAS_DOWNLOADS.is_dir() and any(
-        squeezed(path.name).startswith(squeezed(trunk)) for path in KERAS_DOWNLOADS.iterdir())
+        squeezed(trunk) in squeezed(path.name) for path in KERAS_DOWNLOADS.iterdir())
 
 
-trunk = config.teacher.trunk
-if (trunk and config.teacher.trunk_weights == "imagenet" and not weights_kept(trunk)
-        and not online()):
-    raise Stop(f"no internet, and the teacher's trunk {trunk} starts from ImageNet weights "
-               "that Keras downloads: attach Keras' weights file for it as a dataset (for "
-               "EfficientNetB0 efficientnetb0_notop.h5, from storage.googleapis.com/"
-               "keras-applications/) and set IMAGENET_WEIGHTS to it, or turn the notebook's "
-               "internet on.")
+for model, part in (("teacher", config.teacher), ("student", config.student)):
+    if (part.trunk and part.trunk_weights == "imagenet" and not weights_kept(part.trunk)
+            and not online()):
+        raise Stop(f"no internet, and the {model}'s trunk {part.trunk} starts from ImageNet "
+                   "weights that Keras downloads: attach Keras' weights files as a dataset "
+                   "(for EfficientNetB0 efficientnetb0_notop.h5, for MobileNetV3Small "
+                   "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5, from "
+                   "storage.googleapis.com/keras-applications/ and .../mobilenet_v3/) and set "
+                   "IMAGENET_WEIGHTS to that folder, or turn the notebook's internet on.")
 '''
 
 TRAIN = '''\

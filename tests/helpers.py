@@ -13,7 +13,8 @@ from teacher_student.config import StudentConfig, TeacherConfig
 
 TINY_TEACHER = TeacherConfig(input_shape=(32, 32, 3), num_classes=3, widths=(8, 16, 24),
                              fusion_width=8, cbam_reduction=2)
-TINY_STUDENT = StudentConfig(input_shape=(32, 32, 3), num_classes=3, widths=(8, 16))
+TINY_STUDENT = StudentConfig(input_shape=(32, 32, 3), num_classes=3, widths=(8, 16),
+                             width_multiplier=1.0)
 
 
 def write_image_folder(root, classes: int = 3, per_class: int = 12, size: int = 20):

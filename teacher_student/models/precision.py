@@ -110,6 +110,8 @@ class PrecisionPolicy:
             if float32_outputs else set()
 
         def clone_layer(layer):
+            if _is_functional(layer):  # a nested trunk: its own layers under this policy too
+                return self.rebuild(layer)
             config = layer.get_config()
             if not isinstance(layer, layers.Layer):  # an op (`x + 3` in MobileNetV3): no dtype
                 return layer.__class__.from_config(config)
@@ -157,11 +159,18 @@ class PrecisionPolicy:
 
 
 def transfer_weights(source: keras.Model, target: keras.Model) -> None:
-    """Copies weights layer by layer, by name: the same model built under another policy has
-    extra cast layers, so its layer order, and the order of `get_weights()`, differ."""
+    """Copies weights layer by layer, by name, into nested models too: the same model built
+    under another policy has extra cast layers, so its layer order, and the order of
+    `get_weights()`, differ."""
     for layer in source.layers:
-        if layer.weights:
+        if _is_functional(layer):
+            transfer_weights(layer, target.get_layer(layer.name))
+        elif layer.weights:
             target.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+def _is_functional(layer) -> bool:
+    return isinstance(layer, keras.Model) and hasattr(layer, "outputs")
 
 
 def is_resize(layer) -> bool:

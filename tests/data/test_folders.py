@@ -118,9 +118,9 @@ def test_a_class_whose_every_file_is_unusable_is_named(tmp_path: Path):
 
 def test_a_class_of_files_that_are_not_images_is_named(tmp_path: Path):
     root = make_class_folder(tmp_path / "images", {"cat": 3, "dog": 3})
-    (root / "webp").mkdir()
-    (root / "webp" / "0.webp").write_bytes(b"RIFF")
-    with pytest.raises(DataError, match=r"class 'webp' has no usable image.*0\.webp: not an "
+    (root / "heic").mkdir()
+    (root / "heic" / "0.heic").write_bytes(b"ftypheic")
+    with pytest.raises(DataError, match=r"class 'heic' has no usable image.*0\.heic: not an "
                                         r"image extension"):
         read(root)
 
