@@ -1,5 +1,10 @@
 """Fixtures shared by every test: each precision policy, and a batch shaped like the pipeline's.
-Constants and helpers that tests import by name are in helpers.py."""
+Constants and helpers that tests import by name are in helpers.py.
+
+A module's costly fixture (a trained run, an executed notebook) is session-scoped and its
+module one xdist_group: pytest tears a module-scoped fixture down whenever the next test of its
+worker belongs to another module, and xdist's groups interleave modules on a worker, so a
+module-scoped one was built two or three times."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def snapshot(run) -> dict[str, str]:
             for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A teacher run on three classes, made once; tests distil into copies of it."""
     root = tmp_path_factory.mktemp("options")

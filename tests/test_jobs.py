@@ -26,7 +26,7 @@ pytestmark = pytest.mark.xdist_group("jobs")
 TINY = ["data.batch_size=4", "distill.epochs=2"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """One tiny run of both jobs, shared by the tests that read what it wrote."""
     root = tmp_path_factory.mktemp("job")

@@ -31,7 +31,7 @@ def argv(command: str, run, *more: str) -> list[str]:
     return [command, "--config", "tiny", *sets, "--run-dir", str(run), *more]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A run with a trained teacher and its images, made once; tests work on copies."""
     root = tmp_path_factory.mktemp("kept")

@@ -81,7 +81,7 @@ def printed(notebook: nbformat.NotebookNode) -> str:
     return "".join(output.text for output in outputs(notebook) if output.output_type == "stream")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("kaggle_working")
     first = execute(work)

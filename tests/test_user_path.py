@@ -50,7 +50,7 @@ def _environment() -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def user(tmp_path_factory):
     root = tmp_path_factory.mktemp("user")
     images = write_image_folder(root / "photos", per_class=20, size=24)

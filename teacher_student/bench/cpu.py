@@ -193,6 +193,9 @@ def _ratios(report: dict) -> list[dict]:
              rates[(name, epoch)] / keras_rate)
             for name in (pipeline.OURS_LIGHT, pipeline.OURS_PLAIN)
             for epoch in ("first", "cached")]
+    rows += [(f"pipeline, augmented alike: ours light, {epoch} epoch / Keras' loader and layers",
+              rates[(pipeline.OURS_LIGHT, epoch)] / rates[(pipeline.KERAS_LIGHT, epoch)])
+             for epoch in ("first", "cached")]
     latency = {(r["model"], r["runtime"], r["batch"]): r["ms_per_image"]
                for r in report["latency"]}
     for (model, runtime, batch), ms in latency.items():

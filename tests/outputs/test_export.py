@@ -44,7 +44,7 @@ def trained_student(policy: PrecisionPolicy, images: np.ndarray,
     return student
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A run directory as distill leaves it (config, split, trained student), then exported."""
     root = tmp_path_factory.mktemp("export")

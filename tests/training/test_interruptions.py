@@ -184,7 +184,7 @@ class Reference:
     optimizer_steps: tuple[int, ...]  # per teacher phase, at its end
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(tmp_path_factory) -> Reference:
     """One uninterrupted train-teacher run, shared by the module, and by the workers of
     pytest-xdist (under a lock: the first to arrive runs it, the others read its result)."""
