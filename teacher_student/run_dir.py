@@ -4,7 +4,7 @@
     split.csv            every image with its label and split (drawn once, kept by every job)
     split.csv.sha256     its digest: a split cut short is found, not used
     skipped_files.csv    every file that could not be used, and why
-    teacher/phase1_<name>/ ...   one `CheckpointDir` per teacher phase
+    teacher/phase1_<name>/ ...   one `CheckpointDir` per teacher phase (checkpoint_dir.py)
     student_distilled/, student_scratch/    the distillation's and the baseline's
     teacher.keras, student_distilled.keras, student_scratch.keras    the final models
     reports/             curves, confusion matrices, per-class reports, comparison table,
@@ -17,15 +17,6 @@
     .lock                held by the process training here (run_lock.py)
     workers/worker-N/    what a non-chief worker of a multi-host run writes
 
-A `CheckpointDir` (one phase) holds
-
-    resume/epoch-0003/   weights, optimizer state and progress after epoch 3 (and epoch 2's)
-    last.keras           the deployable model after the last finished epoch
-    best.keras           the deployable model of the best validation accuracy
-    history.csv          one row per finished epoch
-    done.json            written last: the phase is finished
-    set_aside/           what could not be read back, moved out of the way (`recover`)
-
 Every file is written under a temporary name and renamed into place, and a resume folder
 appears whole or not at all, so a kill at any moment leaves a consistent run. What a kill cannot
 explain (a disk that filled up, a copy between sessions cut short) is found by `recover`.
@@ -34,16 +25,21 @@ explain (a disk that filled up, a copy between sessions cut short) is found by `
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
-import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from teacher_student import atomic
+from teacher_student.checkpoint_dir import (  # noqa: F401 - what callers import from here
+    RESUME_PROGRESS,
+    RESUME_STATE,
+    CheckpointDir,
+    inside,
+    unreadable_model,
+)
 from teacher_student.errors import RunDirError
 
 # The run's models: each is saved as `<name>.keras`, and a student's checkpoint folder has its
@@ -52,150 +48,24 @@ TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED = "teacher", "student_scratch", "stu
 MODEL_NAMES = (TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED)
 SPLIT_COLUMNS = ["path", "label", "class_name", "split"]
 SPLITS = ("train", "val", "test")
-RESUME_STATE, RESUME_PROGRESS = "state.weights.h5", "progress.json"
-
-
-def _inside(name: str) -> property:
-    """A read-only attribute: the path `name` inside the folder."""
-    return property(lambda self: self.path / name, doc=f"`{name}` in this folder")
-
-
-@dataclass(frozen=True)
-class CheckpointDir:
-    """The folder of one training phase: its resume points, models, history and end mark."""
-
-    path: Path
-    last_model = _inside("last.keras")
-    best_model = _inside("best.keras")
-    history_file = _inside("history.csv")
-    tensorboard = _inside("tensorboard")
-    resume = _inside("resume")
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def is_done(self) -> bool:
-        return (self.path / "done.json").exists()
-
-    def mark_done(self, summary: Mapping) -> None:
-        atomic.write_json(self.path / "done.json", dict(summary))
-
-    def resume_points(self) -> list[Path]:
-        """Finished epochs' resume folders, oldest first."""
-        return sorted(self.resume.glob("epoch-*"))
-
-    def latest_resume_point(self) -> Path | None:
-        points = self.resume_points()
-        return points[-1] if points else None
-
-    def publish_resume_point(self, epoch: int, fill: Callable[[Path], object],
-                             keep: int = 1) -> Path:
-        """`fill(folder)` writes the resume point of `epoch`; older ones beyond `keep` go."""
-        final = self.resume / f"epoch-{epoch:04d}"
-        if final.exists():
-            shutil.rmtree(final)
-        atomic.publish_directory(fill, final)
-        for old in self.resume_points()[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
-
-    def write_history(self, rows: Sequence[Mapping]) -> None:
-        """`history.csv`: one row per epoch, `epoch` first, then the metrics by name."""
-        frame = pd.DataFrame(list(rows))
-        columns = ["epoch", *sorted(c for c in frame.columns if c != "epoch")]
-        atomic.write_csv(frame.reindex(columns=columns), self.history_file)
-
-    def read_history(self) -> pd.DataFrame:
-        return pd.read_csv(self.history_file) if self.history_file.exists() else pd.DataFrame()
-
-    def remove_leftovers(self) -> None:
-        """What a killed run left under temporary names."""
-        for folder in (self.path, self.resume):
-            if folder.exists():
-                atomic.remove_leftovers(folder)
-
-    def recover(self) -> list[str]:
-        """Removes leftovers and sets aside every checkpoint file that cannot be read back;
-        one line per file set aside.
-
-        An epoch's checkpoint is its resume point and `last.keras`: when either cannot be read,
-        the epoch is set aside whole and the run goes on from the resume point before it. An
-        unreadable `best.keras` is set aside too (training writes a new one after its next
-        epoch; a finished phase takes its last epoch's model instead).
-        """
-        self.remove_leftovers()
-        notes = []
-        points = self.resume_points()
-        while points and (why := _unreadable_resume_point(points[-1])):
-            notes.append(self._set_aside(points.pop(), why))
-        if self.last_model.exists() and (why := unreadable_model(self.last_model)):
-            notes.append(self._set_aside(self.last_model, why))
-            if points:
-                notes.append(self._set_aside(points.pop(), "its epoch's last.keras could "
-                                             "not be read"))
-        if self.best_model.exists() and (why := unreadable_model(self.best_model)):
-            notes.append(self._set_aside(self.best_model, why))
-        if self.is_done() and not self.best_model.exists() and self.last_model.exists():
-            shutil.copy2(self.last_model, self.best_model)
-            notes.append(f"{self.best_model}: the last epoch's model stands in for it")
-        return notes
-
-    def _set_aside(self, path: Path, why: str) -> str:
-        folder = self.path / "set_aside"
-        folder.mkdir(exist_ok=True)
-        target, copy = folder / path.name, 1
-        while target.exists():
-            copy += 1
-            target = folder / f"{path.name}-{copy}"
-        path.rename(target)
-        return f"{path} cannot be read ({why}); set aside as {target}"
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def unreadable_model(path: Path) -> str | None:
-    """Why a .keras file cannot be read back whole (every member's checksum), or None."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            broken = archive.testzip()
-            members = set(archive.namelist())
-    except (OSError, zipfile.BadZipFile) as err:
-        return f"{type(err).__name__}: {err}"
-    if broken:
-        return f"{broken} is damaged"
-    missing = {"config.json", "model.weights.h5"} - members
-    return f"{', '.join(sorted(missing))} missing" if missing else None
-
-
-def _unreadable_resume_point(folder: Path) -> str | None:
-    """Why a resume point cannot be read back whole (every array of its state), or None."""
-    import h5py
-
-    try:
-        json.loads((folder / RESUME_PROGRESS).read_text())
-        with h5py.File(folder / RESUME_STATE, "r") as state:
-            state.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset)
-                             else None)
-    except (OSError, ValueError, KeyError) as err:
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
 @dataclass(frozen=True)
 class RunDir:
     path: Path
-    config_file = _inside("config.yaml")
-    split_file = _inside("split.csv")
-    split_digest_file = _inside("split.csv.sha256")
-    skipped_file = _inside("skipped_files.csv")
-    reports = _inside("reports")
-    export_dir = _inside("export")
-    cache = _inside("cache")  # decoded images, when they are kept on disk
-    status_file = _inside("status.json")  # where the run is: phase, epoch, time left
-    preflight_file = _inside("preflight.json")  # what the preflight measured and chose
+    config_file = inside("config.yaml")
+    split_file = inside("split.csv")
+    split_digest_file = inside("split.csv.sha256")
+    skipped_file = inside("skipped_files.csv")
+    reports = inside("reports")
+    export_dir = inside("export")
+    cache = inside("cache")  # decoded images, when they are kept on disk
+    status_file = inside("status.json")  # where the run is: phase, epoch, time left
+    preflight_file = inside("preflight.json")  # what the preflight measured and chose
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
