@@ -26,13 +26,13 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# Two workers: most of the time goes to single-threaded XLA compiles. A module whose tests share
-# a costly fixture (a trained run, an executed notebook) is one xdist_group: built once, not per worker.
+# Two workers: most of the time goes to single-threaded XLA compiles. Each test module runs on one
+# worker (loadfile), so a module's costly fixture (a trained run, an executed notebook) is built once.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(PY) -m ruff check teacher_student tests scripts

@@ -1,10 +1,10 @@
 """Fixtures shared by every test: each precision policy, and a batch shaped like the pipeline's.
 Constants and helpers that tests import by name are in helpers.py.
 
-A module's costly fixture (a trained run, an executed notebook) is session-scoped and its
-module one xdist_group: pytest tears a module-scoped fixture down whenever the next test of its
-worker belongs to another module, and xdist's groups interleave modules on a worker, so a
-module-scoped one was built two or three times."""
+A module's costly fixture (a trained run, an executed notebook) is module-scoped: the suite runs
+with `--dist loadfile` (Makefile), so a module's tests run on one worker, one after another, and
+the fixture is built once (`loadgroup` with `xdist_group` marks split the groups over both
+workers in pytest-xdist 3.8, building each fixture twice)."""
 
 from __future__ import annotations
 

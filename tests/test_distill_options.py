@@ -14,9 +14,6 @@ from helpers import write_image_folder
 
 from teacher_student import cli
 
-# Its shared fixture is built once: every test of the module runs in one worker.
-pytestmark = pytest.mark.xdist_group("distill_options")
-
 SETTINGS = ["data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0", "distill.epochs=1"]
 
 
@@ -30,7 +27,7 @@ def snapshot(run) -> dict[str, str]:
             for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A teacher run on three classes, made once; tests distil into copies of it."""
     root = tmp_path_factory.mktemp("options")

@@ -20,13 +20,10 @@ from teacher_student.config import ConfigError
 from teacher_student.run_config import resolve_run_config
 from teacher_student.run_dir import RunDir
 
-# Its shared fixture is built once: every test of the module runs in one worker.
-pytestmark = pytest.mark.xdist_group("jobs")
-
 TINY = ["data.batch_size=4", "distill.epochs=2"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """One tiny run of both jobs, shared by the tests that read what it wrote."""
     root = tmp_path_factory.mktemp("job")

@@ -20,9 +20,6 @@ from PIL import Image
 from teacher_student import cli
 from teacher_student.run_dir import RunDir
 
-# Its shared fixture is built once: every test of the module runs in one worker.
-pytestmark = pytest.mark.xdist_group("kept_run")
-
 SETTINGS = ["data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0", "distill.epochs=1"]
 
 
@@ -31,7 +28,7 @@ def argv(command: str, run, *more: str) -> list[str]:
     return [command, "--config", "tiny", *sets, "--run-dir", str(run), *more]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A run with a trained teacher and its images, made once; tests work on copies."""
     root = tmp_path_factory.mktemp("kept")

@@ -16,9 +16,6 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-# Its shared fixture is built once: every test of the module runs in one worker.
-pytestmark = pytest.mark.xdist_group("notebook")
-
 ROOT = Path(__file__).resolve().parent.parent
 TENSORFLOW_LOG_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages", "WARNING:absl",
                            "WARNING:tensorflow")
@@ -81,7 +78,7 @@ def printed(notebook: nbformat.NotebookNode) -> str:
     return "".join(output.text for output in outputs(notebook) if output.output_type == "stream")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("kaggle_working")
     first = execute(work)
@@ -177,7 +174,7 @@ def test_without_internet_imagenet_weights_must_be_given(tmp_path, monkeypatch):
     assert "IMAGENET_WEIGHTS" in source
     (line,) = traceback
     assert line.startswith("STOPPED: no internet, and the teacher's trunk EfficientNetB0 starts "
-                           "from ImageNet weights") and "set IMAGENET_WEIGHTS to it" in line
+                           "from ImageNet weights") and "set IMAGENET_WEIGHTS to that folder" in line
 
 
 def test_a_stop_for_time_ends_the_cell_cleanly_and_shows_what_finished(runs, tmp_path):

@@ -15,9 +15,6 @@ import pandas as pd
 import pytest
 from helpers import write_image_folder
 
-# Its shared fixture is built once: every test of the module runs in one worker.
-pytestmark = pytest.mark.xdist_group("user_path")
-
 ROOT = Path(__file__).resolve().parent.parent
 # One short phase, one distillation epoch; photos are flipped.
 SETTINGS = ["phases.0.epochs=1", "phases.1.epochs=0", "phases.2.epochs=0", "distill.epochs=1",
@@ -50,7 +47,7 @@ def _environment() -> dict:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def user(tmp_path_factory):
     root = tmp_path_factory.mktemp("user")
     images = write_image_folder(root / "photos", per_class=20, size=24)

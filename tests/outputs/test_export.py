@@ -22,9 +22,6 @@ from teacher_student.models.student import build_student
 from teacher_student.outputs import export, predict, reports
 from teacher_student.run_dir import RunDir
 
-# Its shared fixture is built once: every test of the module runs in one worker.
-pytestmark = pytest.mark.xdist_group("export")
-
 FORMATS = ("keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8", "onnx")
 EXPORTED_FILES = ("student_distilled.keras", "student_distilled_savedmodel/saved_model.pb",
                   "student_distilled_float32.tflite", "student_distilled_float16.tflite",
@@ -44,7 +41,7 @@ def trained_student(policy: PrecisionPolicy, images: np.ndarray,
     return student
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A run directory as distill leaves it (config, split, trained student), then exported."""
     root = tmp_path_factory.mktemp("export")

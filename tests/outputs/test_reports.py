@@ -11,9 +11,6 @@ import pytest
 
 from teacher_student.outputs import metrics, plots, reports
 
-# Its shared fixture is built once: every test of the module runs in one worker.
-pytestmark = pytest.mark.xdist_group("reports")
-
 PNG_MAGIC = b"\x89PNG"
 CLASS_NAMES = ["zero", "one", "two"]
 IMAGE_SHAPE = (8, 8, 1)

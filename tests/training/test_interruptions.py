@@ -29,9 +29,6 @@ import pandas as pd
 import pytest
 from helpers import write_image_folder
 
-# Its shared fixture is built once: every test of the module runs in one worker.
-pytestmark = pytest.mark.xdist_group("interruptions")
-
 PHASES = ("phase1_warmup", "phase2_main", "phase3_finetune")
 PHASE_NAMES = ("warmup", "main", "finetune")
 EPOCHS = 3  # in every teacher phase: an epoch to kill in, and one after the resumed one
@@ -184,7 +181,7 @@ class Reference:
     optimizer_steps: tuple[int, ...]  # per teacher phase, at its end
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Reference:
     """One uninterrupted train-teacher run, shared by the module, and by the workers of
     pytest-xdist (under a lock: the first to arrive runs it, the others read its result)."""
