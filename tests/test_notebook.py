@@ -174,7 +174,8 @@ def test_without_internet_imagenet_weights_must_be_given(tmp_path, monkeypatch):
     assert "IMAGENET_WEIGHTS" in source
     (line,) = traceback
     assert line.startswith("STOPPED: no internet, and the teacher's trunk EfficientNetB0 starts "
-                           "from ImageNet weights") and "set IMAGENET_WEIGHTS to that folder" in line
+                           "from ImageNet weights")
+    assert "set IMAGENET_WEIGHTS to that folder" in line
 
 
 def test_a_stop_for_time_ends_the_cell_cleanly_and_shows_what_finished(runs, tmp_path):
