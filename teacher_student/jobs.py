@@ -127,8 +127,10 @@ def prepare(config: Config, run_dir: RunDir,
     run_dir.check_writable()
     config = resolve_run_config(config, run_dir)
     global_batch = config.data.batch_size * distribution.replicas
+    distills = distilled and STUDENT_DISTILLED in models
     inputs = prepare_inputs(config.data, run_dir, global_batch, distribution.replicas,
-                            distribution.batches_to_device)
+                            distribution.batches_to_device,
+                            config.distill.unlabeled if distills else None)
     resolved = config.with_dataset(len(inputs.class_names))
     policy, why = resolve(resolved.precision)
     jit_compile, why_xla = distribute.choose_jit_compile(resolved.jit_compile, distribution)
@@ -138,7 +140,8 @@ def prepare(config: Config, run_dir: RunDir,
     budget = None if config.time_budget is None else parse_duration(config.time_budget)
     plan = tuple(plan_steps(with_data_flip(scaled_for_replicas(resolved, distribution.replicas)),
                             run_dir, distilled))
-    data = TrainingData(inputs.train, inputs.val, config.data.seed, config.steps_per_execution)
+    data = TrainingData(inputs.train, inputs.val, config.data.seed, config.steps_per_execution,
+                        inputs.train_with_unlabeled)
     return Job(resolved, policy, data, inputs, distribution, run_dir, jit_compile, plan,
                tuple(step for step in plan if step.produces in models),
                Timekeeper(plan, run_dir.status_file, budget, started),
@@ -244,7 +247,7 @@ def _compare(job: Job) -> list[dict]:
     rows = [{**row, **cpu.columns(paths[row["model"]])}
             for row in reports.with_teacher_agreement(evaluations, TEACHER)]
     rows.append(reports.chance_row(labels, len(job.class_names)))
-    reports.write_comparison(rows, job.run_dir.reports)
+    reports.write_comparison(rows, job.run_dir.reports, _notes(job, names))
     model_plots.plot_reliability(
         {name: metrics.reliability(e.probabilities, e.labels) for name, e in evaluations.items()},
         job.run_dir.reports / "reliability.png")
@@ -255,6 +258,17 @@ def _compare(job: Job) -> list[dict]:
         plots.plot_student_curves(students, teacher.row["accuracy"] if teacher else None,
                                   job.run_dir.reports / "student_curves.png")
     return rows
+
+
+def _notes(job: Job, names: Sequence[str]) -> list[str]:
+    """What the comparison's table cannot show: the unlabeled images a student learnt from."""
+    unlabeled = job.run_dir.unlabeled_count()
+    if STUDENT_DISTILLED not in names or unlabeled is None:
+        return []
+    labeled = len(job.inputs.splits["train"].paths)
+    return [f"{STUDENT_DISTILLED} learnt from the {labeled:,} labeled training images and "
+            f"{unlabeled:,} unlabeled ones ({job.config.distill.unlabeled}, listed in "
+            f"{job.run_dir.unlabeled_file.name}); the other models from the labeled ones alone."]
 
 
 def _evaluate_saved(job: Job, name: str) -> reports.Evaluation:

@@ -4,6 +4,8 @@
     split.csv            every image with its label and split (drawn once, kept by every job)
     split.csv.sha256     its digest: a split cut short is found, not used
     skipped_files.csv    every file that could not be used, and why
+    unlabeled.csv        the unlabeled images the distillation learnt from (distill.unlabeled)
+    skipped_unlabeled.csv    those that could not be used, and why
     teacher/phase1_<name>/ ...   one `CheckpointDir` per teacher phase (checkpoint_dir.py)
     student_distilled/, student_scratch/    the distillation's and the baseline's
     teacher.keras, student_distilled.keras, student_scratch.keras    the final models
@@ -61,6 +63,8 @@ class RunDir:
     split_file = inside("split.csv")
     split_digest_file = inside("split.csv.sha256")
     skipped_file = inside("skipped_files.csv")
+    unlabeled_file = inside("unlabeled.csv")
+    skipped_unlabeled_file = inside("skipped_unlabeled.csv")
     reports = inside("reports")
     export_dir = inside("export")
     cache = inside("cache")  # decoded images, when they are kept on disk
@@ -172,10 +176,23 @@ class RunDir:
         by_label = self.read_split().drop_duplicates("label").sort_values("label")
         return [str(name) for name in by_label["class_name"]]
 
-    def write_skipped(self, skipped: Sequence[tuple[str, str]]) -> None:
-        """`skipped_files.csv`: `path,reason` of every file that was found but not used."""
+    def write_skipped(self, skipped: Sequence[tuple[str, str]], unlabeled: bool = False) -> None:
+        """`skipped_files.csv` (`skipped_unlabeled.csv` of the unlabeled images):
+        `path,reason` of every file that was found but not used."""
         atomic.write_csv(pd.DataFrame(list(skipped), columns=["path", "reason"]),
-                         self.skipped_file)
+                         self.skipped_unlabeled_file if unlabeled else self.skipped_file)
+
+    def write_unlabeled(self, used: Sequence[str], skipped: Sequence[tuple[str, str]]) -> None:
+        """`unlabeled.csv` (`path`) and `skipped_unlabeled.csv`: the unlabeled images of the
+        latest distillation job."""
+        atomic.write_csv(pd.DataFrame({"path": list(used)}), self.unlabeled_file)
+        self.write_skipped(skipped, unlabeled=True)
+
+    def unlabeled_count(self) -> int | None:
+        """How many unlabeled images the distillation learnt from; None: it had none."""
+        if not self.unlabeled_file.exists():
+            return None
+        return len(pd.read_csv(self.unlabeled_file))
 
     def write_preflight(self, record: Mapping) -> None:
         atomic.write_json(self.preflight_file, dict(record))

@@ -97,3 +97,44 @@ def test_students_stop_alike_when_validation_stops_improving(trained, run):
         history = pd.read_csv(run / student / "history.csv")
         assert history["epoch"].tolist() == [1, 2, 3], student
         assert (run / student / "done.json").exists()
+
+
+def _optimizer_steps(folder) -> int:
+    """The optimizer's step counter in the student's last resume point."""
+    import h5py
+
+    (point, *_) = sorted((folder / "resume").glob("epoch-*"), reverse=True)
+    with h5py.File(point / "state.weights.h5", "r") as state:
+        return int(state["optimizer"]["vars"]["0"][()])
+
+
+def test_unlabeled_images_are_shuffled_into_the_distillation_alone(trained, run, tmp_path,
+                                                                    capsys):
+    images, _ = trained
+    unlabeled = write_image_folder(tmp_path / "test_folder", per_class=4)  # 12, no labels read
+    (unlabeled / "notes.txt").write_text("not an image")
+    assert cli.main(argv("distill", run, images, f"distill.unlabeled={unlabeled}")) == 0
+    out = capsys.readouterr().out
+    assert f"unlabeled images {unlabeled}: 12 used, 1 skipped" in out
+    assert f"with the unlabeled images of {unlabeled}" in out
+    skipped = pd.read_csv(run / "skipped_unlabeled.csv")
+    assert skipped["path"].str.endswith("notes.txt").tolist() == [True]
+    assert len(pd.read_csv(run / "unlabeled.csv")) == 12
+    assert "and 12 unlabeled ones" in (run / "reports" / "comparison.md").read_text()
+    split = pd.read_csv(run / "split.csv")
+    train = int((split["split"] == "train").sum())
+    # One epoch: the distilled student steps over both, the baseline over the labeled alone.
+    assert _optimizer_steps(run / "student_distilled") == (train + 12) // 4
+    assert _optimizer_steps(run / "student_scratch") == train // 4
+
+
+def test_unlabeled_images_of_the_labeled_set_or_none_usable_are_refused(trained, run,
+                                                                       tmp_path, capsys):
+    images, _ = trained
+    before = snapshot(run)
+    # The labeled folder itself: every file is one of the run's labeled images.
+    assert cli.main(argv("distill", run, images, f"distill.unlabeled={images}")) == 2
+    err = capsys.readouterr().err
+    assert f"distill.unlabeled: {images}: no usable image; 36 entries skipped" in err
+    assert "one of the run's labeled images" in err
+    assert snapshot(run) == before

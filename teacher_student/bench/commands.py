@@ -60,10 +60,11 @@ def bench_distill(args) -> int:
     if args.jobs > 1:
         frame = distill.run_in_processes(args.data, args.seeds, args.variants, Path(args.out),
                                          args.config, args.set, args.jobs, args.students,
-                                         args.teachers)
+                                         args.teachers, args.unlabeled)
     else:
         frame = distill.run(args.data, args.seeds, args.variants, Path(args.out), args.config,
-                            args.set, args.students, args.teachers, args.only_teacher)
+                            args.set, args.students, args.teachers, args.only_teacher,
+                            args.unlabeled)
         if args.only_teacher is not None:
             return 0
     print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n"
@@ -158,6 +159,10 @@ def add_bench_commands(commands) -> None:
     gain.add_argument("--teachers", type=int, default=1,
                       help="teachers per seed, on its split, for the *-ensemble variants")
     gain.add_argument("--only-teacher", type=int, help=argparse.SUPPRESS)  # --jobs' processes
+    gain.add_argument("--unlabeled", type=float, metavar="SHARE",
+                      help="drop the labels of this share of each seed's training images "
+                           "(0.75): every model learns from the rest, the distilled students "
+                           "from the unlabeled images too")
     gain.set_defaults(run=bench_distill)
     frontier = kinds.add_parser("frontier", help="the students of `bench distill --students`: "
                                 "accuracy from scratch and distilled against CPU latency "

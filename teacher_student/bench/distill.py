@@ -1,7 +1,7 @@
 """Does distillation beat training the student alone, and by how much of the teacher's lead?
 
     python -m teacher_student bench distill --data mnist --seeds 0 1 2 --out runs/distill \
-        [--students 1 2 MobileNetV3Small] [--teachers 3]
+        [--students 1 2 MobileNetV3Small] [--teachers 3] [--unlabeled 0.75]
 
 Per seed (which re-splits the data and re-initialises every model): the teacher is trained
 once (with `--teachers N`, N teachers on the same split, of other initial weights, for the
@@ -13,7 +13,9 @@ trained, nor the images decoded, again. All student runs share the augmentation,
 schedule; a method is compared with the baseline of its own mixing and student. Each run writes
 its `result.csv` when it is done, so runs can go in parallel processes sharing `--out` (`--jobs
 N`: N processes at a time, the first seed's runs first, each logging to its run's
-`bench.log`), and a rerun skips them.
+`bench.log`), and a rerun skips them. With `--unlabeled SHARE`, that share of each seed's
+training images loses its labels (unlabeled.py): every model learns from the labeled rest, and
+the distilled students from the unlabeled images too (`distill.unlabeled`).
 The table: per variant, test accuracy mean and standard deviation over the seeds, the gain
 over its baseline paired by seed and the share of the teacher-scratch gap closed,
 (variant - scratch) / (teacher - scratch), in `distillation.md` with every run in
@@ -35,6 +37,7 @@ import pandas as pd
 from teacher_student import atomic, jobs
 from teacher_student import config as config_module
 from teacher_student.bench import DISTILL_VARIANTS as VARIANTS
+from teacher_student.bench.unlabeled import split_off_unlabeled
 from teacher_student.run_dir import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
 from teacher_student.tables import markdown_table
 
@@ -47,15 +50,17 @@ DEFAULT_STUDENT = "default"  # the config's own student
 def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
         config: str | None = None, overrides: Sequence[str] = (),
         students: Sequence[str] = (DEFAULT_STUDENT,), teachers: int = 1,
-        only_teacher: int | None = None) -> pd.DataFrame:
+        only_teacher: int | None = None, unlabeled: float | None = None) -> pd.DataFrame:
     """Every (seed, variant, student) run not done yet, then the results of all of them.
-    `only_teacher`: train that teacher of each seed (0: the first), nothing else."""
+    `only_teacher`: train that teacher of each seed (0: the first), nothing else.
+    `unlabeled`: the share of the training images whose labels are dropped (unlabeled.py)."""
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise config_module.ConfigError(f"bench distill: unknown variant {unknown[0]!r} "
                                         f"(known: {', '.join(VARIANTS)})")
     for seed in seeds:
-        base = [f"data.source={data}", f"data.seed={seed}", *overrides]
+        base = [*_data(data, seed, unlabeled, out, config, overrides), f"data.seed={seed}",
+                *overrides]
         if only_teacher is not None:
             _trained_teacher(out, seed, only_teacher, config, base)
             continue
@@ -80,6 +85,20 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
     atomic.write_csv(frame, out / "distillation.csv")
     atomic.write_text(out / "distillation.md", format_table(frame) + "\n")
     return frame
+
+
+def _data(data: str, seed: int, unlabeled: float | None, out: Path, config: str | None,
+          overrides: Sequence[str]) -> list[str]:
+    """The seed's data settings: the source, or its labeled part and its unlabeled images."""
+    if unlabeled is None:
+        return [f"data.source={data}"]
+    if not 0 < unlabeled < 1:
+        raise config_module.ConfigError(f"bench distill --unlabeled: a share in (0, 1), got "
+                                        f"{unlabeled}")
+    fractions = config_module.load(config, overrides).data
+    labeled, images = split_off_unlabeled(data, unlabeled, seed, out / f"seed{seed}" / "data",
+                                          fractions.val_fraction, fractions.test_fraction)
+    return [f"data.source={labeled.resolve()}", f"distill.unlabeled={images.resolve()}"]
 
 
 def run_name(variant: str, student: str) -> str:
@@ -142,7 +161,7 @@ def _ensemble_override(name: str, teacher_runs: Sequence[RunDir]) -> list[str]:
 def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
                      config: str | None, overrides: Sequence[str], jobs: int,
                      students: Sequence[str] = (DEFAULT_STUDENT,),
-                     teachers: int = 1) -> pd.DataFrame:
+                     teachers: int = 1, unlabeled: float | None = None) -> pd.DataFrame:
     """`run`, split into one process per run, `jobs` at a time, spread over the GPUs: every
     seed's first teacher, then its other teachers and the runs that need one teacher, then the
     ensembles. Processes sharing a GPU allocate its memory as they need it, not most of it up
@@ -163,6 +182,7 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
         else:
             command += ["--only-teacher", str(what)]
         command += ["--config", config] if config else []
+        command += ["--unlabeled", str(unlabeled)] if unlabeled is not None else []
         command += [part for override in overrides for part in ("--set", override)]
         environment = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
                        "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
@@ -174,6 +194,8 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
         if done.returncode:
             raise RuntimeError(f"bench distill: seed {seed} {folder} failed, see {log}")
 
+    for seed in seeds:  # the data first, once, before processes share it
+        _data(data, seed, unlabeled, out, config, overrides)
     runs = [run_name(name, student) for student in students for name in variants]
     single = [name for name in runs if not name.split("@")[0].endswith("ensemble")]
     stages = ([(seed, 0) for seed in seeds],
@@ -184,7 +206,8 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
         for stage in stages:
             for future in [pool.submit(one, task) for task in enumerate(stage)]:
                 future.result()
-    return run(data, seeds, variants, out, config, overrides, students, teachers)
+    return run(data, seeds, variants, out, config, overrides, students, teachers,
+               unlabeled=unlabeled)
 
 
 def _student_of(name: str, students: Sequence[str]) -> str:

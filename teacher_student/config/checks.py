@@ -138,6 +138,8 @@ CHECKS: dict[str, Any] = {
     "distill.feature_weight": _positive,
     "distill.mix": _one_of(MIXES),
     "distill.early_stopping_patience": _non_negative,
+    "distill.unlabeled": lambda v: None if v.strip() else
+    "must name a folder of images, a .csv or a .npz file, or be null",
 }
 
 

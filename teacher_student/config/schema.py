@@ -119,6 +119,10 @@ class DistillConfig:
     # the same classes and input, averaged in probability at the temperature; empty: the
     # run's own teacher
     teachers: tuple[str, ...] = ()
+    # Images without labels to distil on too: a folder of images (any layout), a CSV with a
+    # `path` column or a .npz of `images`. Shuffled in with the training images; the teacher
+    # terms cover them, the label loss does not. null: none
+    unlabeled: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import keras
 import numpy as np
 
+UNLABELED = -1  # the label of an image without one (distill.unlabeled): no label loss
+
 
 class Batches(keras.utils.PyDataset):
     """(uint8 images [B, H, W, C], int32 labels [B]) or, with `class_weights`, also float32
-    sample weights [B]. Training batches (`shuffle=True`) drop a ragged last batch: a compiled
-    step then keeps one shape, and BatchNorm never sees a batch of one."""
+    sample weights [B] (1 for an UNLABELED image). Training batches (`shuffle=True`) drop a
+    ragged last batch: a compiled step then keeps one shape, and BatchNorm never sees a batch of
+    one."""
 
     def __init__(self, pixels: np.ndarray, rows: Sequence[int], labels: Sequence[int],
                  batch_size: int, *, shuffle: bool = False, seed: int = 0,
@@ -31,7 +34,8 @@ class Batches(keras.utils.PyDataset):
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int32)
         self.weights = None if class_weights is None else \
-            np.asarray([class_weights[int(y)] for y in self.labels], dtype=np.float32)
+            np.asarray([1.0 if y == UNLABELED else class_weights[int(y)] for y in self.labels],
+                       dtype=np.float32)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -84,6 +88,25 @@ class Batches(keras.utils.PyDataset):
 
             return jax.device_put(batch)
         return batch
+
+
+class StackedPixels:
+    """Two image arrays read as one, the rows of `second` after those of `first`, without
+    copying either (the labeled images' cache and the unlabeled images' one)."""
+
+    def __init__(self, first: np.ndarray, second: np.ndarray):
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.asarray(rows)
+        images = np.empty((len(rows), *self.first.shape[1:]), dtype=self.first.dtype)
+        in_first = rows < len(self.first)
+        images[in_first] = self.first[rows[in_first]]
+        images[~in_first] = self.second[rows[~in_first] - len(self.first)]
+        return images
 
 
 class FollowEpochs(keras.callbacks.Callback):

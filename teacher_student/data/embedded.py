@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from teacher_student import atomic
-from teacher_student.data.npz import load_npz
+from teacher_student.data.npz import load_npz, load_npz_images
 
 # -> (uint8 images [N, H, W] or [N, H, W, 3], labels [N]: each image's class, a folder name)
 Loader = Callable[[], tuple[np.ndarray, np.ndarray]]
@@ -76,6 +76,14 @@ def materialize_npz(path: Path, root: Path) -> Path:
     images, labels = load_npz(path)
     return _write_once(Path(root) / f"{Path(path).stem}-{_npz_digest(path)}",
                        lambda: (images, labels))
+
+
+def materialize_npz_images(path: Path, root: Path) -> Path:
+    """An image folder holding the images of a `.npz` of unlabeled images, as
+    `materialize_npz` writes one (in a single folder named `unlabeled`)."""
+    images = load_npz_images(path)
+    return _write_once(Path(root) / f"{Path(path).stem}-{_npz_digest(path)}-unlabeled",
+                       lambda: (images, np.full(len(images), "unlabeled")))
 
 
 def _npz_digest(path: Path) -> str:

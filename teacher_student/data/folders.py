@@ -112,7 +112,7 @@ def _loose_files(folder: Path) -> list[tuple[str, str]]:
 
 
 def _add_class_folder(folder: Path, split: str | None, scan: FolderScan) -> None:
-    files = _files_under(folder, scan.skipped)
+    files = files_under(folder, scan.skipped)
     if not files:
         scan.skipped.append((str(folder), "empty class folder"))
     for path in files:
@@ -121,7 +121,7 @@ def _add_class_folder(folder: Path, split: str | None, scan: FolderScan) -> None
                                          None if extension_ok else "not an image extension"))
 
 
-def _files_under(folder: Path, skipped: list[tuple[str, str]]) -> list[Path]:
+def files_under(folder: Path, skipped: list[tuple[str, str]]) -> list[Path]:
     """The files under `folder`, in order; hidden and system folders are not entered, and
     hidden files (`.DS_Store`) are left out."""
     files = []

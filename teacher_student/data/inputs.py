@@ -3,12 +3,14 @@ and served as training, validation and test batches."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from teacher_student.config import DataConfig
-from teacher_student.data.batches import Batches
+from teacher_student.data.batches import UNLABELED, Batches, StackedPixels
 from teacher_student.data.sources import Decoding, ImageTable, read_source
 from teacher_student.data.splits import Split, class_weights, keep_recorded_split, split_table
+from teacher_student.data.unlabeled import UnlabeledImages, read_unlabeled
 from teacher_student.errors import DataError
 from teacher_student.run_dir import RunDir
 
@@ -24,17 +26,26 @@ class Inputs:
     splits: dict[str, Split]
     skipped: tuple[tuple[str, str], ...]  # (path, reason) of every file found but not used
     drawn: bool  # the split was drawn now (the run's first job): it is recorded once it starts
+    # The training images and the unlabeled ones (distill.unlabeled), shuffled together: what
+    # the distillation trains on when the config lists unlabeled images
+    train_with_unlabeled: Batches | None = None
+    unlabeled: UnlabeledImages | None = None
 
     def record(self, run_dir: RunDir) -> None:
-        """`split.csv` and `skipped_files.csv`, when the split was drawn now; a later job of
-        the run keeps them as they are."""
+        """`split.csv` and `skipped_files.csv`, when the split was drawn now (a later job of
+        the run keeps them as they are); `unlabeled.csv` and `skipped_unlabeled.csv` of the
+        job's unlabeled images."""
         if self.drawn:
             run_dir.write_skipped(self.skipped)
             run_dir.write_split(self.splits, self.class_names)
+        if self.unlabeled is not None:
+            run_dir.write_unlabeled(self.unlabeled.paths, self.unlabeled.skipped)
 
 
 def prepare_inputs(settings: DataConfig, run_dir: RunDir, global_batch: int,
-                   replicas: int = 1, to_device: bool = False) -> Inputs:
+                   replicas: int = 1, to_device: bool = False,
+                   unlabeled_source: str | None = None) -> Inputs:
+    """`unlabeled_source`: the images without labels to read too (distill.unlabeled)."""
     recorded = run_dir.recorded_split()
     decoding = Decoding(settings.image_size, settings.channels, settings.cache, run_dir.cache)
     table = read_source(settings.source, decoding)
@@ -66,9 +77,30 @@ def prepare_inputs(settings: DataConfig, run_dir: RunDir, global_batch: int,
 
     weights = (class_weights(splits["train"].labels, len(class_names))
                if settings.class_weights else None)
-    return Inputs(batches("train", shuffle=True, seed=settings.seed, class_weights=weights),
-                  batches("val"), batches("test"), class_names, splits, table.skipped,
-                  drawn=recorded is None)
+    train = batches("train", shuffle=True, seed=settings.seed, class_weights=weights)
+    inputs = Inputs(train, batches("val"), batches("test"), class_names, splits,
+                    table.skipped, drawn=recorded is None)
+    if unlabeled_source is None:
+        return inputs
+    unlabeled = read_unlabeled(unlabeled_source, decoding, table.paths)
+    _print_unlabeled(unlabeled)
+    labeled = splits["train"]
+    return dataclasses.replace(inputs, unlabeled=unlabeled, train_with_unlabeled=Batches(
+        StackedPixels(table.pixels, unlabeled.pixels),
+        [*labeled.rows, *(len(table.pixels) + row for row in unlabeled.rows)],
+        [*labeled.labels, *[UNLABELED] * len(unlabeled)], global_batch, shuffle=True,
+        seed=settings.seed, class_weights=weights, to_device=to_device,
+        drop_remainder=True if replicas > 1 else None))
+
+
+def _print_unlabeled(unlabeled: UnlabeledImages) -> None:
+    print(f"unlabeled images {unlabeled.source}: {len(unlabeled)} used"
+          + (f", {len(unlabeled.skipped)} skipped (listed in skipped_unlabeled.csv):"
+             if unlabeled.skipped else ""))
+    for path, reason in unlabeled.skipped[:SHOWN]:
+        print(f"  {path}: {reason}")
+    if len(unlabeled.skipped) > SHOWN:
+        print(f"  and {len(unlabeled.skipped) - SHOWN} more")
 
 
 def _kept_split(table: ImageTable, recorded, run_dir: RunDir):

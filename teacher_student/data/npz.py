@@ -28,17 +28,22 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, _checked_labels(path, arrays["labels"], len(images))
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+def load_npz_images(path: Path) -> np.ndarray:
+    """The `images` of a `.npz` of unlabeled images (any `labels` are not read)."""
+    return _checked_images(path, _read_arrays(path, keys=("images",))["images"])
+
+
+def _read_arrays(path: Path, keys: tuple[str, ...] = KEYS) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):  # a text file, a single .npy, a download cut short
         raise DataError(f"{path}: not a .npz file (numpy.savez writes one: "
                         "numpy.savez(path, images=..., labels=...))")
     with np.load(path, allow_pickle=False) as arrays:
-        missing = set(KEYS) - set(arrays.files)
+        missing = set(keys) - set(arrays.files)
         if missing:
-            raise DataError(f"{path}: needs arrays 'images' and 'labels', has "
-                            f"{sorted(arrays.files)}")
+            raise DataError(f"{path}: needs arrays " + " and ".join(f"'{k}'" for k in keys)
+                            + f", has {sorted(arrays.files)}")
         loaded = {}
-        for key in KEYS:
+        for key in keys:
             try:
                 loaded[key] = arrays[key]
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:

@@ -203,15 +203,16 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return table
 
 
-def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> str:
-    """Write `comparison.csv`, `comparison.md` and `accuracy_vs_latency.png` in `out_dir`;
-    return the Markdown table."""
+def write_comparison(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike,
+                     notes: Sequence[str] = ()) -> str:
+    """Write `comparison.csv`, `comparison.md` (with `notes` below the table) and
+    `accuracy_vs_latency.png` in `out_dir`; return the Markdown table."""
     out_dir = Path(out_dir)
     frame = pd.DataFrame(list(rows))
     known = [key for key, _, _ in COMPARISON_COLUMNS if key in frame.columns]
     frame = frame[known + [column for column in frame.columns if column not in known]]
     atomic.write_csv(frame, out_dir / "comparison.csv")
-    table = comparison_table(rows)
+    table = "\n\n".join([comparison_table(rows), *notes])
     atomic.write_text(out_dir / "comparison.md", table + "\n")
     device = next((row["latency_device"] for row in rows
                    if isinstance(row.get("latency_device"), str)), None)

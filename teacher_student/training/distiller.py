@@ -4,8 +4,9 @@
 
 A `Trainee` whose `call` (in training) augments and mixes the batch once and shows the result
 to both the student and the teacher (Beyer et al., CVPR 2022: "a good teacher is patient and
-consistent"); the teacher runs in inference mode, gradient-stopped. Evaluation skips the
-teacher and reports the student alone. The methods (`METHODS`, by name) are small classes made
+consistent"); the teacher runs in inference mode, gradient-stopped. Images without a label
+(distill.unlabeled; a negative label in the batch) get the teacher terms alone. Evaluation skips
+the teacher and reports the student alone. The methods (`METHODS`, by name) are small classes made
 from the config that compute their terms from the logits; `feature` also gets the two feature
 maps, the student's mapped to the teacher's channels (and size) by a learned 1x1 convolution
 adapter that trains with the student, is saved in the training checkpoints, and is not part of
@@ -130,8 +131,9 @@ class Distiller(Trainee):
         self.student = student
         self.label_loss_tracker = keras.metrics.Mean(name="label_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
-        # How often the teacher is right on the batches it teaches: near 1, its soft targets
-        # say little beyond the labels; well below its test accuracy, something is wrong.
+        # How often the teacher is right on the labeled images it teaches: near 1, its soft
+        # targets say little beyond the labels; well below its test accuracy, something is
+        # wrong.
         self.teacher_accuracy = keras.metrics.Mean(name="teacher_accuracy")
         self.built = True
 
@@ -159,7 +161,8 @@ class Distiller(Trainee):
         if not isinstance(y_pred, dict):  # evaluation: the student alone
             return labels
         self.step.assign(self.step + 1.0)
-        self.teacher_accuracy.update_state(_hits(y_pred, y))
+        hits, labeled = _hits(y_pred, y)
+        self.teacher_accuracy.update_state(hits, sample_weight=labeled)
         teacher_terms = sum(self.method.terms(y_pred, y, self.step).values())
         self.distillation_loss_tracker.update_state(teacher_terms)
         return self.alpha * labels + teacher_terms
@@ -180,17 +183,25 @@ class Distiller(Trainee):
 
 def _hits(outputs: dict, labels):
     """1 where the teacher's top class is the label (under mixing: the label an image holds
-    most of), else 0."""
-    predicted = ops.cast(ops.argmax(outputs["teacher_logits"], axis=-1), "int32")
-    return ops.cast(ops.equal(predicted, _major_labels(outputs, labels)), "float32")
+    most of), else 0; and 1 where there is a label to compare with, else 0."""
+    predicted = _teacher_classes(outputs)
+    major = _major_labels(outputs, labels, unlabeled_as=-1)
+    return ops.cast(ops.equal(predicted, major), "float32"), ops.cast(major >= 0, "float32")
 
 
-def _major_labels(outputs: dict, labels):
-    """Each image's label; under mixing, the label it holds most of."""
+def _major_labels(outputs: dict, labels, unlabeled_as=None):
+    """Each image's label; under mixing, the label it holds most of. An image without a label
+    (a negative one) gets the teacher's top class, or `unlabeled_as`."""
     labels = ops.cast(labels, "int32")
-    if "partner" not in outputs:
-        return labels
-    return ops.where(outputs["share"] >= 0.5, labels, ops.take(labels, outputs["partner"], axis=0))
+    if "partner" in outputs:
+        labels = ops.where(outputs["share"] >= 0.5, labels,
+                           ops.take(labels, outputs["partner"], axis=0))
+    stand_in = _teacher_classes(outputs) if unlabeled_as is None else unlabeled_as
+    return ops.where(labels >= 0, labels, stand_in)
+
+
+def _teacher_classes(outputs: dict):
+    return ops.cast(ops.argmax(outputs["teacher_logits"], axis=-1), "int32")
 
 
 def with_features(model: keras.Model, layer_name: str, key: str) -> keras.Model:

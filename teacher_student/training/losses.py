@@ -1,8 +1,9 @@
 """The losses of training and distillation: pure functions of float32 logits and features.
 
-Every loss is averaged over the batch. Sample weights (class weights) multiply each image's
-loss and the sum is divided by the batch size, as Keras' own losses weight samples, so the
-baseline and the distilled student are weighted alike.
+Every loss is averaged over the batch (the label loss over its labeled images). Sample
+weights (class weights) multiply each image's loss and the sum is divided by the number of
+images, as Keras' own losses weight samples, so the baseline and the distilled student are
+weighted alike.
 """
 
 from __future__ import annotations
@@ -11,18 +12,27 @@ from keras import ops
 
 
 def label_loss(labels, logits, sample_weight=None, partner=None, share=None):
-    """Cross-entropy with the labels. With mixing, image i counts `share[i]` of its own label
-    and 1 - share[i] of the label of `partner[i]`, and its sample weight is mixed the same way.
+    """Cross-entropy with the labels, averaged over the labeled images: an image whose label
+    is negative (UNLABELED, data/batches.py) has none. With mixing, image i counts `share[i]`
+    of its own label and 1 - share[i] of the label of `partner[i]`, and its sample weight and
+    whether it is labeled are mixed the same way.
     """
     log_p = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
     labels = ops.cast(labels, "int32")
-    loss = -_pick(log_p, labels)
+    labeled = ops.cast(labels >= 0, "float32")
+    labels = ops.maximum(labels, 0)
+    loss = -_pick(log_p, labels) * labeled
     weight = None if sample_weight is None else ops.cast(sample_weight, "float32")
     if partner is not None:
-        loss = share * loss - (1 - share) * _pick(log_p, ops.take(labels, partner, axis=0))
+        partner_labeled = ops.take(labeled, partner, axis=0)
+        loss = share * loss - (1 - share) * _pick(log_p, ops.take(labels, partner, axis=0)) \
+            * partner_labeled
+        labeled = share * labeled + (1 - share) * partner_labeled
         if weight is not None:
             weight = share * weight + (1 - share) * ops.take(weight, partner, axis=0)
-    return ops.mean(loss if weight is None else loss * weight)
+    count = ops.sum(labeled)  # the batch size when every image is labeled
+    total = ops.sum(loss if weight is None else loss * weight)
+    return total / ops.where(count > 0, count, 1.0)
 
 
 def standardize(logits):

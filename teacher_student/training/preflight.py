@@ -128,6 +128,7 @@ def _quiet_retracing():
 
 def _check_step(step: Step, settings: Settings, batches, data: TrainingData, scope,
                 timed_fits: bool) -> StepCheck:
+    data = step.training_data(data)
     failures = []
     for candidate in _candidates(settings):
         try:

@@ -30,6 +30,7 @@ def run_steps(steps: Sequence[Step], settings: Mapping[str, Settings], data: Tra
 def run_step(step: Step, settings: Settings, data: TrainingData,
              clock: Timekeeper | None = None, callbacks: Sequence = (),
              verbose: int | str = "auto") -> None:
+    data = step.training_data(data)
     recover_checkpoints(step.directory)  # before asking what it holds
     if step.directory.is_done():
         print(f"{step.label}: finished earlier, skipped")

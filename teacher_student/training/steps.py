@@ -57,10 +57,18 @@ class TrainingData:
     val: object
     seed: int = 0  # of the initial weights, and of the augmentation and mixing streams
     steps_per_execution: int = 1
+    # The training images with the unlabeled ones shuffled in (distill.unlabeled), or None
+    train_with_unlabeled: object = None
 
     @property
     def steps_per_epoch(self) -> int:
         return len(self.train)
+
+    def with_unlabeled(self) -> TrainingData:
+        """The data a distillation trains on: with the unlabeled images, when there are any."""
+        if self.train_with_unlabeled is None:
+            return self
+        return dataclasses.replace(self, train=self.train_with_unlabeled)
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,10 @@ def _nothing_to_check(class_names: Sequence[str]) -> None:
     pass
 
 
+def _labeled(data: TrainingData) -> TrainingData:
+    return data
+
+
 @dataclass(frozen=True)
 class Step:
     """One training run of the plan.
@@ -93,7 +105,8 @@ class Step:
     `publish(settings)`, once the step is done, writes the run's model `produces` (the last
     teacher phase publishes the teacher). `needs` are the run's models that must exist before
     the step runs; `check(class_names)` raises a ConfigError, before anything trains, for what
-    else it needs and lacks (a listed teacher of other classes).
+    else it needs and lacks (a listed teacher of other classes). `training_data(data)` is what
+    it trains on: the labeled images, or with unlabeled ones too (the distillation).
     """
     directory: CheckpointDir
     label: str
@@ -106,6 +119,7 @@ class Step:
     publish: Callable[[Settings], Path] | None = None
     needs: tuple[str, ...] = field(default=())
     check: Callable[[Sequence[str]], None] = _nothing_to_check
+    training_data: Callable[[TrainingData], TrainingData] = _labeled
 
     @property
     def name(self) -> str:
@@ -172,7 +186,8 @@ def teacher_phases(config: Config, run_dir: RunDir) -> list[Step]:
 
 def distillation(config: Config, run_dir: RunDir) -> Step:
     """The student trained on the labels and on its teachers (distiller.py): the run's own
-    teacher, or the ensemble of those `distill.teachers` lists (teachers.py)."""
+    teacher, or the ensemble of those `distill.teachers` lists (teachers.py); on the training
+    images, and the unlabeled ones `distill.unlabeled` lists (the teachers' terms alone)."""
     distill = config.distill
     own = not distill.teachers
 
@@ -199,6 +214,8 @@ def distillation(config: Config, run_dir: RunDir) -> Step:
                 + f", mix {distill.mix}, lr {distill.learning_rate} ({distill.schedule})"
                 + (f", from {len(distill.teachers)} teachers" if len(distill.teachers) > 1
                    else "")
+                + (f", with the unlabeled images of {distill.unlabeled}" if distill.unlabeled
+                   else "")
                 + f"; the student has {built.deployable.count_params():,} parameters, "
                   f"{teacher.count_params() / built.deployable.count_params():.1f}x fewer "
                   "than the teacher" + ("s" if len(distill.teachers) > 1 else ""))
@@ -216,7 +233,8 @@ def distillation(config: Config, run_dir: RunDir) -> Step:
                 build, describe, prepare, callbacks=_student_callbacks(config, run_dir),
                 publish=_student_publisher(STUDENT_DISTILLED, config, run_dir.distillation,
                                            run_dir),
-                needs=(TEACHER,) if own else (), check=check)
+                needs=(TEACHER,) if own else (), check=check,
+                training_data=TrainingData.with_unlabeled)
 
 
 def baseline(config: Config, run_dir: RunDir) -> Step:

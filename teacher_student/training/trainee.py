@@ -14,6 +14,7 @@ mixing seed states, a distiller's adapter) live only in the training checkpoints
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from teacher_student.data.augment import Mixing, augmentation
 from teacher_student.training.losses import label_loss
@@ -59,7 +60,10 @@ class Trainee(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         logits = y_pred["logits"] if isinstance(y_pred, dict) else y_pred
-        return super().compute_metrics(x, y, logits, sample_weight)
+        # Accuracy over the labeled images: an unlabeled one (a negative label) weighs 0.
+        labeled = ops.cast(ops.greater_equal(y, 0), "float32")
+        weight = labeled if sample_weight is None else labeled * sample_weight
+        return super().compute_metrics(x, y, logits, weight)
 
 
 def compile_trainee(trainee: keras.Model, optimizer, policy, jit_compile: bool,

@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -213,3 +214,32 @@ def test_the_frontier_of_students_taught_by_an_ensemble(tmp_path, capsys):
     assert (frontier["latency_ms"] > 0).all() and (frontier["iqr_ms"] >= 0).all()
     assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
     assert "x fewer params" in capsys.readouterr().out
+
+
+def test_distill_bench_with_a_share_of_unlabeled_images(tmp_path):
+    from teacher_student.bench import distill
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["a", "b", "c"], 12)
+    images = rng.integers(0, 60, size=(36, 20, 20), dtype=np.uint8)
+    for index, label in enumerate(labels):  # a bright band whose place marks the class
+        band = "abc".index(label) * 6
+        images[index, band:band + 6] += 150
+    data = tmp_path / "labeled.npz"
+    np.savez(data, images=images, labels=labels)
+    settings = ["data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0",
+                "distill.epochs=1"]
+
+    frame = distill.run(str(data), [0], ["scratch", "kd"], tmp_path / "out", "tiny", settings,
+                        unlabeled=0.5)
+
+    assert sorted(frame["model"]) == ["kd", "scratch", "teacher"]
+    seed = tmp_path / "out" / "seed0"
+    labeled = {name: len(list((seed / "data" / "labeled" / name).rglob("*.png")))
+               for name in ("train", "val", "test")}
+    stripped = len(np.load(seed / "data" / "unlabeled.npz")["images"])
+    assert labeled == {"train": 12, "val": 6, "test": 6} and stripped == 12
+    split = pd.read_csv(seed / "teacher" / "split.csv")  # the folder's own split, kept
+    assert split["split"].value_counts().to_dict() == labeled
+    assert len(pd.read_csv(seed / "kd" / "unlabeled.csv")) == stripped
+    assert not (seed / "scratch" / "unlabeled.csv").exists()  # the baseline has labels alone

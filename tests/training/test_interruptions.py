@@ -300,6 +300,35 @@ def test_sigkill_mid_epoch_in_distillation_then_rerun_resumes_the_distilled_stud
     _assert_every_model_loads(run_dir)
 
 
+def test_sigkill_mid_epoch_in_distillation_with_unlabeled_images_resumes_exactly(
+        reference, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference.run_dir, run_dir)
+    unlabeled = write_image_folder(tmp_path / "unlabeled", per_class=6)  # 18, no labels read
+    command = [*_command("distill", reference.images, run_dir),
+               "--set", f"distill.unlabeled={unlabeled}", "--set", "distill.baseline=false"]
+    distilled = run_dir / "student_distilled"
+    _kill_after_first_epoch(command, distilled, tmp_path / "killed.log", cpu_seconds=0.2)
+    assert not (distilled / "done.json").exists(), "distillation finished before the kill"
+    before_kill = _history(distilled)
+
+    stdout = _rerun(command)
+
+    resumed = _resumed_after(stdout, "student_distilled")
+    assert 1 <= resumed < DISTILL_EPOCHS, f"resumed after epoch {resumed}"
+    assert f"unlabeled images {unlabeled}: 18 used" in stdout
+    history = _history(distilled)
+    assert list(history["epoch"]) == list(range(1, DISTILL_EPOCHS + 1))
+    # The epochs before the kill are kept as they were, and every epoch stepped over the
+    # labeled training images and the unlabeled ones, once.
+    pd.testing.assert_frame_equal(history.iloc[:resumed], before_kill.iloc[:resumed])
+    split = pd.read_csv(run_dir / "split.csv")
+    train = int((split["split"] == "train").sum())
+    assert _optimizer_steps(distilled) == DISTILL_EPOCHS * ((train + 18) // 4)
+    assert (run_dir / "student_distilled.keras").exists()
+    assert not (run_dir / "student_scratch").exists()
+
+
 def _freeze_during_a_write(process: subprocess.Popen, folders: list[Path], finished,
                            log: Path) -> Path:
     """Polls `folders` for a temporary entry and stops the process group the moment one is

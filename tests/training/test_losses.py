@@ -51,6 +51,34 @@ def test_mixed_label_loss_counts_each_label_by_its_share():
     assert float(got) == pytest.approx(expected, rel=1e-5)
 
 
+def test_label_loss_averages_over_the_labeled_images_only():
+    labels = np.array([0, -1, 2, -1, 4, 0], dtype="int32")  # -1: UNLABELED
+    labeled = labels >= 0
+    p = softmax(STUDENT)
+    each = -np.log(p[np.arange(6)[labeled], labels[labeled]])
+    assert float(losses.label_loss(labels, STUDENT)) == pytest.approx(each.mean(), rel=1e-5)
+    weights = np.array([1, 2, 0.5, 1, 3, 1], dtype="float32")
+    assert float(losses.label_loss(labels, STUDENT, weights)) == pytest.approx(
+        (weights[labeled] * each).sum() / labeled.sum(), rel=1e-5)
+    # A batch without a label: no label loss (not 0/0)
+    assert float(losses.label_loss(np.full(6, -1, dtype="int32"), STUDENT)) == 0
+
+
+def test_mixed_label_loss_counts_each_labeled_part_by_its_share():
+    labels = np.array([0, -1, 2, -1, 4, 0], dtype="int32")
+    partner = np.array([1, 0, 3, 2, 5, 4], dtype="int32")
+    share = np.array([0.7, 0.2, 1.0, 0.5, 0.0, 0.9], dtype="float32")
+    p = softmax(STUDENT)
+    known = (labels >= 0).astype("float32")
+    safe = np.maximum(labels, 0)
+    own = -np.log(p[np.arange(6), safe]) * known
+    other = -np.log(p[np.arange(6), safe[partner]]) * known[partner]
+    labeled_share = share * known + (1 - share) * known[partner]
+    expected = (share * own + (1 - share) * other).sum() / labeled_share.sum()
+    got = losses.label_loss(labels, STUDENT, None, partner, share)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize("standardized", [False, True])
 def test_kd_is_t_squared_times_the_kl_of_the_softened_distributions(standardized):
     t, s = (zscore(TEACHER), zscore(STUDENT)) if standardized else (TEACHER, STUDENT)

@@ -12,6 +12,7 @@ import pytest
 from helpers import TINY_STUDENT, TINY_TEACHER
 
 from teacher_student.config import DistillConfig
+from teacher_student.data.batches import UNLABELED
 from teacher_student.models.audit import audit_dtypes
 from teacher_student.models.freezing import set_trainable, trunk_parts
 from teacher_student.models.precision import PrecisionPolicy
@@ -100,6 +101,24 @@ def test_compiled_distillation_step_of_each_method_with_the_frozen_teacher(metho
         assert audit_dtypes(adapter, policy.name) == []
         assert adapter.outputs[0].dtype == "float32"
         assert {v.dtype for v in adapter.weights} == {"float32"}
+
+
+def test_compiled_distillation_step_with_unlabeled_images(policy):
+    """Images without a label take the teacher's terms alone: DKD's target class for them is
+    the teacher's top class, and the teacher's accuracy counts the labeled images only."""
+    images = np.random.default_rng(1).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+    labels = np.array([0, UNLABELED, 0, UNLABELED], dtype="int32")
+    teacher = build_teacher(TINY_TEACHER, policy)
+    bias = teacher.get_layer("logits").bias
+    bias.assign(np.array([20.0, 0.0, 0.0], dtype=bias.dtype))  # it answers class 0, always
+    student = build_student(TINY_STUDENT, policy)
+    config = DistillConfig(method="dkd", alpha=0.5)
+    distiller = Distiller(teacher, student, method_of(config, steps_per_epoch=1), config.alpha,
+                          seed=0, policy=policy)
+    compile_trainee(distiller, keras.optimizers.Adam(1e-2), policy, jit_compile=True)
+    logs, updated = train_until_updated(distiller, (images, labels), student.trainable_weights)
+    assert np.isfinite(logs["loss"]) and logs["distillation_loss"] > 0 and all(updated)
+    assert logs["teacher_accuracy"] == 1.0  # 0.5 if the unlabeled images counted as misses
 
 
 def _loss_scale(trainee) -> float | None:

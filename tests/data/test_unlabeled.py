@@ -1,0 +1,86 @@
+"""Unlabeled images (distill.unlabeled): read from a folder of any layout, a CSV of paths or a
+.npz of images; what cannot be used is skipped with its reason, and a source with nothing usable
+is a config error naming the key."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import write_png
+
+from teacher_student.data.batches import UNLABELED, Batches, StackedPixels
+from teacher_student.data.sources import Decoding
+from teacher_student.data.unlabeled import read_unlabeled
+from teacher_student.errors import ConfigError
+
+
+@pytest.fixture
+def decoding(tmp_path):
+    return Decoding(image_size=16, channels=3, embedded_dir=tmp_path / "folders")
+
+
+def test_a_folder_of_any_layout_gives_every_usable_image(tmp_path, decoding):
+    folder = tmp_path / "test_images"
+    write_png(folder / "a.png", 1)
+    write_png(folder / "deeper" / "b.jpg", 2)
+    write_png(folder / "deeper" / "still" / "c.png", 3)
+    write_png(folder / "labeled.png", 4)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.png").write_bytes(b"not a png")
+    write_png(folder / ".hidden.png", 5)
+
+    found = read_unlabeled(str(folder), decoding, labeled=[str(folder / "labeled.png")])
+
+    assert len(found) == 3 and found.pixels.shape[1:] == (16, 16, 3)
+    reasons = {path.rsplit("/", 1)[-1]: reason for path, reason in found.skipped}
+    assert reasons.keys() == {"labeled.png", "notes.txt", "broken.png", ".hidden.png"}
+    assert reasons["labeled.png"] == "one of the run's labeled images"
+    assert reasons["notes.txt"] == "not an image extension"
+
+
+def test_a_csv_of_paths_and_a_npz_of_images(tmp_path, decoding):
+    write_png(tmp_path / "x.png", 1)
+    write_png(tmp_path / "y.png", 2)
+    listed = tmp_path / "unlabeled.csv"
+    listed.write_text("path,label\nx.png,\ny.png,cat\nmissing.png,\n")
+    found = read_unlabeled(str(listed), decoding)
+    assert len(found) == 2
+    assert [reason for _, reason in found.skipped] == ["unlabeled.csv row 4: file not found"]
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16), dtype=np.uint8)
+    np.savez(tmp_path / "test.npz", images=images)  # no labels: none are needed
+    found = read_unlabeled(str(tmp_path / "test.npz"), decoding)
+    assert len(found) == 5
+    assert np.array_equal(found.pixels[list(found.rows)][..., 0], images)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: root / "nowhere", "not an existing folder, a .csv or a .npz file"),
+    (lambda root: (root / "e").mkdir() or root / "e", "no usable image; 0 entries skipped"),
+    (lambda root: (root / "b.png").write_bytes(b"x") and root / "b.png",
+     "not an existing folder, a .csv or a .npz file"),
+    (lambda root: (root / "p.csv").write_text("file\na.png\n") and root / "p.csv",
+     "needs a column 'path'"),
+    (lambda root: np.savez(root / "n.npz", pixels=np.zeros((2, 4, 4))) or root / "n.npz",
+     "needs arrays 'images', has ['pixels']"),
+])
+def test_a_source_with_nothing_usable_is_a_config_error_naming_the_key(tmp_path, decoding,
+                                                                      make, message):
+    source = make(tmp_path)
+    with pytest.raises(ConfigError, match="^distill.unlabeled: ") as raised:
+        read_unlabeled(str(source), decoding)
+    assert message in str(raised.value)
+
+
+def test_training_batches_mix_labeled_and_unlabeled_images_without_copying_either():
+    labeled = np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1) * np.ones((1, 2, 2, 3), np.uint8)
+    unlabeled = labeled[:4] + 100
+    stacked = StackedPixels(labeled, unlabeled)
+    rows = [1, 3, 5, *(6 + r for r in range(4))]
+    labels = [0, 1, 2, *[UNLABELED] * 4]
+    batches = Batches(stacked, rows, labels, batch_size=7, shuffle=True, seed=3,
+                      class_weights={0: 1.0, 1: 2.0, 2: 0.5}, ahead=0)
+    images, got_labels, weights = batches[0]
+    pairs = sorted(zip(images[:, 0, 0, 0].tolist(), got_labels.tolist(), weights.tolist()))
+    assert pairs == [(1, 0, 1.0), (3, 1, 2.0), (5, 2, 0.5), (100, -1, 1.0), (101, -1, 1.0),
+                     (102, -1, 1.0), (103, -1, 1.0)]
