@@ -60,15 +60,15 @@ class Trainee(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         logits = y_pred["logits"] if isinstance(y_pred, dict) else y_pred
-        # Accuracy over the labeled images: an unlabeled one (a negative label) weighs 0.
+        # Accuracy over the labeled images: an unlabeled one (a negative label) weighs 0, every
+        # other image 1 whatever its class weight (compile_trainee weights "accuracy" by this).
         labeled = ops.cast(ops.greater_equal(y, 0), "float32")
-        weight = labeled if sample_weight is None else labeled * sample_weight
-        return super().compute_metrics(x, y, logits, weight)
+        return super().compute_metrics(x, y, logits, labeled)
 
 
 def compile_trainee(trainee: keras.Model, optimizer, policy, jit_compile: bool,
                     steps_per_execution: int = 1) -> None:
     """The loss is the trainee's own (`compute_loss`); the optimizer gets loss scaling as the
     precision policy says."""
-    trainee.compile(optimizer=policy.wrap_optimizer(optimizer), metrics=["accuracy"],
+    trainee.compile(optimizer=policy.wrap_optimizer(optimizer), weighted_metrics=["accuracy"],
                     jit_compile=jit_compile, steps_per_execution=steps_per_execution)

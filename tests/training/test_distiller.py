@@ -60,6 +60,20 @@ def test_evaluation_reports_the_student_alone():
     assert logs["loss"] == pytest.approx(logs["label_loss"])
 
 
+def test_training_accuracy_counts_the_labeled_images_alone():
+    distiller = make_distiller(PrecisionPolicy("float32"), jit_compile=False)
+    distiller.evaluate(dataset(), verbose=0)  # builds the metrics
+    for metric in distiller.metrics:
+        metric.reset_state()
+    logits = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2]]
+    labels = np.array([0, 1, 2, -1, -1, -1], dtype="int32")  # the unlabeled ones: all "wrong"
+    teacher_logits = np.zeros_like(logits)
+    weights = np.array([1.0, 3.0, 0.5, 1.0, 1.0, 1.0], dtype="float32")  # class weights
+    results = distiller.compute_metrics(
+        None, labels, {"logits": logits, "teacher_logits": teacher_logits}, weights)
+    assert float(results["accuracy"]) == 1.0
+
+
 @pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
 def test_a_fresh_distiller_resumes_a_distillation_with_its_optimizer_state(precision,
                                                                            tmp_path):
