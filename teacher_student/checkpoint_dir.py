@@ -154,3 +154,8 @@ def _unreadable_resume_point(folder: Path) -> str | None:
     except (OSError, ValueError, KeyError) as err:
         return f"{type(err).__name__}: {err}"
     return None
+
+
+def latest_best(directories: Sequence[CheckpointDir]) -> Path | None:
+    """The best model of the last of `directories` that has one."""
+    return next((d.best_model for d in reversed(directories) if d.best_model.exists()), None)

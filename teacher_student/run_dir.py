@@ -40,6 +40,7 @@ from teacher_student.checkpoint_dir import (  # noqa: F401 - what callers import
     RESUME_STATE,
     CheckpointDir,
     inside,
+    latest_best,
     unreadable_model,
 )
 from teacher_student.errors import RunDirError

@@ -169,6 +169,11 @@ def transfer_weights(source: keras.Model, target: keras.Model) -> None:
             target.get_layer(layer.name).set_weights(layer.get_weights())
 
 
+def load_weights_from(model: keras.Model, path) -> None:
+    """Weights of a saved model, by layer name: works across precision policies."""
+    transfer_weights(keras.saving.load_model(path, safe_mode=True), model)
+
+
 def _is_functional(layer) -> bool:
     return isinstance(layer, keras.Model) and hasattr(layer, "outputs")
 

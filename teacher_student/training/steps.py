@@ -23,7 +23,7 @@ import numpy as np
 
 from teacher_student.config import Config, ConfigError
 from teacher_student.models.freezing import set_trainable, trainable_parts
-from teacher_student.models.precision import PrecisionPolicy, transfer_weights
+from teacher_student.models.precision import PrecisionPolicy, load_weights_from
 from teacher_student.models.student import build_student, check_student_config
 from teacher_student.models.teacher import build_teacher, check_teacher_config
 from teacher_student.run_dir import (
@@ -32,6 +32,7 @@ from teacher_student.run_dir import (
     TEACHER,
     CheckpointDir,
     RunDir,
+    latest_best,
 )
 from teacher_student.training.distiller import Distiller, method_of
 from teacher_student.training.teachers import check_teachers, ensemble, listed_teachers
@@ -280,16 +281,6 @@ def _publisher(name: str, build: Callable[[PrecisionPolicy], keras.Model],
             load_weights_from(model, best)
         return run_dir.save_model(model, name)
     return publish
-
-
-def latest_best(directories: Sequence[CheckpointDir]) -> Path | None:
-    """The best model of the last of `directories` that has one."""
-    return next((d.best_model for d in reversed(directories) if d.best_model.exists()), None)
-
-
-def load_weights_from(model: keras.Model, path: Path) -> None:
-    """Weights of a saved model, by layer name: works across precision policies."""
-    transfer_weights(keras.saving.load_model(path, safe_mode=True), model)
 
 
 def _without_trunk_weights(config: Config):
