@@ -76,6 +76,7 @@ def check_dtypes_command(args) -> int:
 
 def job_command(args) -> int:
     from teacher_student import jobs
+    from teacher_student.compile_cache import use_compile_cache
     from teacher_student.outputs.reports import comparison_table
 
     run_dir = RunDir(Path(args.run_dir))
@@ -85,6 +86,7 @@ def job_command(args) -> int:
         print(f"\ntest split ({run_dir.path}):\n{comparison_table(rows)}")
         return 0
     config = _config(args)
+    use_compile_cache(run_dir)
     if args.preflight_only:
         jobs.preflight(config, run_dir, args.command)
         return 0

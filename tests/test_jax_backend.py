@@ -36,7 +36,9 @@ SETTINGS = ["--config", "tiny", "--precision", "mixed_float16", "--set", "data.b
 
 
 def without_tensorflow(*arguments: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    # Every compiled program goes to the run's compilation cache, however fast it compiled.
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     return subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *arguments], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
 
@@ -45,11 +47,19 @@ def test_the_jobs_run_on_jax_without_tensorflow(tmp_path):
     images = write_image_folder(tmp_path / "images")
     run_dir = tmp_path / "run"
     # train-teacher's preflight checks the distillation and baseline steps too.
+    compiled_steps = {}
     for job, checks in (("train-teacher", []), ("distill", ["--no-preflight"]),
                         ("evaluate", [])):
         done = without_tensorflow(job, "--data", str(images), "--run-dir", str(run_dir),
                                   *SETTINGS, *checks)
         assert done.returncode == 0, (job, done.stdout[-2000:], done.stderr[-3000:])
+        compiled_steps[job] = sorted(path.name for path in
+                                     (run_dir / "compile_cache").glob("jit_*_step-*"))
+    # The preflight compiled every step of the plan (the teacher's phase, the distillation, the
+    # baseline: training, validation, prediction), and the distill job, a new process, found
+    # them all in the run's compilation cache.
+    assert sum(name.startswith("jit_train_step") for name in compiled_steps["train-teacher"]) == 3
+    assert compiled_steps["distill"] == compiled_steps["train-teacher"]
     assert "method: feature" in (run_dir / "config.yaml").read_text()
     comparison = pd.read_csv(run_dir / "reports" / "comparison.csv")
     assert list(comparison["model"]) == ["teacher", "student_scratch", "student_distilled",

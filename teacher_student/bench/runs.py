@@ -1,7 +1,8 @@
 """The timings of finished runs, read from their steps' histories (the steps of each run's plan,
 training/steps.py): per step, the epochs, the seconds of one epoch and the training images per
-second (medians of the epochs after the first, which compiles the steps), and the whole step's
-seconds.
+second (medians of the epochs after the first, which compiles the steps), the first epoch's
+seconds beyond those of a later one (what compiling the step cost that process, or loading it
+from the compilation cache), and the whole step's seconds.
 
     python -m teacher_student bench runs RUN_DIR [RUN_DIR ...]
 """
@@ -19,7 +20,7 @@ from teacher_student.tables import markdown_table
 
 COLUMNS = [("run", "run", ""), ("phase", "phase", ""), ("epochs", "epochs", "d"),
            ("epoch_s", "s/epoch", ".1f"), ("images_per_s", "train img/s", ".0f"),
-           ("total_s", "phase s", ".0f")]
+           ("compile_s", "first epoch's extra s", ".1f"), ("total_s", "phase s", ".0f")]
 
 
 def phase_rows(run_dir: RunDir) -> list[dict]:
@@ -35,6 +36,8 @@ def phase_rows(run_dir: RunDir) -> list[dict]:
                      "epoch_s": float(steady["seconds"].median()),
                      "images_per_s": float(steady["train_images_per_s"].median())
                      if "train_images_per_s" in steady else None,
+                     "compile_s": float(history["seconds"].iloc[0] - steady["seconds"].median())
+                     if len(history) > 1 else None,
                      "total_s": float(history["seconds"].sum())})
     return rows
 

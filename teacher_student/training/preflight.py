@@ -192,21 +192,26 @@ def _try_step(step: Step, settings: Settings, data: TrainingData, batches,
             steps = min(max(round(FIT_SECONDS / max(single, 1e-4)), 2), 50)
             train = fit_step_seconds(built.trainee, batches.train, steps, bound=single)
         stage = "a validation step"
+        for batch in batches.val_last:  # compiled here, so that the run finds it compiled
+            built.trainee.test_on_batch(*batch)
         val = time_calls(lambda: built.trainee.test_on_batch(*batches.val), 1, warmup=1)[0]
         stage = "saving, loading and predicting with its model"
-        _save_load_predict(built.trainee, built.deployable, batches.test_images)
+        _save_load_predict(built.trainee, built.deployable,
+                           [batches.test_images, *batches.test_last_images])
     except Exception as err:  # noqa: BLE001 - any failure is reported with its stage
         raise _StageFailed(stage, err) from err
     return {"first": first, "train": train, "val": val}
 
 
-def _save_load_predict(trainee: keras.Model, deployable: keras.Model, images) -> None:
-    """As a checkpoint and the evaluation do, in a folder outside the run directory."""
+def _save_load_predict(trainee: keras.Model, deployable: keras.Model, images: list) -> None:
+    """As a checkpoint and the evaluation do, in a folder outside the run directory; a
+    prediction on each batch of `images`."""
     with tempfile.TemporaryDirectory() as scratch:
         model_file = atomic.save_model(deployable, Path(scratch) / "model.keras")
         trainee.save_weights(Path(scratch) / "state.weights.h5")
         loaded = keras.saving.load_model(model_file, safe_mode=True)
-        loaded.predict_on_batch(images)
+        for batch in images:
+            loaded.predict_on_batch(batch)
 
 
 def _measured(step: Step, settings: Settings, fallback: str, timings: dict,
@@ -220,17 +225,32 @@ def _measured(step: Step, settings: Settings, fallback: str, timings: dict,
 
 
 class _Batches:
-    """The first batch of each split, drawn once."""
+    """The first batch of each split, drawn once; on JAX also the last of validation and test
+    when it is smaller: each batch shape is a program of its own, and the run after the
+    preflight finds every one of them in the compilation cache (compile_cache.py). TensorFlow
+    keeps nothing for the run, so there it would be compiling for nothing."""
 
     def __init__(self, train, val, test):
         self.train = _first(train)
         self.val = _first(val)
         self.test_images = _first(test)[0]
+        kept = keras.backend.backend() == "jax"
+        self.val_last = _smaller_last(val, self.val) if kept else []
+        self.test_last_images = [batch[0] for batch in _smaller_last(test, _first(test))] \
+            if kept else []
 
 
 def _first(batches) -> tuple:
     batch = batches[0] if hasattr(batches, "__getitem__") else next(iter(batches))
     return tuple(batch)
+
+
+def _smaller_last(batches, first: tuple) -> list[tuple]:
+    """[the last batch] when it is smaller than `first`, else []."""
+    if not (hasattr(batches, "__getitem__") and hasattr(batches, "__len__")) or len(batches) < 2:
+        return []
+    last = tuple(batches[len(batches) - 1])
+    return [last] if len(last[0]) != len(first[0]) else []
 
 
 def _cause(error: Exception) -> str:
