@@ -151,17 +151,22 @@ def use_full_float32() -> None:
 # Keras' fit, on every backend: plain, and the way the trainer runs it.
 
 def _fit_rate(model: keras.Model, data, spec: TrainBench, **fit_options) -> float:
-    """Images/s of one long `model.fit`: epochs of `spec.steps` batches, median epoch after the
-    first (which compiles and builds the iterator)."""
+    """Images/s of `model.fit`'s second epoch of `_fit_steps(spec)` batches (the first compiles
+    and builds the iterator). Long epochs: `fit`'s work at each epoch's end (syncing the state,
+    reading the metrics) would weigh on short ones, and a real epoch is hundreds of steps."""
     timer = EpochTimer()
-    model.fit(data, epochs=1 + spec.windows, verbose=0, callbacks=[timer], **fit_options)
-    return rate(spec.steps * spec.batch_size, timer.durations[1:])
+    model.fit(data, epochs=2, verbose=0, callbacks=[timer], **fit_options)
+    return rate(_fit_steps(spec) * spec.batch_size, timer.durations[1:])
+
+
+def _fit_steps(spec: TrainBench) -> int:
+    return spec.steps * spec.windows
 
 
 def _plain_fit_rate(model: keras.Model, policy: PrecisionPolicy, batches: list,
                     spec: TrainBench) -> float:
     """The model alone, Keras' own loss, `fit` on host uint8 arrays: the reference."""
-    chosen = [batches[i % len(batches)] for i in range(spec.steps)]
+    chosen = [batches[i % len(batches)] for i in range(_fit_steps(spec))]
     images = np.concatenate([images for images, _ in chosen])
     labels = np.concatenate([labels for _, labels in chosen])
     model.compile(optimizer=policy.wrap_optimizer(keras.optimizers.Adam()),
@@ -174,7 +179,7 @@ def _trainer_fit_rate(trainee: keras.Model, policy: PrecisionPolicy, spec: Train
     """What the trainer runs: a Trainee (augmentation in the step) or Distiller, fed by
     `Batches` (gathered, and put on the device on JAX, by background threads)."""
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (spec.steps * spec.batch_size, spec.image_size,
+    pixels = rng.integers(0, 256, (_fit_steps(spec) * spec.batch_size, spec.image_size,
                                    spec.image_size, 3), dtype=np.uint8)
     labels = rng.integers(0, spec.num_classes, len(pixels))
     batches = Batches(pixels, range(len(pixels)), labels, spec.batch_size, shuffle=True,
