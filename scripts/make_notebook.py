@@ -65,7 +65,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # the jobs read images with tf.data
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # two T4s through tf.distribute; exports
 
 
 def pip_install(*args):
