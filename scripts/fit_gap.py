@@ -24,8 +24,8 @@ calls, measured where the Python loop is. When the period equals the step, the d
 pace; when it is longer, the host does. `--trace DIR` writes a `jax.profiler` trace (Perfetto
 JSON) of 10 steps of `fit, device batch` under the last precision.
 
-Imports only keras, numpy and jax: the reproduction needs nothing of this project but its model
-builders.
+Keras' side of the reproduction needs only keras, numpy and jax; this project gives it the model
+(and, with `--trainer`, the Trainee and Batches).
 """
 
 from __future__ import annotations
@@ -47,26 +47,13 @@ from teacher_student.data.batches import Batches  # noqa: E402
 from teacher_student.models.precision import PrecisionPolicy  # noqa: E402
 from teacher_student.models.student import build_student  # noqa: E402
 from teacher_student.models.teacher import build_teacher  # noqa: E402
+from teacher_student.timing import EpochTimer, Repeated  # noqa: E402
 from teacher_student.training.trainee import Trainee, compile_trainee  # noqa: E402
 
 
-class Repeated(keras.utils.PyDataset):
-    """One batch, `count` times."""
-
-    def __init__(self, batch, count: int):
-        super().__init__()
-        self.batch, self.count = batch, count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index):
-        return self.batch
-
-
-class HostPeriod(keras.callbacks.Callback):
-    """Seconds between batch starts, as the Python loop sees them. A begin hook only: Keras
-    still dispatches batch ends asynchronously."""
+class HostPeriod(EpochTimer):
+    """Epoch seconds, and seconds between batch starts as the Python loop sees them. A begin
+    hook only: Keras still dispatches batch ends asynchronously."""
 
     def __init__(self):
         super().__init__()
@@ -74,12 +61,6 @@ class HostPeriod(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self.starts.append(time.perf_counter())
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch_seconds = time.perf_counter() - self.epoch_start
 
     def period(self) -> float:
         return float(np.median(np.diff(self.starts[-len(self.starts) // 2:])))
@@ -132,7 +113,8 @@ def fit_seconds(model: keras.Model, data, steps: int, batch_size: int | None = N
         callbacks.on_train_batch_end = lambda *args, **kwargs: None
     model.fit(data, epochs=2, verbose=0, callbacks=callbacks, batch_size=batch_size,
               shuffle=False, **fit_options)
-    return {"step_ms": 1e3 * period.epoch_seconds / steps, "host_period_ms": 1e3 * period.period()}
+    return {"step_ms": 1e3 * period.durations[-1] / steps,
+            "host_period_ms": 1e3 * period.period()}
 
 
 def trainer_rows(model_name: str, precision: str, image_size: int, batch_size: int,

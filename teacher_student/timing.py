@@ -58,7 +58,7 @@ def fit_step_seconds(model: keras.Model, batch: tuple, steps: int,
     seconds = []
     for count in (steps, 2 * steps):
         timer = EpochTimer()
-        model.fit(_Repeated(batch, count), epochs=1, verbose=0, shuffle=False,
+        model.fit(Repeated(batch, count), epochs=1, verbose=0, shuffle=False,
                   callbacks=[timer])
         seconds.append(timer.durations[0])
     difference = (seconds[1] - seconds[0]) / steps
@@ -66,7 +66,7 @@ def fit_step_seconds(model: keras.Model, batch: tuple, steps: int,
     return difference if average / 2 <= difference <= average else min(average, bound)
 
 
-class _Repeated(keras.utils.PyDataset):
+class Repeated(keras.utils.PyDataset):
     """One batch, `count` times."""
 
     def __init__(self, batch: tuple, count: int):

@@ -233,10 +233,11 @@ class _Batches:
     def __init__(self, train, val, test):
         self.train = _first(train)
         self.val = _first(val)
-        self.test_images = _first(test)[0]
+        first_test = _first(test)
+        self.test_images = first_test[0]
         kept = keras.backend.backend() == "jax"
         self.val_last = _smaller_last(val, self.val) if kept else []
-        self.test_last_images = [batch[0] for batch in _smaller_last(test, _first(test))] \
+        self.test_last_images = [last[0] for last in _smaller_last(test, first_test)] \
             if kept else []
 
 
