@@ -170,7 +170,7 @@ print(f"dataset: {source}")
 
 CONFIG_CELL = '''\
 from teacher_student import config as config_module
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 from teacher_student.training.steps import plan_steps
 
 # The source and precision are set as written (a folder named 2024 stays text); OVERRIDES are
@@ -260,7 +260,7 @@ import dataclasses
 
 from teacher_student import jobs
 from teacher_student.errors import TimeBudgetReached
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 
 run = RunDir(run_dir)
 MARGIN_S = 20 * 60  # for the export, the reports and saving the output
@@ -318,7 +318,7 @@ if any(not frame.empty for frame in students.values()):
 '''
 
 CONFUSION = '''\
-from teacher_student.run_dir import MODEL_NAMES
+from teacher_student.run.directory import MODEL_NAMES
 
 for name in MODEL_NAMES:
     path = reports_dir / f"{name}_confusion.png"

@@ -13,7 +13,7 @@ from pathlib import Path
 from teacher_student import config as config_module
 from teacher_student.bench.commands import add_bench_commands
 from teacher_student.errors import ConfigError, PreflightFailed, TimeBudgetReached, UserError
-from teacher_student.run_dir import MODEL_NAMES, TEACHER, RunDir
+from teacher_student.run.directory import MODEL_NAMES, TEACHER, RunDir
 
 JOBS = {
     "train-teacher": "train the teacher's phases (resumes a stopped run)",
@@ -76,8 +76,8 @@ def check_dtypes_command(args) -> int:
 
 def job_command(args) -> int:
     from teacher_student import jobs
-    from teacher_student.compile_cache import use_compile_cache
     from teacher_student.outputs.reports import comparison_table
+    from teacher_student.run.compile_cache import use_compile_cache
 
     run_dir = RunDir(Path(args.run_dir))
     if args.command == "evaluate":

@@ -3,7 +3,7 @@
 A job reads its config, prepares the inputs (decoded once, served as batches; augmentation runs
 in the training step), makes the run's plan of steps (training/steps.py), checks it (the
 preflight), records the run (its config and split, once), trains the steps that make its models
-and evaluates them, all in one run directory (see run_dir.py) that it locks. Jobs return result
+and evaluates them, all in one run directory (run/directory.py) that it locks. Jobs return result
 rows; tables are made by the command line and the reports. Nothing here needs TensorFlow: the
 jobs run on any Keras backend.
 """
@@ -19,7 +19,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from teacher_student import run_lock
 from teacher_student.config import Config
 from teacher_student.config.checks import parse_duration
 from teacher_student.data.batches import Batches
@@ -28,20 +27,21 @@ from teacher_student.errors import RunDirError
 from teacher_student.hardware import accelerator_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy, resolve
 from teacher_student.outputs import latency, metrics, model_plots, plots, reports
-from teacher_student.run_config import (
+from teacher_student.run import lock
+from teacher_student.run.checkpoints import unreadable_model
+from teacher_student.run.config import (
     record_config,
     resolve_run_config,
     saved_config,
     scaled_for_replicas,
     with_data_flip,
 )
-from teacher_student.run_dir import (
+from teacher_student.run.directory import (
     MODEL_NAMES,
     STUDENT_DISTILLED,
     STUDENT_SCRATCH,
     TEACHER,
     RunDir,
-    unreadable_model,
 )
 from teacher_student.training import distribute
 from teacher_student.training.preflight import run_preflight
@@ -92,7 +92,7 @@ def training_job(config: Config, run_dir: RunDir, models: Sequence[str],
     refused config can be corrected on the same run directory."""
     distribution = distribute.choose()
     own_dir = worker_run_dir(run_dir, distribution)
-    with run_lock.hold(own_dir.path):
+    with lock.hold(own_dir.path):
         job = prepare(config, run_dir, distribution, distilled, models)
         _check_needs(job)
         if preflight:
@@ -224,7 +224,7 @@ def distill(config: Config, run_dir: RunDir, distilled: bool = True,
 def evaluate(run_dir: RunDir) -> list[dict]:
     """Every model of a run on its own test split, with the run's own config (saved in it),
     under the run's lock; writes only the reports. The comparison's rows."""
-    with run_lock.hold(run_dir.path):
+    with lock.hold(run_dir.path):
         config = saved_config(run_dir)
         if config is None:
             raise RunDirError(f"{run_dir.path} holds no run (no config.yaml): train one there "

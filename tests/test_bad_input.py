@@ -137,7 +137,7 @@ def test_a_run_directory_that_cannot_be_written_is_reported_first(tmp_path, caps
 
 def test_a_run_directory_without_room_for_checkpoints_is_reported_first(tmp_path):
     from teacher_student.errors import RunDirError
-    from teacher_student.run_dir import RunDir
+    from teacher_student.run.directory import RunDir
 
     run_dir = RunDir(tmp_path / "run")
     run_dir.check_writable()  # this disk has room for the usual 200 MB

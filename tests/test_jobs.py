@@ -17,8 +17,8 @@ from helpers import write_image_folder
 from teacher_student import config as cfg
 from teacher_student import jobs
 from teacher_student.config import ConfigError
-from teacher_student.run_config import resolve_run_config
-from teacher_student.run_dir import RunDir
+from teacher_student.run.config import resolve_run_config
+from teacher_student.run.directory import RunDir
 
 TINY = ["data.batch_size=4", "distill.epochs=2"]
 

@@ -18,7 +18,7 @@ from helpers import write_image_folder
 from PIL import Image
 
 from teacher_student import cli
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 
 SETTINGS = ["data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0", "distill.epochs=1"]
 
@@ -177,8 +177,8 @@ def test_ctrl_c_stops_with_one_line_and_status_130(tmp_path):
 def test_evaluate_waits_for_no_one_but_refuses_a_run_in_use(copy, capsys):
     _, run = copy
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom teacher_student import run_lock\n"
-         "with run_lock.hold(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)",
+        [sys.executable, "-c", "import sys, time\nfrom teacher_student.run import lock\n"
+         "with lock.hold(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)",
          str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

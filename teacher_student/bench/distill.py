@@ -38,7 +38,7 @@ from teacher_student import atomic, jobs
 from teacher_student import config as config_module
 from teacher_student.bench import DISTILL_VARIANTS as VARIANTS
 from teacher_student.bench.unlabeled import split_off_unlabeled
-from teacher_student.run_dir import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
+from teacher_student.run.directory import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
 from teacher_student.tables import markdown_table
 
 COPIED = ("config.yaml", "split.csv", "split.csv.sha256", "skipped_files.csv",

@@ -20,7 +20,7 @@ import pandas as pd
 from teacher_student import atomic
 from teacher_student.bench.distill import RESULT, scratch_of
 from teacher_student.errors import UserError
-from teacher_student.run_dir import STUDENT_SCRATCH, TEACHER
+from teacher_student.run.directory import STUDENT_SCRATCH, TEACHER
 from teacher_student.tables import markdown_table
 
 COLUMNS = [("model", "model", ""), ("params", "params", ","),

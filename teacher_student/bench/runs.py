@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from teacher_student import config as config_module
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 from teacher_student.tables import markdown_table
 
 COLUMNS = [("run", "run", ""), ("phase", "phase", ""), ("epochs", "epochs", "d"),

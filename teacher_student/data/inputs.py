@@ -12,7 +12,7 @@ from teacher_student.data.sources import Decoding, ImageTable, read_source
 from teacher_student.data.splits import Split, class_weights, keep_recorded_split, split_table
 from teacher_student.data.unlabeled import UnlabeledImages, read_unlabeled
 from teacher_student.errors import DataError
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 
 SHOWN = 5  # files named in a message before "and N more"
 

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from teacher_student import atomic, run_lock
+from teacher_student import atomic
 from teacher_student import config as config_module
 from teacher_student.data.images import decode_all
 from teacher_student.errors import RunDirError
@@ -52,7 +52,9 @@ from teacher_student.outputs.predict import (
     predict_in_chunks,
 )
 from teacher_student.quiet import native_stderr_silenced
-from teacher_student.run_dir import STUDENT_DISTILLED, STUDENT_SCRATCH, RunDir, unreadable_model
+from teacher_student.run import lock
+from teacher_student.run.checkpoints import unreadable_model
+from teacher_student.run.directory import STUDENT_DISTILLED, STUDENT_SCRATCH, RunDir
 from teacher_student.tables import markdown_table
 
 DEFAULT_MODELS = (STUDENT_DISTILLED, STUDENT_SCRATCH)  # the first that exists is exported
@@ -231,7 +233,7 @@ def export_run(run_dir: RunDir, which: Sequence[str] | None = None,
     """Exports the chosen models of a run, writes exports.csv/.md and adds the rows to the
     run's comparison table, under the run's lock; returns the Markdown table of the exports."""
     require_tensorflow("export (SavedModel and TFLite files)")
-    with run_lock.hold(run_dir.path):
+    with lock.hold(run_dir.path):
         return _export_run(run_dir, which, Path(out_dir) if out_dir else run_dir.export_dir)
 
 

@@ -27,12 +27,12 @@ from teacher_student import atomic
 from teacher_student.data.decode import IMAGE_EXTENSIONS, UnusableImage, decode_image
 from teacher_student.errors import RunDirError, UserError
 from teacher_student.outputs.predict import Predictor, find_meta, load_predictor
-from teacher_student.run_config import saved_config
-from teacher_student.run_dir import (
+from teacher_student.run.checkpoints import unreadable_model
+from teacher_student.run.config import saved_config
+from teacher_student.run.directory import (
     STUDENT_DISTILLED,
     STUDENT_SCRATCH,
     RunDir,
-    unreadable_model,
 )
 
 PREDICT_CHUNK = 64  # images decoded and classified together

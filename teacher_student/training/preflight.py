@@ -37,7 +37,7 @@ from teacher_student import atomic
 from teacher_student.errors import PreflightFailed, UserError
 from teacher_student.hardware import device_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 from teacher_student.timing import fit_step_seconds, time_calls
 from teacher_student.training.steps import Settings, Step, TrainingData
 from teacher_student.training.timekeeping import Timekeeper, format_duration
@@ -227,7 +227,7 @@ def _measured(step: Step, settings: Settings, fallback: str, timings: dict,
 class _Batches:
     """The first batch of each split, drawn once; on JAX also the last of validation and test
     when it is smaller: each batch shape is a program of its own, and the run after the
-    preflight finds every one of them in the compilation cache (compile_cache.py). TensorFlow
+    preflight finds every one of them in the compilation cache (run/compile_cache.py). TensorFlow
     keeps nothing for the run, so there it would be compiling for nothing."""
 
     def __init__(self, train, val, test):

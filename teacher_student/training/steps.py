@@ -26,7 +26,7 @@ from teacher_student.models.freezing import set_trainable, trainable_parts
 from teacher_student.models.precision import PrecisionPolicy, load_weights_from
 from teacher_student.models.student import build_student, check_student_config
 from teacher_student.models.teacher import build_teacher, check_teacher_config
-from teacher_student.run_dir import (
+from teacher_student.run.directory import (
     STUDENT_DISTILLED,
     STUDENT_SCRATCH,
     TEACHER,

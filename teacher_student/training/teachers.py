@@ -15,7 +15,7 @@ from teacher_student.config import Config
 from teacher_student.errors import ConfigError
 from teacher_student.models.layers import ProbabilityAverage
 from teacher_student.models.precision import PrecisionPolicy
-from teacher_student.run_dir import TEACHER, RunDir, unreadable_model
+from teacher_student.run.directory import TEACHER, RunDir, unreadable_model
 
 
 def teacher_file(entry: str) -> Path:

@@ -1,6 +1,6 @@
 """Resumable training: one `fit` per phase, checkpointed every epoch, continued after a kill.
 
-Each epoch leaves, in the phase's `CheckpointDir` (see run_dir.py), a resume point (weights,
+Each epoch leaves, in the phase's `CheckpointDir` (run/checkpoints.py), a resume point (weights,
 optimizer state, progress), `last.keras`, `best.keras` (best validation accuracy; ties go to the
 lower loss) and `history.csv`; `done.json` marks the phase finished.
 
@@ -25,9 +25,9 @@ from teacher_student.config import DistillConfig, PhaseConfig
 from teacher_student.data.batches import FollowEpochs
 from teacher_student.errors import NonFiniteLoss, RunDirError
 from teacher_student.models.precision import PrecisionPolicy, transfer_weights
-from teacher_student.run_dir import RESUME_PROGRESS as PROGRESS_FILE
-from teacher_student.run_dir import RESUME_STATE as STATE_FILE
-from teacher_student.run_dir import CheckpointDir
+from teacher_student.run.checkpoints import RESUME_PROGRESS as PROGRESS_FILE
+from teacher_student.run.checkpoints import RESUME_STATE as STATE_FILE
+from teacher_student.run.checkpoints import CheckpointDir
 
 MONITOR = "val_accuracy"
 KEEP_RESUME_POINTS = 2  # the one before the newest stands in when the newest cannot be read
@@ -59,7 +59,7 @@ def phase_optimizer(phase: PhaseConfig | DistillConfig, steps_per_epoch: int):
 
 
 def recover_checkpoints(directory: CheckpointDir) -> None:
-    """Sets aside what cannot be read back in `directory`, saying so (run_dir.py)."""
+    """Sets aside what cannot be read back in `directory`, saying so (run/checkpoints.py)."""
     for note in directory.recover():
         print(f"  {note}")
 

@@ -18,7 +18,7 @@ from teacher_student.data.augment import (
     output_to_input,
     warp,
 )
-from teacher_student.run_config import with_data_flip
+from teacher_student.run.config import with_data_flip
 
 
 def transform(images: np.ndarray, angle=0.0, scale=1.0, shift_x=0.0, shift_y=0.0,

@@ -16,7 +16,7 @@ from teacher_student.data.batches import Batches
 from teacher_student.data.sources import Decoding, read_source
 from teacher_student.data.splits import SPLITS, class_weights, split_table
 from teacher_student.errors import DataError
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 
 
 def read(source, image_size: int = 16, channels: int = 3, **options):

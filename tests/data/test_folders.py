@@ -14,7 +14,7 @@ from teacher_student import atomic
 from teacher_student.data.sources import Decoding, read_source
 from teacher_student.data.splits import split_table
 from teacher_student.errors import DataError
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 
 
 def read(source: Path):

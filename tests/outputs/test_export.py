@@ -20,7 +20,7 @@ from teacher_student.data.splits import split_table
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.outputs import export, predict, reports
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 
 FORMATS = ("keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8", "onnx")
 EXPORTED_FILES = ("student_distilled.keras", "student_distilled_savedmodel/saved_model.pb",

@@ -17,7 +17,7 @@ from teacher_student.errors import ConfigError
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
-from teacher_student.run_dir import CheckpointDir
+from teacher_student.run.checkpoints import CheckpointDir
 from teacher_student.training import distiller as distiller_module
 from teacher_student.training.distiller import Distiller, method_of
 from teacher_student.training.trainee import compile_trainee

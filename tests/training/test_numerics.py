@@ -10,7 +10,7 @@ from keras import layers
 
 from teacher_student.errors import NonFiniteLoss
 from teacher_student.models.precision import PrecisionPolicy
-from teacher_student.run_dir import CheckpointDir
+from teacher_student.run.checkpoints import CheckpointDir
 from teacher_student.training.trainer import fit_resumable
 
 

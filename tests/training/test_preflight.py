@@ -20,7 +20,7 @@ from teacher_student import config as cfg
 from teacher_student.models.structure import Structure, attach, structure_of
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 from teacher_student.training import preflight, steps
 
 STEPS = ["phase1_warmup", "phase2_main", "phase3_finetune", "student_distilled",

@@ -12,15 +12,16 @@ import pytest
 from helpers import write_image_folder
 
 from teacher_student import config as cfg
-from teacher_student import jobs, run_lock
+from teacher_student import jobs
 from teacher_student.config.checks import parse_duration
 from teacher_student.errors import ConfigError, TimeBudgetReached
-from teacher_student.run_dir import RunDir
+from teacher_student.run import lock
+from teacher_student.run.directory import RunDir
 
 HOLD = """
 import sys, time
-from teacher_student import run_lock
-with run_lock.hold(sys.argv[1]):
+from teacher_student.run import lock
+with lock.hold(sys.argv[1]):
     print("held", flush=True)
     time.sleep(600)
 """
@@ -43,14 +44,14 @@ def test_a_second_process_on_a_locked_run_dir_stops_naming_the_holder(tmp_path):
         holder.kill()
         holder.wait()
     # The lock of a killed process is gone with it; its note is overwritten.
-    with run_lock.hold(run):
-        assert json.loads((run / run_lock.LOCK_FILE).read_text())["pid"] == os.getpid()
+    with lock.hold(run):
+        assert json.loads((run / lock.LOCK_FILE).read_text())["pid"] == os.getpid()
 
 
 def test_the_lock_is_free_again_after_the_job(tmp_path):
-    with run_lock.hold(tmp_path):
+    with lock.hold(tmp_path):
         pass
-    with run_lock.hold(tmp_path):  # the same process, again: a notebook's next cell
+    with lock.hold(tmp_path):  # the same process, again: a notebook's next cell
         pass
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from teacher_student.models.precision import PrecisionPolicy
-from teacher_student.run_dir import CheckpointDir
+from teacher_student.run.checkpoints import CheckpointDir
 from teacher_student.training.timekeeping import Timekeeper
 from teacher_student.training.trainer import fit_resumable
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from teacher_student.errors import RunDirError
-from teacher_student.run_dir import CheckpointDir, RunDir
+from teacher_student.run.checkpoints import CheckpointDir
+from teacher_student.run.directory import RunDir
 
 
 def test_history_round_trips_with_the_epoch_first_and_leaves_no_temporary_file(tmp_path):

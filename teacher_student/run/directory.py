@@ -6,7 +6,7 @@
     skipped_files.csv    every file that could not be used, and why
     unlabeled.csv        the unlabeled images the distillation learnt from (distill.unlabeled)
     skipped_unlabeled.csv    those that could not be used, and why
-    teacher/phase1_<name>/ ...   one `CheckpointDir` per teacher phase (checkpoint_dir.py)
+    teacher/phase1_<name>/ ...   one `CheckpointDir` per teacher phase (checkpoints.py)
     student_distilled/, student_scratch/    the distillation's and the baseline's
     teacher.keras, student_distilled.keras, student_scratch.keras    the final models
     reports/             curves, confusion matrices, per-class reports, comparison table,
@@ -17,7 +17,7 @@
     compile_cache/       XLA's compiled steps on JAX, reused by a rerun (compile_cache.py)
     status.json          where the run is: phase, epoch, share of the plan, time left
     preflight.json       what the preflight measured, and the fallback of any step
-    .lock                held by the process training here (run_lock.py)
+    .lock                held by the process training here (lock.py)
     workers/worker-N/    what a non-chief worker of a multi-host run writes
 
 Every file is written under a temporary name and renamed into place, and a resume folder
@@ -36,7 +36,8 @@ from pathlib import Path
 import pandas as pd
 
 from teacher_student import atomic
-from teacher_student.checkpoint_dir import (  # noqa: F401 - what callers import from here
+from teacher_student.errors import RunDirError
+from teacher_student.run.checkpoints import (  # noqa: F401 - what callers import from here
     RESUME_PROGRESS,
     RESUME_STATE,
     CheckpointDir,
@@ -44,7 +45,6 @@ from teacher_student.checkpoint_dir import (  # noqa: F401 - what callers import
     latest_best,
     unreadable_model,
 )
-from teacher_student.errors import RunDirError
 
 # The run's models: each is saved as `<name>.keras`, and a student's checkpoint folder has its
 # name. Every other module takes the names from here.

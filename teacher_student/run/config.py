@@ -9,7 +9,7 @@ from teacher_student import config as config_module
 from teacher_student.config import Config, ConfigError
 from teacher_student.data.augment import with_flip
 from teacher_student.errors import RunDirError
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 
 
 def resolve_run_config(config: Config, run_dir: RunDir) -> Config:

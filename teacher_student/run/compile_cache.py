@@ -14,7 +14,7 @@ import os
 
 import keras
 
-from teacher_student.run_dir import RunDir
+from teacher_student.run.directory import RunDir
 
 ENVIRONMENT = "JAX_COMPILATION_CACHE_DIR"
 
