@@ -17,7 +17,8 @@ quantises it as its first two ops, so callers feed the same pixels to every form
 probabilities come out of an int8 softmax (steps of 1/256), dequantised to float32.
 
 Exports are made from a float32 copy of the model: a mixed-precision model's float16 ops are not
-TFLite builtins (the converter refuses them), and CPUs run float32 faster anyway.
+TFLite builtins (the converter refuses them), and CPUs run float32 faster anyway. Each format's
+conversion is convert.py's.
 
 `verify_export` runs an export over the test images and reports its top-1 agreement with the
 Keras model, the largest probability difference, accuracy, calibration and size; `export_run`
@@ -27,9 +28,6 @@ process (latency.py). Running the files is `predict.py`'s job.
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +43,19 @@ from teacher_student.errors import RunDirError
 from teacher_student.hardware import require_tensorflow
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.outputs import latency, reports
+from teacher_student.outputs.convert import (
+    convert_to_tflite,
+    missing_onnx_packages,
+    with_probabilities,
+    write_onnx,
+    write_saved_model,
+)
 from teacher_student.outputs.metrics import expected_calibration_error, softmax
 from teacher_student.outputs.predict import (
     content_digest,
     load_predictor,
     predict_in_chunks,
 )
-from teacher_student.quiet import native_stderr_silenced
 from teacher_student.run import lock
 from teacher_student.run.checkpoints import unreadable_model
 from teacher_student.run.directory import STUDENT_DISTILLED, STUDENT_SCRATCH, RunDir
@@ -88,13 +92,6 @@ class ExportRecord:
 # ---------------------------------------------------------------------------------------------
 # Writing the exports.
 
-def with_probabilities(model: keras.Model) -> keras.Model:
-    """`model` followed by a softmax: deployed models answer with probabilities."""
-    images = keras.Input(model.input_shape[1:], dtype="uint8", name="image")
-    probabilities = keras.layers.Softmax(name="probabilities")(model(images))
-    return keras.Model(images, probabilities, name=f"{model.name}_probabilities")
-
-
 def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequence[str],
                  image_size: int, channels: int,
                  representative: np.ndarray) -> list[ExportRecord]:
@@ -126,49 +123,6 @@ def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequ
         records.append(ExportRecord(name, "onnx", onnx, "probabilities"))
     write_meta(out_dir / f"{name}_meta.json", name, records, class_names, image_size, channels)
     return records
-
-
-def write_saved_model(model: keras.Model, path: Path) -> Path:
-    if path.exists():
-        shutil.rmtree(path)
-    return atomic.publish_directory(
-        lambda tmp: model.export(str(tmp), format="tf_saved_model", verbose=False), path)
-
-
-ONNX_PACKAGES = {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime"}
-
-
-def missing_onnx_packages() -> list[str]:
-    """The packages an ONNX export and its check need that are not installed."""
-    return [package for module, package in ONNX_PACKAGES.items()
-            if importlib.util.find_spec(module) is None]
-
-
-def write_onnx(model: keras.Model, path: Path) -> Path:
-    """`model` as an ONNX file (float32, opset of tf2onnx's choice, a dynamic batch)."""
-    model(np.zeros((1, *model.input_shape[1:]), dtype="uint8"))  # Keras exports called models
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf2onnx's own NumPy deprecation notices
-        return atomic.replace_atomically(
-            path, lambda tmp: model.export(tmp, format="onnx", verbose=False))
-
-
-def convert_to_tflite(saved_model: Path, kind: str, representative: np.ndarray) -> bytes:
-    """TFLite flatbuffer of the SavedModel: "float32", "float16" (weights) or "int8" (all)."""
-    tf = require_tensorflow("TFLite conversion")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    if kind == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif kind == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([image[None]] for image in representative)
-        # Only int8 kernels: the conversion fails rather than leaving float ops in silently.
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    elif kind != "float32":
-        raise ValueError(f"TFLite kind must be float32, float16 or int8, got {kind!r}")
-    with native_stderr_silenced():  # the quantizer's "fully_quantize: 0, ..." line
-        return converter.convert()
 
 
 def write_meta(path: Path, name: str, records: Sequence[ExportRecord],

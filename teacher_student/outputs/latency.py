@@ -138,7 +138,8 @@ def measure_on_cpu(paths: Sequence[Path], tflite: bool = False,
 
 
 # ---------------------------------------------------------------------------------------------
-# The child process.
+# The child process. What loads Keras is imported inside the functions, here and in
+# `measure_once`: run as `__main__`, this module quiets TensorFlow's logs before Keras loads.
 
 def time_model(call: Callable[[], object], seconds: float) -> Latency:
     """`call` warmed up, then timed for about `seconds` (MIN_REPEATS to MAX_REPEATS calls)."""
@@ -175,7 +176,7 @@ def _image(input_shape) -> np.ndarray:
 
 def _tflite_call(model, folder: Path):
     """`model` converted as `export` converts it (float32, answering probabilities)."""
-    from teacher_student.outputs.export import (
+    from teacher_student.outputs.convert import (
         convert_to_tflite,
         with_probabilities,
         write_saved_model,
