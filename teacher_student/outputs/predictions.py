@@ -26,6 +26,7 @@ import pandas as pd
 from teacher_student import atomic
 from teacher_student.data.decode import IMAGE_EXTENSIONS, UnusableImage, decode_image
 from teacher_student.errors import RunDirError, UserError
+from teacher_student.outputs.export import DEFAULT_MODELS
 from teacher_student.outputs.predict import Predictor, find_meta, load_predictor
 from teacher_student.run.checkpoints import unreadable_model
 from teacher_student.run.config import saved_config
@@ -36,7 +37,6 @@ from teacher_student.run.directory import (
 )
 
 PREDICT_CHUNK = 64  # images decoded and classified together
-DEFAULT_MODELS = (STUDENT_DISTILLED, STUDENT_SCRATCH)  # the first the run has answers
 RUN_LEVELS = 3  # a run's .keras: RUN/x.keras, RUN/student_distilled/, RUN/teacher/phase1_x/
 
 
