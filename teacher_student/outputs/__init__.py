@@ -1,2 +1,5 @@
-"""What a run leaves for people and machines: figures (`plots`), the evaluation and comparison
-table (`reports`), deployable exports (`export`) and running them (`predict`)."""
+"""What a run leaves for people and machines: the evaluation and comparison table (`reports`),
+numbers beyond accuracy (`metrics`), CPU latency (`latency`), training curves (`plots`) and
+figures of the models on the test split (`model_plots`); deployable files (`convert`: each
+format; `export`: every format of a run's model, checked), running them (`predict`) and the
+`predict` command (`predictions`)."""

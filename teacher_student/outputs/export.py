@@ -78,7 +78,7 @@ EXPORT_COLUMNS = [
 
 @dataclass(frozen=True)
 class ExportRecord:
-    model_name: str  # one of run_dir.MODEL_NAMES
+    model_name: str  # one of run.directory.MODEL_NAMES
     # "keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8" or "onnx"
     format: str
     path: Path
