@@ -20,7 +20,8 @@ import numpy as np
 
 from teacher_student.data.augment import Augmentation
 from teacher_student.data.batches import Batches
-from teacher_student.data.sources import Decoding, read_source
+from teacher_student.data.decoding import Decoding
+from teacher_student.data.labeled import read_source
 
 OURS_LIGHT = "ours: decode once, batches, augment light in the step"
 OURS_PLAIN = "ours: decode once, batches, no augmentation"

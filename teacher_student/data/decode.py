@@ -26,7 +26,11 @@ class UnusableImage(ValueError):
 
 def decode_image(path: str | os.PathLike, size: int, channels: int) -> np.ndarray:
     """uint8 [size, size, channels] from the image file at `path`, or UnusableImage."""
-    if os.path.getsize(path) == 0:
+    try:
+        empty = os.path.getsize(path) == 0
+    except OSError as err:  # gone since it was listed, or not readable
+        raise UnusableImage(f"cannot read: {err.strerror or err}") from err
+    if empty:
         raise UnusableImage("cannot decode: empty file")
     try:
         with Image.open(path) as image:

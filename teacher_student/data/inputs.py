@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from teacher_student.config import DataConfig
 from teacher_student.data.batches import UNLABELED, Batches, StackedPixels
-from teacher_student.data.sources import Decoding, ImageTable, read_source
+from teacher_student.data.decoding import Decoding
+from teacher_student.data.labeled import ImageTable, read_source
 from teacher_student.data.splits import Split, class_weights, keep_recorded_split, split_table
 from teacher_student.data.unlabeled import UnlabeledImages, read_unlabeled
 from teacher_student.errors import DataError

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from teacher_student.data.folders import not_data
+from teacher_student.data.candidates import folder_problem
 from teacher_student.errors import DataError
 
 KEYS = ("images", "labels")
@@ -107,4 +107,4 @@ def _class_name_problem(name: str) -> str | None:
         return "it is empty"
     if "/" in name or "\0" in name:
         return "it holds '/' or a NUL character"
-    return not_data(name)
+    return folder_problem(name)

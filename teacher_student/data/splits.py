@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
-from teacher_student.data.sources import ImageTable
+from teacher_student.data.labeled import ImageTable
 from teacher_student.errors import DataError
 
 SPLITS = ("train", "val", "test")

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from teacher_student.data import embedded
-from teacher_student.data.decode import IMAGE_EXTENSIONS
-from teacher_student.data.folders import files_under, is_utf8, printable
-from teacher_student.data.images import decode_all
-from teacher_student.data.sources import Decoding
+from teacher_student.data.decoding import (
+    Decoding,
+    decode_candidates,
+    printable_pairs,
+    skipped_summary,
+)
+from teacher_student.data.sources.registry import UNLABELED, list_source
 from teacher_student.errors import ConfigError, DataError
 
 KEY = "distill.unlabeled"
@@ -45,72 +46,19 @@ def read_unlabeled(source: str, decoding: Decoding,
     """The usable images of `source`, without those whose file is one of `labeled` (the
     paths of the run's labeled images). A ConfigError naming the key when none is usable."""
     try:
-        paths, skipped = _candidates(Path(source), decoding)
-    except DataError as err:  # a damaged .npz, an unreadable CSV
+        listing = list_source(UNLABELED, source, decoding.embedded_dir)
+    except DataError as err:  # not a source, a damaged .npz, an unreadable CSV
         raise ConfigError(f"{KEY}: {err}") from err
     known = {_real(path) for path in labeled}
-    usable_paths = []
-    for path in paths:
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped.append((str(path), "not an image extension"))
-        elif not is_utf8(str(path)):
-            skipped.append((str(path), "file name is not valid UTF-8"))
-        elif _real(str(path)) in known:
-            skipped.append((str(path), "one of the run's labeled images"))
-        else:
-            usable_paths.append(str(path))
-    decoded = decode_all(usable_paths, decoding.image_size, decoding.channels, decoding.cache,
-                         decoding.cache_dir)
-    used, rows = [], []
-    for row, (path, problem) in enumerate(zip(usable_paths, decoded.problems)):
-        if problem:
-            skipped.append((path, problem))
-        else:
-            used.append(path)
-            rows.append(row)
-    skipped = [(printable(path), reason) for path, reason in skipped]
-    if not rows:
-        first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-        raise ConfigError(f"{KEY}: {source}: no usable image; {len(skipped)} entries "
-                          f"skipped{first}")
-    return UnlabeledImages(source, tuple(used), decoded.pixels, tuple(rows), tuple(skipped))
-
-
-def _candidates(source: Path, decoding: Decoding) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The files that should be images, and those already left out, with the reason."""
-    skipped: list[tuple[str, str]] = []
-    if source.is_dir():
-        return files_under(source, skipped), skipped
-    if source.is_file() and source.suffix.lower() == ".csv":
-        return _listed(source, skipped), skipped
-    if source.is_file() and source.suffix.lower() == ".npz":
-        folder = embedded.materialize_npz_images(
-            source, decoding.embedded_dir or embedded.default_cache_dir())
-        return files_under(folder, skipped), skipped
-    raise ConfigError(f"{KEY}: {source}: not an existing folder, a .csv or a .npz file")
-
-
-def _listed(csv_path: Path, skipped: list[tuple[str, str]]) -> list[Path]:
-    """The files of a CSV's `path` column (relative to the CSV's folder); other columns, a
-    `label` too, are not read."""
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataError(f"{csv_path}: cannot read CSV ({err})") from err
-    table.columns = [str(column).strip() for column in table.columns]
-    if "path" not in table.columns:
-        raise DataError(f"{csv_path}: needs a column 'path', has {list(table.columns)}")
-    files = []
-    for index, raw in enumerate(table["path"]):
-        path = csv_path.parent / raw.strip()
-        where = f"{csv_path.name} row {index + 2}"
-        if not raw.strip():
-            skipped.append((raw, f"{where}: empty path"))
-        elif not path.is_file():
-            skipped.append((str(path), f"{where}: file not found"))
-        else:
-            files.append(path)
-    return files
+    candidates = [candidate._replace(problem="one of the run's labeled images")
+                  if candidate.problem is None and _real(candidate.path) in known else candidate
+                  for candidate in listing.candidates]
+    decoded = decode_candidates(candidates, decoding)
+    skipped = printable_pairs([*listing.skipped, *decoded.problems()])
+    if not decoded.usable:
+        raise ConfigError(f"{KEY}: {source}: no usable image; {skipped_summary(skipped)}")
+    return UnlabeledImages(source, tuple(candidate.path for candidate in decoded.usable),
+                           decoded.pixels, decoded.rows, skipped)
 
 
 def _real(path: str) -> str:

@@ -13,7 +13,8 @@ from PIL import Image
 
 from teacher_student.data import embedded as datasets
 from teacher_student.data.batches import Batches
-from teacher_student.data.sources import Decoding, read_source
+from teacher_student.data.decoding import Decoding
+from teacher_student.data.labeled import read_source
 from teacher_student.data.splits import SPLITS, class_weights, split_table
 from teacher_student.errors import DataError
 from teacher_student.run.directory import RunDir
@@ -97,7 +98,8 @@ def test_csv_source_skips_missing_files_and_empty_labels(tmp_path: Path):
     assert [Path(p).name for p in table.paths] == ["a1.png", "a2.png", "b1.png"]
     assert table.labels == (0, 0, 1)
     reasons = dict(table.skipped)
-    assert reasons[str(tmp_path / "pics" / "gone.png")] == "labels.csv row 5: file not found"
+    assert reasons[str(tmp_path / "pics" / "gone.png")] == \
+        "cannot read: file not found (labels.csv row 5)"
     assert reasons[str(tmp_path / "pics" / "b2.png")] == "labels.csv row 6: empty label"
 
 

@@ -11,7 +11,8 @@ import pytest
 from helpers import make_class_folder, write_png
 
 from teacher_student import atomic
-from teacher_student.data.sources import Decoding, read_source
+from teacher_student.data.decoding import Decoding
+from teacher_student.data.labeled import read_source
 from teacher_student.data.splits import split_table
 from teacher_student.errors import DataError
 from teacher_student.run.directory import RunDir
@@ -131,8 +132,8 @@ def test_a_csv_class_whose_files_are_all_missing_is_named(tmp_path: Path):
     write_png(tmp_path / "b1.png", 3)
     csv = tmp_path / "labels.csv"
     csv.write_text("path,label\na1.png,a\na2.png,a\nb1.png,b\ngone.png,c\n")
-    with pytest.raises(DataError, match=r"class 'c' has no usable image.*labels\.csv row 5: "
-                                        r"file not found"):
+    with pytest.raises(DataError, match=r"class 'c' has no usable image.*file not found "
+                                        r"\(labels\.csv row 5\)"):
         read(csv)
 
 

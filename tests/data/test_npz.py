@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teacher_student.data.sources import Decoding, read_source
+from teacher_student.data.decoding import Decoding
+from teacher_student.data.labeled import read_source
 from teacher_student.errors import DataError
 
 RNG = np.random.default_rng(0)

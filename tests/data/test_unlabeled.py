@@ -9,7 +9,7 @@ import pytest
 from helpers import write_png
 
 from teacher_student.data.batches import UNLABELED, Batches, StackedPixels
-from teacher_student.data.sources import Decoding
+from teacher_student.data.decoding import Decoding
 from teacher_student.data.unlabeled import read_unlabeled
 from teacher_student.errors import ConfigError
 
@@ -45,7 +45,8 @@ def test_a_csv_of_paths_and_a_npz_of_images(tmp_path, decoding):
     listed.write_text("path,label\nx.png,\ny.png,cat\nmissing.png,\n")
     found = read_unlabeled(str(listed), decoding)
     assert len(found) == 2
-    assert [reason for _, reason in found.skipped] == ["unlabeled.csv row 4: file not found"]
+    assert [reason for _, reason in found.skipped] == [
+        "cannot read: file not found (unlabeled.csv row 4)"]
 
     images = np.random.default_rng(0).integers(0, 256, (5, 16, 16), dtype=np.uint8)
     np.savez(tmp_path / "test.npz", images=images)  # no labels: none are needed

@@ -15,7 +15,8 @@ from helpers import TINY_STUDENT, write_image_folder
 
 from teacher_student import cli
 from teacher_student import config as config_module
-from teacher_student.data.sources import Decoding, read_source
+from teacher_student.data.decoding import Decoding
+from teacher_student.data.labeled import read_source
 from teacher_student.data.splits import split_table
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.student import build_student
