@@ -6,7 +6,8 @@ float32 copy that `export` wrote in `RUN/export/` when there is one, else the ru
 wrote, found through the `*_meta.json` beside it, or a `.keras` file of a run directory, such
 as `RUN/student_distilled.keras` or a checkpoint's `best.keras`). The images are a folder
 (searched recursively), a CSV with a `path` column (relative paths from the CSV's folder, as
-written) or one image file.
+written) or one image file, by the rules of every source (data/candidates.py): hidden files,
+system folders such as `__MACOSX` and macOS's `._x.png` are left out, and said.
 
 The CSV has one row per image that could be read: `path` (as found in the folder, or as
 written in the input CSV), `class`, `probability`, then `class_2`, `probability_2`... for
@@ -24,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from teacher_student import atomic
-from teacher_student.data.decode import IMAGE_EXTENSIONS, UnusableImage, decode_image
+from teacher_student.data.candidates import Listing, printable
+from teacher_student.data.decoding import Decoding, decode_candidates
+from teacher_student.data.sources.registry import PREDICT, list_source
 from teacher_student.errors import RunDirError, UserError
 from teacher_student.outputs.export import DEFAULT_MODELS
 from teacher_student.outputs.predict import Predictor, find_meta, load_predictor
@@ -120,49 +123,33 @@ def _words(name: str) -> str:
             STUDENT_SCRATCH: "student trained from scratch"}.get(name, name)
 
 
-def images_in(source: Path) -> list[tuple[str, Path]]:
-    """(the path as the CSV will give it, the file) of every image of `source`: a folder's
-    image files (recursively, sorted), a CSV's `path` column in its order, or one file."""
-    source = Path(source)
-    if source.is_dir():
-        return [(str(p), p) for p in sorted(source.rglob("*"))
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    if source.is_file() and source.suffix.lower() == ".csv":
-        try:
-            rows = pd.read_csv(source, dtype=str, keep_default_na=False)
-        except (ValueError, pd.errors.ParserError) as err:
-            raise UserError(f"{source}: cannot read CSV ({err})") from err
-        if "path" not in rows.columns:
-            raise UserError(f"{source}: needs a column 'path', has {list(rows.columns)}")
-        return [(text, source.parent / text.strip()) for text in rows["path"]]
-    if source.is_file():
-        return [(str(source), source)]
-    raise UserError(f"{source}: no such file or folder")
+def images_in(source: Path) -> Listing:
+    """The images of `source` (a folder's files at any depth, sorted; a CSV's `path` column in
+    its order; or one file), and what was left out, by the rules of every source
+    (data/candidates.py: hidden files, `__MACOSX`, AppleDouble `._x.png`...)."""
+    return list_source(PREDICT, str(source))
 
 
-def classify(classifier: Classifier, images: Sequence[tuple[str, Path]],
+def classify(classifier: Classifier, images: Listing,
              top: int = 1) -> Iterator[Prediction | tuple[str, str]]:
-    """A `Prediction` per decodable image and a (path, reason) pair per one that is not."""
+    """A `Prediction` per decodable image and a (path, reason) pair per file left out or not
+    decodable, paths as the input names them."""
     if top < 1:
         raise UserError(f"--top must be at least 1, got {top}")
     top = min(top, len(classifier.class_names))
-    for start in range(0, len(images), PREDICT_CHUNK):
-        pixels, decoded = [], []
-        for shown, path in images[start:start + PREDICT_CHUNK]:
-            try:
-                pixels.append(decode_image(path, classifier.image_size, classifier.channels))
-            except UnusableImage as err:
-                yield shown, str(err)
-                continue
-            except OSError as err:  # a CSV's path that does not exist
-                yield shown, f"cannot read: {err.strerror or err}"
-                continue
-            decoded.append(shown)
-        if pixels:
-            for shown, probabilities in zip(decoded, classifier.predictor(np.stack(pixels))):
+    for path, reason in images.skipped:
+        yield printable(path), reason
+    decoding = Decoding(classifier.image_size, classifier.channels)
+    for start in range(0, len(images.candidates), PREDICT_CHUNK):
+        decoded = decode_candidates(images.candidates[start:start + PREDICT_CHUNK], decoding)
+        for candidate in decoded.skipped:
+            yield printable(candidate.name), candidate.problem
+        if decoded.usable:
+            answers = classifier.predictor(decoded.pixels[list(decoded.rows)])
+            for candidate, probabilities in zip(decoded.usable, answers):
                 best = np.argsort(probabilities)[::-1][:top]
-                yield Prediction(shown, [(classifier.class_names[i], float(probabilities[i]))
-                                         for i in best])
+                yield Prediction(candidate.name, [
+                    (classifier.class_names[i], float(probabilities[i])) for i in best])
 
 
 def format_prediction(prediction: Prediction) -> str:
