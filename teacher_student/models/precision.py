@@ -25,6 +25,10 @@ from teacher_student.config.schema import POLICIES
 from teacher_student.hardware import gpu_compute_capability
 from teacher_student.models.layers import CastTo
 
+# Our models keep their structure in a registered `HeadPool`, which `load_model` must find:
+# every module that loads one imports this one (for the layers above), so it is registered too.
+from teacher_student.models.structure import HeadPool  # noqa: F401
+
 MERGES = {"add": layers.Add, "concatenate": layers.Concatenate, "multiply": layers.Multiply}
 FLOAT32 = "float32"
 

@@ -19,8 +19,9 @@ from teacher_student.config.schema import StudentConfig
 from teacher_student.errors import ConfigError
 from teacher_student.models.applications import applications_trunk, check_trunk, trunk_parts
 from teacher_student.models.blocks import apply_conv_bn_act, apply_separable_block, stem_stride
+from teacher_student.models.layers import CastTo
 from teacher_student.models.precision import PrecisionPolicy
-from teacher_student.models.structure import Structure, attach, parts_by_prefix
+from teacher_student.models.structure import HeadPool, Structure, attach, parts_by_prefix
 
 HEAD_POOL = "head_pool"
 # The networks a student can be besides our own (any family of applications.py builds; these
@@ -42,12 +43,12 @@ def build_student(config: StudentConfig, policy: PrecisionPolicy) -> keras.Model
         parts = trunk_parts(trunk)
     else:
         x, stages = _separable_trunk(inputs, config, policy)
-    x = layers.GlobalAveragePooling2D(dtype=policy.layer_dtype, name=HEAD_POOL)(x)
+    x = HeadPool(dtype=policy.layer_dtype, name=HEAD_POOL)(x)
     x = layers.Dropout(config.dropout, dtype=policy.layer_dtype, name="head_dropout")(x)
     logits = policy.logits(x, config.num_classes)
     model = keras.Model(inputs, logits, name="student")
     if not config.trunk:
-        parts = parts_by_prefix(model, ["stem", *stages])
+        parts = parts_by_prefix(model, ["stem", *stages], leave_out=CastTo)
     return attach(model, Structure(parts, HEAD_POOL))
 
 

@@ -6,7 +6,7 @@
 
 The trunk is either our own residual CBAM stages (`stem`, `stage1`, ...) or a
 `keras.applications` network. Each trunk part ends in a `GradientGate`, so freezing a part also
-stops its gradient (see freezing.py); the parts and the head's pool are recorded on the model
+stops its gradient (see freezing.py); the parts are recorded in the head's pool, a `HeadPool`
 (structure.py).
 """
 
@@ -25,9 +25,9 @@ from teacher_student.models.blocks import (
     apply_residual_block,
     stem_stride,
 )
-from teacher_student.models.layers import GradientGate
+from teacher_student.models.layers import CastTo, GradientGate
 from teacher_student.models.precision import PrecisionPolicy
-from teacher_student.models.structure import Structure, attach, parts_by_prefix
+from teacher_student.models.structure import HeadPool, Structure, attach, parts_by_prefix
 
 SCALES = 3  # features are taken at the last three resolutions
 HEAD_POOL = "head_pool"
@@ -48,7 +48,7 @@ def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model
     x = apply_conv_bn_act(x, config.fusion_width, 1, 1, policy, "fusion_mix")
     if config.cbam:
         x = apply_cbam(x, config.cbam_reduction, policy, "fusion_cbam")
-    x = layers.GlobalAveragePooling2D(dtype=policy.layer_dtype, name=HEAD_POOL)(x)
+    x = HeadPool(dtype=policy.layer_dtype, name=HEAD_POOL)(x)
     x = layers.Dropout(config.dropout, dtype=policy.layer_dtype, name="head_dropout")(x)
     logits = policy.logits(x, config.num_classes)
     model = keras.Model(inputs, logits, name="teacher")
@@ -57,7 +57,8 @@ def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model
                               tuple(f"trunk_gate{i}" for i in range(SCALES)))
     else:
         stages = [f"stage{i}" for i in range(1, len(config.widths) + 1)]
-        structure = Structure(parts_by_prefix(model, ["stem", *stages]), HEAD_POOL)
+        structure = Structure(parts_by_prefix(model, ["stem", *stages], leave_out=CastTo),
+                              HEAD_POOL)
     return attach(model, structure)
 
 
