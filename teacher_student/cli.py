@@ -75,14 +75,14 @@ def check_dtypes_command(args) -> int:
 
 
 def job_command(args) -> int:
-    from teacher_student import jobs
+    from teacher_student import evaluation, jobs
     from teacher_student.outputs.reports import comparison_table
     from teacher_student.run.compile_cache import use_compile_cache
 
     run_dir = RunDir(Path(args.run_dir))
     if args.command == "evaluate":
         _say_ignored(args, "evaluate")
-        rows = jobs.evaluate(run_dir)
+        rows = evaluation.evaluate(run_dir)
         print(f"\ntest split ({run_dir.path}):\n{comparison_table(rows)}")
         return 0
     config = _config(args)

@@ -27,7 +27,7 @@ class RunDirError(UserError):
 
 
 class NonFiniteLoss(UserError, RuntimeError):
-    """The loss became NaN or infinite: the phase stopped, its last good checkpoint is kept."""
+    """The loss became NaN or infinite: the step stopped, its last good checkpoint is kept."""
 
 
 class PreflightFailed(UserError):

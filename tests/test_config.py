@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from teacher_student import config as cfg
-from teacher_student.config.checks import parse_duration
+from teacher_student.config.values import parse_duration
 
 
 def test_defaults_round_trip_through_yaml(tmp_path):
@@ -44,9 +44,12 @@ def test_config_is_frozen():
     (["jit_compile=1"], "jit_compile: must be str, got int 1"),
     (["distill.method=crd"], "distill.method: must be one of ['kd', 'dkd', 'feature']"),
     (["distill.temperature=0"], "distill.temperature: must be > 0"),
-    (["distill.kd_weight=-1"], "distill.kd_weight: must be > 0"),
-    (["distill.dkd_beta=0"], "distill.dkd_beta: must be > 0"),
-    (["distill.feature_weight=0"], "distill.feature_weight: must be > 0"),
+    (["distill.kd.weight=-1"], "distill.kd.weight: must be > 0"),
+    (["distill.dkd.beta=0"], "distill.dkd.beta: must be > 0"),
+    (["distill.dkd_beta=0"], "distill.dkd.beta: must be > 0"),  # the flat key, deprecated
+    (["distill.feature.weight=0"], "distill.feature.weight: must be > 0"),
+    (["distill.dkd.gamma=1"], "distill.dkd.gamma: unknown key (known: alpha, beta, "
+                              "warmup_epochs)"),
     (["distill.mix=blend"], "distill.mix: must be one of ['none', 'mixup', 'cutmix']"),
     (["distill.mix=mixup", "data.batch_size=1"], "distill.mix: mixup mixes the images of a batch"),
     (["data.cache=cloud"], "data.cache: must be one of ['auto', 'memory', 'disk']"),

@@ -58,6 +58,27 @@ def test_a_student_learns_from_an_ensemble_of_listed_teachers(trained, run, tmp_
     assert (run / "student_distilled.keras").exists()
 
 
+def test_the_feature_method_learns_from_a_listed_teachers_map(trained, run, capsys):
+    """The teacher's file keeps which map its head pools (models/structure.py)."""
+    images, original = trained
+    assert cli.main(argv("distill", run, images, "distill.method=feature",
+                         f"distill.teachers=[{original}]", "distill.baseline=false")) == 0
+    assert "distillation: feature, 1 epochs" in capsys.readouterr().out
+    history = pd.read_csv(run / "student_distilled" / "history.csv")
+    assert history["distillation_loss"].iloc[0] > 0
+    assert (run / "student_distilled.keras").exists()
+
+
+def test_the_feature_method_refuses_an_ensemble_naming_the_key(trained, run, capsys):
+    images, original = trained
+    before = snapshot(run)
+    assert cli.main(argv("distill", run, images, "distill.method=feature",
+                         f"distill.teachers=[{original}, {original}]")) == 2
+    assert "distill.teachers: the feature method learns from one teacher's feature map; 2 " \
+           "are listed" in capsys.readouterr().err
+    assert snapshot(run) == before
+
+
 @pytest.mark.parametrize("teachers, message", [
     ("[{missing}]", "distill.teachers.0: {missing} is neither a .keras file"),
     ("[{other_classes}]", "distill.teachers.0: {other_classes} was trained on the classes"),

@@ -141,8 +141,8 @@ def test_bench_runs_times_every_step_of_the_plan(trained_run):
     from teacher_student.bench import runs
 
     _, run_dir, _, _ = trained_run
-    rows = runs.phase_rows(RunDir(run_dir))
-    assert [row["phase"] for row in rows] == [
+    rows = runs.step_rows(RunDir(run_dir))
+    assert [row["step"] for row in rows] == [
         "teacher phase 1/3 'warmup'", "teacher phase 2/3 'main'", "teacher phase 3/3 'finetune'",
         "distillation", "baseline"]
     assert [row["epochs"] for row in rows] == [1, 1, 1, 2, 2]

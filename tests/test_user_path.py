@@ -86,7 +86,7 @@ def test_the_run_directory_holds_what_the_readme_lists(user):
                  "reports/student_curves.png", "reports/reliability.png",
                  "reports/accuracy_vs_latency.png", "reports/teacher_top_confusions.md"):
         assert (run / name).exists(), name
-    assert "augment light+flip" in steps["train-teacher"].stdout
+    assert "augment light with flips" in steps["train-teacher"].stdout
 
 
 def test_evaluate_and_export_need_only_the_run_directory(user):

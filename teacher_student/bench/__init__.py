@@ -6,7 +6,7 @@ The names below are what `bench train` and `bench distill` measure; the command 
 as its choices without importing Keras.
 """
 
-from teacher_student.config.schema import POLICIES
+from teacher_student.config.values import POLICIES
 
 # Full float32 matmuls and convolutions (no TF32): what a T4, which has no TF32, runs.
 FULL_FLOAT32 = "float32-highest"
@@ -22,14 +22,14 @@ DISTILL_VARIANTS = {
     "scratch+cutmix": ["distill.mix=cutmix"],
     "kd": ["distill.method=kd"],
     "kd+ls": ["distill.method=kd", "distill.standardize_logits=true", "distill.temperature=2",
-              "distill.kd_weight=9"],
+              "distill.kd.weight=9"],
     # The teacher as a regulariser beside the labels, for a student too small to copy it.
     "kd-alpha0.5": ["distill.method=kd", "distill.alpha=0.5"],
     "kd-alpha0.9": ["distill.method=kd", "distill.alpha=0.9"],
     # A student taught by the seed's `--teachers N` teachers, averaged in probability.
     "kd-ensemble": ["distill.method=kd"],
     "dkd": ["distill.method=dkd", "distill.alpha=1"],
-    "dkd-beta8": ["distill.method=dkd", "distill.alpha=1", "distill.dkd_beta=8"],
+    "dkd-beta8": ["distill.method=dkd", "distill.alpha=1", "distill.dkd.beta=8"],
     "dkd+ls": ["distill.method=dkd", "distill.alpha=1", "distill.standardize_logits=true",
                "distill.temperature=2"],
     "feature": ["distill.method=feature"],
@@ -42,5 +42,5 @@ DISTILL_VARIANTS = {
                  "distill.mix=mixup"],
     "kd+cutmix": ["distill.method=kd", "distill.mix=cutmix"],
     "kd+ls+cutmix": ["distill.method=kd", "distill.standardize_logits=true",
-                     "distill.temperature=2", "distill.kd_weight=9", "distill.mix=cutmix"],
+                     "distill.temperature=2", "distill.kd.weight=9", "distill.mix=cutmix"],
 }

@@ -39,7 +39,7 @@ from teacher_student.models.precision import FLOAT32, PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
 from teacher_student.timing import EpochTimer, rate
-from teacher_student.training.distiller import Distiller, method_of
+from teacher_student.training.distiller import Distiller, method_terms
 from teacher_student.training.trainee import Trainee, compile_trainee
 
 HOST_BATCHES = 4  # distinct batches, cycled, so no step reuses the previous step's input
@@ -85,13 +85,13 @@ def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
         result["parameters"] = student.count_params()
         result["teacher_parameters"] = teacher.count_params()
         if keras.backend.backend() == "jax":
-            step = jax_steps.distill_step(teacher, student, policy, config.distill)
+            step = jax_steps.distill_step(teacher, student, policy, config.distill, spec.steps)
             result.update(jax_steps.rates(step, batches, spec))
             forward = jax_steps.rates(jax_steps.forward_step(teacher), batches, spec)
             result["teacher_forward_ms"] = forward.get("step_ms")
             result["teacher_forward_hlo_flops"] = forward["hlo_flops_per_step"]
         plain = None
-        trainee = Distiller(teacher, student, method_of(config.distill, spec.steps),
+        trainee = Distiller(teacher, student, method_terms(config.distill, spec.steps),
                             config.distill.alpha, config.distill.augment, seed=0, policy=policy)
     else:
         build = build_teacher if model_name == "teacher" else build_student

@@ -3,7 +3,8 @@ and fed from the device, from the host, and from the host through a thread that 
 the device ahead; with XLA's FLOP and memory counts of the step.
 
 Keras' documented pattern: `stateless_call` inside `jax.value_and_grad`, the optimizer's
-`stateless_apply`. The distillation step computes the `Distiller`'s loss.
+`stateless_apply`. The distillation step computes the `Distiller`'s loss with the configured
+method's own terms (training/methods/).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import time
 import keras
 import numpy as np
 
+from teacher_student.errors import UserError
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.timing import rate, time_calls
-from teacher_student.training.losses import kd_loss, label_loss
+from teacher_student.training.distiller import method_terms
+from teacher_student.training.losses import label_loss
+from teacher_student.training.methods.terms import teacher_loss
 
 # ---------------------------------------------------------------------------------------------
 # Stateless JAX steps: (state, images, labels) -> (output, state).
@@ -70,16 +74,21 @@ def classifier_step(model: keras.Model, policy: PrecisionPolicy):
 
 
 def distill_step(teacher: keras.Model, student: keras.Model, policy: PrecisionPolicy,
-                  settings):
-    """The `Distiller`'s loss under plain KD: the frozen teacher in inference mode, its
-    gradient stopped."""
+                 distill, steps_per_epoch: int):
+    """The `Distiller`'s loss, `alpha` times the label loss plus the method's terms on the
+    logits: the frozen teacher in inference mode, its gradient stopped, one epoch in."""
     import jax
+
+    terms = method_terms(distill, steps_per_epoch)
+    if any(term.taps_features for term in terms):
+        raise UserError(f"bench train times the methods on logits; {distill.method!r} also "
+                        "compares feature maps: time it with `fit` (the trainer's rates)")
 
     def loss_of(logits, frozen, images, labels):
         teacher_logits, _ = teacher.stateless_call(frozen[0], frozen[1], images, training=False)
-        teacher_logits = jax.lax.stop_gradient(teacher_logits)
-        return (settings.alpha * label_loss(labels, logits) + (1 - settings.alpha)
-                * kd_loss(teacher_logits, logits, settings.temperature))
+        outputs = {"logits": logits, "teacher_logits": jax.lax.stop_gradient(teacher_logits)}
+        return (distill.alpha * label_loss(labels, logits)
+                + teacher_loss(terms, outputs, labels, float(steps_per_epoch)))
 
     frozen = [_variables(teacher.trainable_variables), _variables(teacher.non_trainable_variables)]
     return _training_step(student, policy, frozen, loss_of)

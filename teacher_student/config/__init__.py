@@ -1,31 +1,32 @@
-"""The run configuration: its shape (`schema`), value checks (`checks`), YAML loading and
-overrides (`loading`), and the packaged presets (`presets/*.yaml`: default, kaggle_t4, tiny).
+"""The run configuration: its shape (`schema`), allowed values (`values`), which check each key
+gets (`checks`), YAML loading and overrides (`loading`), and the packaged presets
+(`presets/*.yaml`: default, kaggle_t4, tiny).
 
 Config flows one way: YAML file -> frozen typed `Config` -> each part gets its own section.
+
+Nothing is imported until it is used (PEP 562): `values` needs only the standard library, and a
+distillation method's module (training/methods/), which the schema reads, takes its checks
+from there while the schema is being built.
 """
 
-from teacher_student.config.loading import (
-    PRESETS,
-    apply_overrides,
-    find,
-    first_difference,
-    from_dict,
-    load,
-    to_dict,
-    to_yaml,
-)
-from teacher_student.config.schema import (
-    POLICIES,
-    PRECISIONS,
-    Config,
-    DataConfig,
-    DistillConfig,
-    PhaseConfig,
-    StudentConfig,
-    TeacherConfig,
-)
-from teacher_student.errors import ConfigError
+import importlib
 
-__all__ = ["POLICIES", "PRECISIONS", "PRESETS", "Config", "ConfigError", "DataConfig",
-           "DistillConfig", "PhaseConfig", "StudentConfig", "TeacherConfig", "apply_overrides",
-           "find", "first_difference", "from_dict", "load", "to_dict", "to_yaml"]
+_EXPORTS = {
+    "PRESETS": "loading", "apply_overrides": "loading", "find": "loading",
+    "first_difference": "loading", "from_dict": "loading", "load": "loading",
+    "to_dict": "loading", "to_yaml": "loading",
+    "Config": "schema", "DataConfig": "schema", "DistillConfig": "schema",
+    "PhaseConfig": "schema", "StudentConfig": "schema", "TeacherConfig": "schema",
+    "POLICIES": "values", "PRECISIONS": "values",
+    "ConfigError": "teacher_student.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = _EXPORTS[name]
+        if "." not in module:
+            module = f"{__name__}.{module}"
+        return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,148 +1,82 @@
-"""Checks of values that a type alone cannot express; each returns an error text or None.
+"""Which check each key's value gets (`CHECKS`, the checks themselves in `values`), and the
+checks that involve several keys (`check_config`).
 
-`CHECKS` maps a dotted key (list indices left out: `phases.epochs`) to its check; `check_config`
-adds the checks that involve several keys.
+`CHECKS` maps a dotted key (list indices left out: `phases.epochs`) to its check; a
+distillation method's keys (`distill.dkd.beta`) come from its module's own `CHECKS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 from typing import Any
 
-from teacher_student.config.schema import (
+from teacher_student.config.schema import Config, PhaseConfig
+from teacher_student.config.values import (
     AUGMENT,
     CACHES,
-    METHODS,
     MIXES,
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULES,
     TRAINABLE,
     UPSAMPLING,
-    Config,
-    PhaseConfig,
+    duration,
+    fraction,
+    non_negative,
+    one_of,
+    positive,
+    widths,
 )
 from teacher_student.errors import ConfigError
-
-
-def _positive(v):
-    return None if v > 0 else f"must be > 0, got {v!r}"
-
-
-def _non_negative(v):
-    return None if v >= 0 else f"must be >= 0, got {v!r}"
-
-
-def _fraction(v):
-    return None if 0 <= v < 1 else f"must be in [0, 1), got {v!r}"
-
-
-UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
-NUMBER = r"\d+(?:\.\d+)?"
-# Hours, minutes and seconds, each optional, in that order: 11h30m, 45m, 1.5h, 1h0m30s.
-DURATION = re.compile(rf"(?:(?P<h>{NUMBER})h)?(?:(?P<m>{NUMBER})m)?(?:(?P<s>{NUMBER})s)?")
-
-
-def parse_duration(value: str | float | int, key: str = "time_budget") -> float:
-    """Seconds in `11h30m`, `45m`, `90s`, `1.5h` or a plain number of seconds (`3600`);
-    anything else (`1:30`, `ten`, zero or a negative number) is a ConfigError naming `key`."""
-    seconds = _seconds(value)
-    if seconds is None or not 0 < seconds < math.inf:
-        raise ConfigError(f"{key}: {value!r} is not a positive duration such as 11h30m, 45m, "
-                          "90s or 3600 (seconds)")
-    return seconds
-
-
-def _seconds(value: str | float | int) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = "".join(str(value).lower().split())  # "11h 30m" and "11H30M" too
-    if re.fullmatch(NUMBER, text):
-        return float(text)
-    parts = DURATION.fullmatch(text) if text else None
-    if parts is None:
-        return None
-    return sum(float(number) * UNITS[unit] for unit, number in parts.groupdict().items()
-               if number)
-
-
-def _duration(v):
-    if v is None:
-        return None
-    try:
-        parse_duration(v)
-    except ConfigError as err:
-        return str(err).split(": ", 1)[1]
-    return None
-
-
-def _one_of(choices):
-    return lambda v: None if v in choices else f"must be one of {list(choices)}, got {v!r}"
-
-
-def _widths(v):
-    if not v:
-        return "must list at least one width"
-    bad = [w for w in v if w <= 0 or w % 8]
-    return f"every width must be a positive multiple of 8, got {list(v)}" if bad else None
-
+from teacher_student.training.methods import METHODS
 
 CHECKS: dict[str, Any] = {
-    "precision": _one_of(PRECISIONS),
+    "precision": one_of(PRECISIONS),
     "jit_compile": lambda v: None if v in (True, False, "auto") else
     f"must be true, false or 'auto', got {v!r}",
-    "steps_per_execution": _positive,
+    "steps_per_execution": positive,
     "verbose": lambda v: None if v in (0, 1, 2, "auto") and not isinstance(v, bool) else
     f"must be 0, 1, 2 or 'auto', got {v!r}",
-    "time_budget": _duration,
+    "time_budget": duration,
     "data.source": lambda v: None if v.strip() else "must name a dataset, a folder or a file",
-    "data.image_size": _positive,
-    "data.channels": _one_of((1, 3)),
-    "data.val_fraction": _fraction,
-    "data.test_fraction": _fraction,
-    "data.batch_size": _positive,
-    "data.cache": _one_of(CACHES),
-    "teacher.widths": _widths,
-    "teacher.fusion_width": lambda v: _widths((v,)),
-    "teacher.upsampling": _one_of(UPSAMPLING),
-    "teacher.cbam_reduction": _positive,
-    "teacher.dropout": _fraction,
-    "student.widths": _widths,
-    "student.width_multiplier": _positive,
-    "student.dropout": _fraction,
-    "phases.epochs": _non_negative,
-    "phases.learning_rate": _positive,
-    "phases.schedule": _one_of(SCHEDULES),
-    "phases.optimizer": _one_of(OPTIMIZERS),
-    "phases.trainable": _one_of(TRAINABLE),
-    "phases.unfreeze_top": _non_negative,
-    "phases.augment": _one_of(AUGMENT),
-    "phases.early_stopping_patience": _non_negative,
-    "phases.reduce_lr_patience": _non_negative,
-    "distill.epochs": _non_negative,
-    "distill.learning_rate": _positive,
-    "distill.schedule": _one_of(SCHEDULES),
-    "distill.optimizer": _one_of(OPTIMIZERS),
+    "data.image_size": positive,
+    "data.channels": one_of((1, 3)),
+    "data.val_fraction": fraction,
+    "data.test_fraction": fraction,
+    "data.batch_size": positive,
+    "data.cache": one_of(CACHES),
+    "teacher.widths": widths,
+    "teacher.fusion_width": lambda v: widths((v,)),
+    "teacher.upsampling": one_of(UPSAMPLING),
+    "teacher.cbam_reduction": positive,
+    "teacher.dropout": fraction,
+    "student.widths": widths,
+    "student.width_multiplier": positive,
+    "student.dropout": fraction,
+    "phases.epochs": non_negative,
+    "phases.learning_rate": positive,
+    "phases.schedule": one_of(SCHEDULES),
+    "phases.optimizer": one_of(OPTIMIZERS),
+    "phases.trainable": one_of(TRAINABLE),
+    "phases.unfreeze_top": non_negative,
+    "phases.augment": one_of(AUGMENT),
+    "phases.early_stopping_patience": non_negative,
+    "phases.reduce_lr_patience": non_negative,
+    "distill.epochs": non_negative,
+    "distill.learning_rate": positive,
+    "distill.schedule": one_of(SCHEDULES),
+    "distill.optimizer": one_of(OPTIMIZERS),
     "distill.alpha": lambda v: None if 0 <= v <= 1 else f"must be in [0, 1], got {v!r}",
-    "distill.temperature": _positive,
-    "distill.augment": _one_of(AUGMENT),
-    "distill.method": _one_of(METHODS),
-    "distill.kd_weight": _positive,
-    "distill.dkd_alpha": _positive,
-    "distill.dkd_beta": _positive,
-    "distill.dkd_warmup_epochs": _non_negative,
-    "distill.feature_weight": _positive,
-    "distill.mix": _one_of(MIXES),
-    "distill.early_stopping_patience": _non_negative,
+    "distill.temperature": positive,
+    "distill.augment": one_of(AUGMENT),
+    "distill.method": one_of(tuple(METHODS)),
+    "distill.mix": one_of(MIXES),
+    "distill.early_stopping_patience": non_negative,
     "distill.unlabeled": lambda v: None if v.strip() else
     "must name a folder of images, a .csv or a .npz file, or be null",
+    **{f"distill.{name}.{key}": check for name, method in METHODS.items()
+       for key, check in method.CHECKS.items()},
 }
-
-
 
 
 def check_value(key: str, value: Any) -> None:
@@ -172,3 +106,4 @@ def check_config(config: Config) -> None:
     if config.distill.mix != "none" and config.data.batch_size < 2:
         raise ConfigError(f"distill.mix: {config.distill.mix} mixes the images of a batch; "
                           f"data.batch_size {config.data.batch_size} has nothing to mix with")
+    METHODS[config.distill.method].check(config.distill)

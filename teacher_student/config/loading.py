@@ -7,6 +7,7 @@ dotted keys (`--set phases.1.epochs=3`). Only the standard library and PyYAML's 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ import yaml
 from teacher_student.config.checks import check_config, check_value
 from teacher_student.config.schema import Config
 from teacher_student.errors import ConfigError
+from teacher_student.training.methods import METHODS
 
 
 def _convert(value: Any, annotation: Any, key: str) -> Any:
@@ -82,9 +84,32 @@ def _to_plain(obj: Any) -> Any:
 
 
 def from_dict(data: dict) -> Config:
-    config = _build(Config, data, "")
+    config = _build(Config, _with_method_sections(data), "")
     check_config(config)
     return config
+
+
+_said: set[str] = set()  # the deprecated keys already said in this process
+
+
+def _with_method_sections(data: Any) -> Any:
+    """`data` with each method's flat keys of `distill` (`dkd_beta`, from before each method
+    had a section) moved into its section (`dkd.beta`), where a flat key wins: it is the one
+    written, or set last. Said once per process: the flat keys are deprecated."""
+    distill = data.get("distill") if isinstance(data, dict) else None
+    if not isinstance(distill, dict):
+        return data
+    distill, moved = dict(distill), []
+    for name, method in METHODS.items():
+        for flat, key in method.FLAT_KEYS.items():
+            if flat in distill and isinstance(distill.get(name, {}), dict):
+                distill[name] = {**distill.get(name, {}), key: distill.pop(flat)}
+                moved.append(f"distill.{flat} as distill.{name}.{key}")
+    if new := [text for text in moved if text not in _said]:
+        _said.update(new)
+        print(f"config: read {', '.join(new)}: the flat keys are deprecated, write the "
+              "method's section instead", file=sys.stderr)
+    return {**data, "distill": distill}
 
 
 def to_dict(config: Config) -> dict:

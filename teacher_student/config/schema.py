@@ -1,7 +1,9 @@
-"""The run configuration's shape: frozen dataclasses with their defaults and allowed values.
+"""The run configuration's shape: frozen dataclasses with their defaults.
 
 YAML file -> `Config` (see `loading`) -> each builder and the trainer get their own section.
-The packaged presets (`presets/*.yaml`) spell the same fields out for a machine and a dataset.
+The allowed values are in `values`; each distillation method's section (`distill.dkd`...) is
+its own module's (training/methods/). The packaged presets (`presets/*.yaml`) spell the same
+fields out for a machine and a dataset.
 """
 
 from __future__ import annotations
@@ -9,18 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-# Mixed precision policies: the only place their names are written (precision.py, the
-# command line and the benchmarks take them from here).
-POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
-PRECISIONS = ("auto", *POLICIES)
-UPSAMPLING = ("bilinear", "nearest")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
-TRAINABLE = ("all", "head", "top")
-AUGMENT = ("none", "light", "strong")
-MIXES = ("none", "mixup", "cutmix")
-METHODS = ("kd", "dkd", "feature")
-CACHES = ("auto", "memory", "disk")
+from teacher_student.training.methods import METHODS
 
 
 @dataclass(frozen=True)
@@ -87,26 +78,19 @@ class PhaseConfig:
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillOptions:
+    """The keys of `distill` that every method shares."""
     epochs: int = 15
     learning_rate: float = 2e-3
     schedule: str = "cosine"
     optimizer: str = "adam"
     weight_decay: float = 1e-4
-    # kd (Hinton), dkd (decoupled KD) or feature (kd plus a feature hint through an adapter)
+    # kd (Hinton), dkd (decoupled KD) or feature (kd plus a feature hint through an adapter);
+    # each has a section of its own below (training/methods/)
     method: str = "kd"
     alpha: float = 0.5  # weight of the label loss
     temperature: float = 4.0
-    kd_weight: float | None = None  # weight of the KD term; null: 1 - alpha
     standardize_logits: bool = False  # z-score logits before the softmax (kd, dkd, feature)
-    dkd_alpha: float = 1.0  # dkd: weight of the target-class part (TCKD)
-    # dkd: weight of the non-target part (NCKD). Its authors use 8 on CIFAR-100's 100 classes
-    # and 0.5 on ImageNet; on 10 classes 8 swamps the label loss (BENCHMARKS.md)
-    dkd_beta: float = 2.0
-    dkd_warmup_epochs: float = 1.0  # dkd: its weight ramps up linearly over these epochs
-    feature_weight: float = 1.0  # feature: weight of the hint loss on the feature maps
-    teacher_feature: str = "head"  # feature: "head" (the map the head pools) or a layer name
-    student_feature: str = "head"
     augment: str = "light"
     # Mixing of each batch, seen alike by teacher and student (and the baseline): none,
     # mixup or cutmix
@@ -123,6 +107,16 @@ class DistillConfig:
     # `path` column or a .npz of `images`. Shuffled in with the training images; the teacher
     # terms cover them, the label loss does not. null: none
     unlabeled: str | None = None
+
+
+# `distill`: the shared keys, then one section per method of the registry (`distill.dkd.beta`),
+# so that a new method brings its keys with its module.
+DistillConfig = dataclasses.make_dataclass(
+    "DistillConfig",
+    [(name, method.Section, field(default_factory=method.Section))
+     for name, method in METHODS.items()],
+    bases=(DistillOptions,), frozen=True)
+DistillConfig.__module__ = __name__
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ use `keras.ops` only (the warp is written with gathers: TensorFlow's own project
 has no XLA kernel), so they compile under XLA on every backend.
 
 The flip is the data's switch (`data.flip`: a mirrored photo of a cat is a cat, a mirrored digit
-or letter is not): a step's augmentation is named `light`, `strong`, or `light+flip` and
-`strong+flip` when the data may be flipped (`with_flip`).
+or letter is not), added to a step's augmentation (`light` or `strong`) when the data allows.
 """
 
 from __future__ import annotations
@@ -43,21 +42,13 @@ STRENGTHS = {
 }
 
 
-FLIP = "+flip"  # the suffix of an augmentation's name that adds the flip
-
-
-def with_flip(augment: str, flip: bool) -> str:
-    """The name of a step's augmentation: `augment` (a config's value), with the flip when the
-    data may be flipped; "none" stays none."""
-    return f"{augment}{FLIP}" if flip and augment != "none" else augment
-
-
-def augmentation(augment: str, seed: int = 0, **kwargs) -> Augmentation | None:
-    """The layer of an augmentation's name ("light", "strong+flip"...), or None for "none"."""
+def augmentation(augment: str, seed: int = 0, flip: bool = False,
+                 **kwargs) -> Augmentation | None:
+    """The layer of an augmentation's strength ("light", "strong"), with the left-right flip
+    when `flip`; None for "none" (no flip either: the step leaves its images alone)."""
     if augment == "none":
         return None
-    return Augmentation(augment.removesuffix(FLIP), seed, flip=augment.endswith(FLIP),
-                        **kwargs)
+    return Augmentation(augment, seed, flip=flip, **kwargs)
 
 
 class SeededLayer(keras.layers.Layer):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from teacher_student.config.schema import POLICIES
+from teacher_student.config.values import POLICIES
 from teacher_student.hardware import gpu_compute_capability
 from teacher_student.models.layers import CastTo
 

@@ -6,7 +6,7 @@ A `CheckpointDir` holds
     last.keras           the deployable model after the last finished epoch
     best.keras           the deployable model of the best validation accuracy
     history.csv          one row per finished epoch
-    done.json            written last: the phase is finished
+    done.json            written last: the step is finished
     set_aside/           what could not be read back, moved out of the way (`recover`)
 
 Every file is written under a temporary name and renamed into place, and a resume folder
@@ -38,7 +38,7 @@ def inside(name: str) -> property:
 
 @dataclass(frozen=True)
 class CheckpointDir:
-    """The folder of one training phase: its resume points, models, history and end mark."""
+    """The folder of one training step: its resume points, models, history and end mark."""
 
     path: Path
     last_model = inside("last.keras")
@@ -98,7 +98,7 @@ class CheckpointDir:
         An epoch's checkpoint is its resume point and `last.keras`: when either cannot be read,
         the epoch is set aside whole and the run goes on from the resume point before it. An
         unreadable `best.keras` is set aside too (training writes a new one after its next
-        epoch; a finished phase takes its last epoch's model instead).
+        epoch; a finished step takes its last epoch's model instead).
         """
         self.remove_leftovers()
         notes = []

@@ -7,7 +7,6 @@ import dataclasses
 
 from teacher_student import config as config_module
 from teacher_student.config import Config, ConfigError
-from teacher_student.data.augment import with_flip
 from teacher_student.errors import RunDirError
 from teacher_student.run.directory import RunDir
 
@@ -78,17 +77,3 @@ def scaled_for_replicas(config: Config, replicas: int) -> Config:
                      for p in config.phases),
         distill=dataclasses.replace(config.distill,
                                     learning_rate=config.distill.learning_rate * replicas))
-
-
-def with_data_flip(config: Config) -> Config:
-    """The config the plan's steps are made from: with `data.flip`, each step's augmentation
-    (the phases' and the distillation's, which the baseline shares) named with the flip
-    (`light+flip`); the run's recorded config keeps the values as written."""
-    if not config.data.flip:
-        return config
-    return dataclasses.replace(
-        config,
-        phases=tuple(dataclasses.replace(p, augment=with_flip(p.augment, True))
-                     for p in config.phases),
-        distill=dataclasses.replace(config.distill,
-                                    augment=with_flip(config.distill.augment, True)))

@@ -15,7 +15,7 @@
     predictions/         one CSV per input of the predict command
     cache/               decoded images, when they are kept on disk (data/images.py)
     compile_cache/       XLA's compiled steps on JAX, reused by a rerun (compile_cache.py)
-    status.json          where the run is: phase, epoch, share of the plan, time left
+    status.json          where the run is: step, epoch, share of the plan, time left
     preflight.json       what the preflight measured, and the fallback of any step
     .lock                held by the process training here (lock.py)
     workers/worker-N/    what a non-chief worker of a multi-host run writes
@@ -71,7 +71,7 @@ class RunDir:
     export_dir = inside("export")
     cache = inside("cache")  # decoded images, when they are kept on disk
     compile_cache = inside("compile_cache")  # compiled steps on JAX (compile_cache.py)
-    status_file = inside("status.json")  # where the run is: phase, epoch, time left
+    status_file = inside("status.json")  # where the run is: step, epoch, time left
     preflight_file = inside("preflight.json")  # what the preflight measured and chose
 
     def __post_init__(self):

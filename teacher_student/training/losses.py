@@ -1,9 +1,9 @@
-"""The losses of training and distillation: pure functions of float32 logits and features.
+"""The label loss and what every distillation method shares: pure functions of logits.
 
-Every loss is averaged over the batch (the label loss over its labeled images). Sample
-weights (class weights) multiply each image's loss and the sum is divided by the number of
-images, as Keras' own losses weight samples, so the baseline and the distilled student are
-weighted alike.
+Each method's own loss sits beside its config in training/methods/. Every loss is averaged
+over the batch (the label loss over its labeled images). Sample weights (class weights)
+multiply each image's loss and the sum is divided by the number of images, as Keras' own
+losses weight samples, so the baseline and the distilled student are weighted alike.
 """
 
 from __future__ import annotations
@@ -48,73 +48,11 @@ def standardize(logits):
     return (logits - mean) / ops.sqrt(variance + 1e-14)
 
 
-def kd_loss(teacher_logits, student_logits, temperature: float, standardized: bool = False):
-    """Knowledge distillation (Hinton, Vinyals and Dean, 2015, "Distilling the Knowledge in a
-    Neural Network"):
-
-        T^2 * KL(softmax(teacher / T) || softmax(student / T))
-
-    The T^2 keeps the gradient's size independent of T. From log-softmax, so a zero teacher
-    probability gives 0, not NaN. `standardized`: both logits standardized first.
-    """
-    teacher, student = _prepared(teacher_logits, student_logits, standardized)
-    teacher_log_p = ops.log_softmax(teacher / temperature, axis=-1)
-    student_log_p = ops.log_softmax(student / temperature, axis=-1)
-    kl = ops.sum(ops.exp(teacher_log_p) * (teacher_log_p - student_log_p), axis=-1)
-    return temperature**2 * ops.mean(kl)
-
-
-def dkd_loss(teacher_logits, student_logits, labels, alpha: float, beta: float,
-             temperature: float, standardized: bool = False):
-    """Decoupled knowledge distillation (Zhao et al., CVPR 2022):
-
-        alpha * TCKD + beta * NCKD, each times T^2
-
-    TCKD: KL between the teacher's and the student's binary distributions (target class
-    against all others). NCKD: KL between their distributions over the non-target classes
-    alone, which plain KD weights down by (1 - p_target) when the teacher is confident. The log
-    probabilities come from log-sum-exps, so no probability is rounded to 0 before its log.
-    """
-    teacher, student = _prepared(teacher_logits, student_logits, standardized)
-    target = ops.one_hot(ops.cast(labels, "int32"), ops.shape(student)[-1], dtype="float32")
-    tckd = ops.mean(_binary_kl(teacher / temperature, student / temperature, target))
-    # The target logit pushed far down: softmax over the non-target classes alone.
-    teacher_rest = ops.log_softmax(teacher / temperature - 1000.0 * target, axis=-1)
-    student_rest = ops.log_softmax(student / temperature - 1000.0 * target, axis=-1)
-    nckd = ops.mean(ops.sum(ops.exp(teacher_rest) * (teacher_rest - student_rest), axis=-1))
-    return temperature**2 * (alpha * tckd + beta * nckd)
-
-
-def feature_loss(student_features, teacher_features):
-    """FitNets' hint loss (Romero et al., 2015) on standardized feature maps: each sample's
-    map (adapted student, teacher) minus its mean over its standard deviation, then the mean
-    squared difference. Standardized, the loss is the same size for any teacher's scale."""
-    return ops.mean(ops.square(_standardized_map(student_features)
-                               - _standardized_map(teacher_features)))
-
-
-def _standardized_map(features):
-    features = ops.cast(features, "float32")
-    mean = ops.mean(features, axis=(1, 2, 3), keepdims=True)
-    variance = ops.mean(ops.square(features - mean), axis=(1, 2, 3), keepdims=True)
-    return (features - mean) / ops.sqrt(variance + 1e-10)  # a constant map: a finite gradient
-
-
-def _prepared(teacher_logits, student_logits, standardized: bool):
+def prepared_logits(teacher_logits, student_logits, standardized: bool):
+    """Teacher's and student's logits in float32, each standardized if asked."""
     if standardized:
         return standardize(teacher_logits), standardize(student_logits)
     return ops.cast(teacher_logits, "float32"), ops.cast(student_logits, "float32")
-
-
-def _binary_kl(teacher, student, target):
-    """KL([p_t, 1 - p_t] of the teacher || the same of the student), per sample."""
-    def log_binary(logits):
-        everything = ops.logsumexp(logits, axis=-1)
-        return (ops.sum(logits * target, axis=-1) - everything,
-                ops.logsumexp(logits - 1000.0 * target, axis=-1) - everything)
-
-    (t_in, t_out), (s_in, s_out) = log_binary(teacher), log_binary(student)
-    return ops.exp(t_in) * (t_in - s_in) + ops.exp(t_out) * (t_out - s_out)
 
 
 def _pick(log_p, labels):

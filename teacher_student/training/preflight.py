@@ -8,8 +8,8 @@ distribution, compiles them, takes training steps (single ones, then a few throu
 the epochs run them) and a validation step on the first batches of the real data, and saves,
 loads and predicts with the step's model as the checkpoints and the evaluation will. The fresh
 models are then dropped: the run's own models, optimizers and run directory never see them;
-only `RUN/preflight.json` records what was found. The result is the settings every step runs
-with.
+only `RUN/preflight.json` records what was found. The result is how every step runs (its
+`Execution`).
 
 When a step fails, the known fallbacks are tried in order: XLA off, then float32, then both;
 the first that works is what the run uses for that step, said in one line and in
@@ -39,9 +39,8 @@ from teacher_student.hardware import device_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.run.directory import RunDir
 from teacher_student.timing import fit_step_seconds, time_calls
-from teacher_student.training.steps import Settings, Step, TrainingData
+from teacher_student.training.steps import Execution, Step, TrainingData
 from teacher_student.training.timekeeping import Timekeeper, format_duration
-from teacher_student.training.trainee import compile_trainee
 
 TIMED_STEPS = 3  # single training steps timed after the first (which compiles)
 FIT_SECONDS = 0.5  # about how long the shorter of the two timing fits runs
@@ -49,7 +48,7 @@ FIT_SECONDS = 0.5  # about how long the shorter of the two timing fits runs
 
 @dataclass
 class StepCheck:
-    """What one step's check measured, under the settings it ended with."""
+    """What one step's check measured, under the execution it ended with."""
     name: str
     label: str
     precision: str
@@ -63,8 +62,8 @@ class StepCheck:
     estimate_s: float
 
     @property
-    def settings(self) -> Settings:
-        return Settings(PrecisionPolicy(self.precision), self.jit_compile, self.fallback)
+    def execution(self) -> Execution:
+        return Execution(PrecisionPolicy(self.precision), self.jit_compile, self.fallback)
 
 
 class _StageFailed(Exception):
@@ -73,11 +72,11 @@ class _StageFailed(Exception):
         self.stage, self.error = stage, error
 
 
-def run_preflight(steps: Sequence[Step], settings: Settings, data: TrainingData,
+def run_preflight(steps: Sequence[Step], execution: Execution, data: TrainingData,
                   test_batches, run_dir: RunDir, clock: Timekeeper | None = None,
-                  scope=None, timed_fits: bool = True) -> dict[str, Settings]:
-    """Checks every step of `steps` that has epochs left; the settings each runs with, by step
-    name (the run's `settings` unless a fallback was needed). Writes `RUN/preflight.json`,
+                  scope=None, timed_fits: bool = True) -> dict[str, Execution]:
+    """Checks every step of `steps` that has epochs left; the execution each runs with, by step
+    name (the run's `execution` unless a fallback was needed). Writes `RUN/preflight.json`,
     tells `clock` how long each step's first epoch will take, and raises PreflightFailed when
     a step cannot run. `timed_fits=False` times single steps only:
     workers that step together must take the same number of steps, and a count chosen from
@@ -85,16 +84,16 @@ def run_preflight(steps: Sequence[Step], settings: Settings, data: TrainingData,
     started = time.monotonic()
     batches = _Batches(data.train, data.val, test_batches)
     to_check = [step for step in steps if step.epochs_left() > 0]
-    print(f"preflight: {len(to_check)} steps on {device_name()}, {_describe(settings)}")
+    print(f"preflight: {len(to_check)} steps on {device_name()}, {_describe(execution)}")
     checks = []
     for step in to_check:
         with _quiet_retracing():
-            checks.append(_check_step(step, settings, batches, data, scope, timed_fits))
+            checks.append(_check_step(step, execution, batches, data, scope, timed_fits))
         print(_format_check(checks[-1]))
     peak = peak_memory_bytes()
     estimate = sum(check.estimate_s for check in checks)
-    record = {"device": device_name(), "precision": settings.policy.name,
-              "jit_compile": settings.jit_compile, "steps": [asdict(c) for c in checks],
+    record = {"device": device_name(), "precision": execution.policy.name,
+              "jit_compile": execution.jit_compile, "steps": [asdict(c) for c in checks],
               "estimate_s": round(estimate), "seconds": round(time.monotonic() - started, 1),
               "peak_device_memory_bytes": peak,
               "peak_host_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -109,8 +108,8 @@ def run_preflight(steps: Sequence[Step], settings: Settings, data: TrainingData,
           + _against_budget(estimate, budget_left_s, checks))
     for check in checks if clock is not None else ():
         clock.expect(check.name, check.first_step_s + check.epoch_s, check.epoch_s)
-    checked = {check.name: check.settings for check in checks}
-    return {step.name: checked.get(step.name, settings) for step in steps}
+    checked = {check.name: check.execution for check in checks}
+    return {step.name: checked.get(step.name, execution) for step in steps}
 
 
 @contextlib.contextmanager
@@ -126,11 +125,11 @@ def _quiet_retracing():
         log.setLevel(level)
 
 
-def _check_step(step: Step, settings: Settings, batches, data: TrainingData, scope,
+def _check_step(step: Step, execution: Execution, batches, data: TrainingData, scope,
                 timed_fits: bool) -> StepCheck:
     data = step.training_data(data)
     failures = []
-    for candidate in _candidates(settings):
+    for candidate in _candidates(execution):
         try:
             with scope() if scope else contextlib.nullcontext():
                 timings = _try_step(step, candidate, data, batches, timed_fits)
@@ -157,30 +156,29 @@ def _check_step(step: Step, settings: Settings, batches, data: TrainingData, sco
                           + ". No fallback works for this step: the run does not start.")
 
 
-def _candidates(settings: Settings) -> list[Settings]:
-    """The run's settings, then the known fallbacks: XLA off, float32, both."""
-    policy, jit_compile = settings.policy, settings.jit_compile
+def _candidates(execution: Execution) -> list[Execution]:
+    """The run's execution, then the known fallbacks: XLA off, float32, both."""
+    policy, jit_compile = execution.policy, execution.jit_compile
     float32 = PrecisionPolicy("float32")
-    candidates = [Settings(policy, jit_compile)]
+    candidates = [Execution(policy, jit_compile)]
     if jit_compile:
-        candidates.append(Settings(policy, False, "XLA off"))
+        candidates.append(Execution(policy, False, "XLA off"))
     if policy.name != "float32":
-        candidates.append(Settings(float32, jit_compile, "float32"))
+        candidates.append(Execution(float32, jit_compile, "float32"))
         if jit_compile:
-            candidates.append(Settings(float32, False, "float32, XLA off"))
+            candidates.append(Execution(float32, False, "float32, XLA off"))
     return candidates
 
 
-def _try_step(step: Step, settings: Settings, data: TrainingData, batches,
+def _try_step(step: Step, execution: Execution, data: TrainingData, batches,
               timed_fits: bool = True) -> dict:
     """Seconds of: the first training step (building and compiling too), a training step,
     a validation step. Raises _StageFailed naming the stage."""
     stage = "building its models"
     try:
         started = time.perf_counter()
-        built = step.build(settings, data)
+        built = step.compiled(execution, data)
         stage = "compiling and taking the first training step"
-        compile_trainee(built.trainee, built.optimizer, settings.policy, settings.jit_compile)
         built.trainee.train_on_batch(*batches.train)
         first = time.perf_counter() - started
         stage = "a training step"
@@ -214,11 +212,11 @@ def _save_load_predict(trainee: keras.Model, deployable: keras.Model, images: li
             loaded.predict_on_batch(batch)
 
 
-def _measured(step: Step, settings: Settings, fallback: str, timings: dict,
+def _measured(step: Step, execution: Execution, fallback: str, timings: dict,
               data: TrainingData) -> StepCheck:
     epochs_left = step.epochs_left()
     epoch_s = len(data.train) * timings["train"] + len(data.val) * timings["val"]
-    return StepCheck(step.name, step.label, settings.policy.name, settings.jit_compile,
+    return StepCheck(step.name, step.label, execution.policy.name, execution.jit_compile,
                      fallback, round(timings["first"], 3), round(timings["train"], 5),
                      round(timings["val"], 5), round(epoch_s, 3), epochs_left,
                      round(timings["first"] + epochs_left * epoch_s, 1))
@@ -271,8 +269,8 @@ def _is_out_of_memory(error: Exception) -> bool:
                                          "Out of memory", "out of memory", "OOM when"))
 
 
-def _describe(settings: Settings) -> str:
-    return f"{settings.policy.name}, XLA {'on' if settings.jit_compile else 'off'}"
+def _describe(execution: Execution) -> str:
+    return f"{execution.policy.name}, XLA {'on' if execution.jit_compile else 'off'}"
 
 
 def _format_check(check: StepCheck) -> str:
@@ -281,7 +279,7 @@ def _format_check(check: StepCheck) -> str:
             f"{check.val_step_s * 1000:.1f} ms; {check.epochs_left} epoch"
             f"{'' if check.epochs_left == 1 else 's'} ~ "
             f"{format_duration(check.estimate_s)}"
-            + (f" [{_describe(check.settings)}]"
+            + (f" [{_describe(check.execution)}]"
                if check.fallback else ""))
 
 

@@ -28,9 +28,6 @@ def check_teachers(config: Config, class_names: Sequence[str]) -> None:
     """Every listed teacher can be read and answers for the run's classes and input; a
     ConfigError naming its key otherwise, before anything trains."""
     entries = config.distill.teachers
-    if entries and config.distill.method == "feature":
-        raise ConfigError(f"distill.teachers: the feature method learns from one teacher's "
-                          f"feature map; {len(entries)} are listed")
     for index, entry in enumerate(entries):
         key, path = f"distill.teachers.{index}", teacher_file(entry)
         if not path.exists():

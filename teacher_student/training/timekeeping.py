@@ -1,12 +1,12 @@
 """The plan's clock: progress after every epoch, `status.json`, and the time budget.
 
-The plan is every step of the run in order (steps.py: the teacher's phases, distillation, the
-baseline) with its label and epochs. After each epoch (after Keras' own line of it) one line says
-where the run is (phase k of n, epoch, overall share of the plan's epochs, time left) and
-`RUN/status.json` holds the same for a notebook cell or a person. The time left is the current
-step's recent epochs (not its first in this process, which compiles) times its epochs left, and
-each later step's epochs at the preflight's measurement of it, scaled by how far this step's
-epochs are from the preflight's measurement of them. With a time budget, the
+The plan is every step of the run in order (training/steps/: the teacher's phases, the
+distillation, the baseline) with its label and epochs. After each epoch (after Keras' own line
+of it) one line says where the run is (step k of n, epoch, overall share of the plan's epochs,
+time left) and `RUN/status.json` holds the same for a notebook cell or a person. The time left
+is the current step's recent epochs (not its first in this process, which compiles) times its
+epochs left, and each later step's epochs at the preflight's measurement of it, scaled by how
+far this step's epochs are from the preflight's measurement of them. With a time budget, the
 run stops after the epoch after which the next one would not fit (the longest epoch seen so
 far, compiling included, is the estimate), with everything saved; rerunning the same command
 continues.
@@ -79,12 +79,12 @@ class Timekeeper:
         self.epoch_seconds.append(seconds)
         self.step_seconds.setdefault(step_name, []).append(seconds)
         index = [step.name for step in self.plan].index(step_name)
-        phase_epochs = self.plan[index].epochs
+        step_epochs = self.plan[index].epochs
         done = sum(step.epochs for step in self.plan[:index]) + epoch
         total = sum(step.epochs for step in self.plan)
         left = self.seconds_left(index, epoch)
-        status = {"phase": self._label(step_name), "phase_number": index + 1,
-                  "phases": len(self.plan), "epoch": epoch, "epochs": phase_epochs,
+        status = {"step": self._label(step_name), "step_number": index + 1,
+                  "steps": len(self.plan), "epoch": epoch, "epochs": step_epochs,
                   "overall": round(done / total, 4), "seconds_left_estimate": round(left),
                   "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
         remaining = self.remaining_s()
@@ -92,13 +92,13 @@ class Timekeeper:
             status["budget_seconds_left"] = round(remaining)
         atomic.write_json(self.status_file, status)
         print(f"[{index + 1}/{len(self.plan)} {self._label(step_name)}] epoch "
-              f"{epoch}/{phase_epochs}"
+              f"{epoch}/{step_epochs}"
               f" | plan {done / total:.0%} | about {format_duration(left)} left"
               + (f" | budget {format_duration(remaining)} left" if remaining is not None else ""))
-        if (remaining is not None and epoch < phase_epochs
+        if (remaining is not None and epoch < step_epochs
                 and remaining < max(self.epoch_seconds)):
             raise TimeBudgetReached(self._stop_message(f"after {self._label(step_name)} epoch "
-                                                       f"{epoch}/{phase_epochs}"))
+                                                       f"{epoch}/{step_epochs}"))
 
     def seconds_left(self, index: int, epoch: int) -> float:
         """The plan's time left after `epoch` of its step `index` (see the module's doc)."""

@@ -22,12 +22,12 @@ from teacher_student.training.losses import label_loss
 
 class Trainee(keras.Model):
     def __init__(self, model: keras.Model, augment: str = "none", mix: str = "none",
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, flip: bool = False, **kwargs):
         super().__init__(name=kwargs.pop("name", f"{model.name}_trainee"), **kwargs)
         self.model = model
         # Separate seeds: the mixing stream does not depend on the augmentation strength.
-        # `augment` names the strength and the flip: "light", "strong+flip" (augment.py)
-        self.augmentation = augmentation(augment, seed, name="augmentation")
+        # `flip`: the data's (data.flip), added to any augmentation but "none"
+        self.augmentation = augmentation(augment, seed, flip, name="augmentation")
         self.mixing = Mixing(mix, seed + 1, name="mixing") if mix != "none" else None
         # Built functional models inside: nothing is left to create, and a resumed run can
         # load its checkpoint before the first step.

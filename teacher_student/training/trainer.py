@@ -1,8 +1,8 @@
-"""Resumable training: one `fit` per phase, checkpointed every epoch, continued after a kill.
+"""Resumable training: one `fit` per step, checkpointed every epoch, continued after a kill.
 
-Each epoch leaves, in the phase's `CheckpointDir` (run/checkpoints.py), a resume point (weights,
+Each epoch leaves, in the step's `CheckpointDir` (run/checkpoints.py), a resume point (weights,
 optimizer state, progress), `last.keras`, `best.keras` (best validation accuracy; ties go to the
-lower loss) and `history.csv`; `done.json` marks the phase finished.
+lower loss) and `history.csv`; `done.json` marks the step finished.
 
 The trainer receives built models and datasets; it builds neither. It imports only keras and
 numpy, so it runs on every backend.
@@ -53,9 +53,10 @@ def make_optimizer(kind: str, learning_rate: float, schedule: str, decay_steps: 
     return keras.optimizers.Adam(learning_rate)
 
 
-def phase_optimizer(phase: PhaseConfig | DistillConfig, steps_per_epoch: int):
-    return make_optimizer(phase.optimizer, phase.learning_rate, phase.schedule,
-                          phase.epochs * steps_per_epoch, phase.weight_decay)
+def step_optimizer(section: PhaseConfig | DistillConfig, steps_per_epoch: int):
+    """The optimizer of a teacher phase or a student's step, its schedule over all its epochs."""
+    return make_optimizer(section.optimizer, section.learning_rate, section.schedule,
+                          section.epochs * steps_per_epoch, section.weight_decay)
 
 
 def recover_checkpoints(directory: CheckpointDir) -> None:
@@ -76,7 +77,7 @@ def restore(model: keras.Model, directory: CheckpointDir, policy: PrecisionPolic
     """Loads the latest resume point of `directory` into the compiled `model`; its Progress.
 
     Under the precision it was saved with, weights and optimizer state come back. Under another
-    (continuing a phase in float32 after a float16 overflow) only the weights do, by layer name.
+    (continuing a step in float32 after a float16 overflow) only the weights do, by layer name.
     """
     progress = load_progress(directory)
     point = directory.latest_resume_point()
@@ -92,7 +93,7 @@ def restore(model: keras.Model, directory: CheckpointDir, policy: PrecisionPolic
         source = next((p for p in (directory.last_model, directory.best_model) if p.exists()),
                       None)
         if source is None:
-            print(f"  no model of {directory.name} can be read: the phase starts over")
+            print(f"  no model of {directory.name} can be read: the step starts over")
             return Progress(precision=policy.name)
         transfer_weights(keras.saving.load_model(source, safe_mode=True), deployable)
         print(f"  resuming under {policy.name} (saved under {progress.precision}): "
@@ -216,7 +217,7 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
             f"{progress.epochs_done + 1}; "
             f"training stopped and the checkpoint after epoch {progress.epochs_done} is kept. "
             "Rerun the same command to retry, or add --precision float32 to continue this "
-            "phase in float32.")
+            "step in float32.")
     directory.mark_done({"epochs": progress.epochs_done, "best_" + MONITOR: progress.best})
     return progress
 
@@ -229,7 +230,7 @@ class EpochLine(keras.callbacks.ProgbarLogger):
     async_safe = True
 
 
-def phase_callbacks(directory: CheckpointDir, early_stopping_patience: int = 0,
+def step_callbacks(directory: CheckpointDir, early_stopping_patience: int = 0,
                     reduce_lr_patience: int = 0) -> list:
     """Optional early stopping and LR reduction, and TensorBoard logs where TensorFlow is."""
     callbacks = []

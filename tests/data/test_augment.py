@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from keras import ops
 
-from teacher_student import config as config_module
 from teacher_student.data.augment import (
     Augmentation,
     Mixing,
@@ -18,7 +17,6 @@ from teacher_student.data.augment import (
     output_to_input,
     warp,
 )
-from teacher_student.run.config import with_data_flip
 
 
 def transform(images: np.ndarray, angle=0.0, scale=1.0, shift_x=0.0, shift_y=0.0,
@@ -76,33 +74,23 @@ def test_the_flip_mirrors_about_half_of_the_images(name):
         return moved[:, :, 8:].mean(axis=(1, 2, 3)) > moved[:, :, :8].mean(axis=(1, 2, 3))
 
     assert not bright_on_the_right(Augmentation(name, seed=3)).any()
-    flipped = bright_on_the_right(augmentation(f"{name}+flip", seed=3))
+    flipped = bright_on_the_right(augmentation(name, seed=3, flip=True))
     assert 16 <= flipped.sum() <= 48
 
 
-def test_augmentation_names_give_the_strength_and_the_flip():
-    assert augmentation("none") is None
+def test_an_augmentation_is_its_strength_and_the_flip():
+    assert augmentation("none") is None and augmentation("none", flip=True) is None
     light = augmentation("light", seed=2)
     assert (light.strength, light.flip, light.seed) == ("light", False, 2)
-    strong = augmentation("strong+flip")
+    strong = augmentation("strong", flip=True)
     assert (strong.strength, strong.flip) == ("strong", True)
     assert Augmentation.from_config(strong.get_config()).flip
     from teacher_student.training.trainee import Trainee
 
     images = keras.Input((8, 8, 1), dtype="uint8")
     classifier = keras.Model(images, keras.layers.Flatten()(images))
-    assert Trainee(classifier, "light+flip").augmentation.flip
+    assert Trainee(classifier, "light", flip=True).augmentation.flip
     assert Trainee(classifier, "none").augmentation is None
-
-
-def test_data_flip_names_every_steps_augmentation_with_the_flip():
-    photos = config_module.load("kaggle_t4", ["phases.0.augment=none"])
-    assert photos.data.flip
-    steps = with_data_flip(photos)
-    assert [p.augment for p in steps.phases] == ["none", "light+flip", "strong+flip"]
-    assert steps.distill.augment == "strong+flip"
-    for digits in (config_module.load("default"), config_module.load("tiny")):
-        assert not digits.data.flip and with_data_flip(digits) == digits
 
 
 def test_every_image_changes_its_own_way_and_the_seed_decides():

@@ -4,6 +4,8 @@ optimizer state, the feature adapter and the augmentation and mixing streams."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pandas as pd
@@ -11,15 +13,14 @@ import pytest
 from helpers import TINY_STUDENT, TINY_TEACHER
 
 from teacher_student.config import DistillConfig
-from teacher_student.config.schema import METHODS
 from teacher_student.data.batches import Batches
 from teacher_student.errors import ConfigError
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
 from teacher_student.run.checkpoints import CheckpointDir
-from teacher_student.training import distiller as distiller_module
-from teacher_student.training.distiller import Distiller, method_of
+from teacher_student.training.distiller import Distiller, method_terms
+from teacher_student.training.methods import feature
 from teacher_student.training.trainee import compile_trainee
 from teacher_student.training.trainer import fit_resumable, restore
 
@@ -37,19 +38,10 @@ def make_distiller(policy: PrecisionPolicy, method: str = "kd", mix: str = "none
                    teacher: keras.Model | None = None, jit_compile: bool = True) -> Distiller:
     config = DistillConfig(method=method, alpha=0.5, mix=mix)
     distiller = Distiller(teacher or build_teacher(TINY_TEACHER, policy),
-                          build_student(TINY_STUDENT, policy), method_of(config, 4),
+                          build_student(TINY_STUDENT, policy), method_terms(config, 4),
                           config.alpha, augment="light", mix=mix, seed=1, policy=policy)
     compile_trainee(distiller, keras.optimizers.Adam(1e-2), policy, jit_compile)
     return distiller
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_every_configurable_method_is_made_from_its_config(name):
-    method = method_of(DistillConfig(method=name, temperature=2.0, dkd_warmup_epochs=2), 5)
-    assert type(method) is distiller_module.METHODS[name]
-    assert (method.logits if name == "feature" else method).temperature == 2.0
-    if name == "dkd":
-        assert method.warmup_steps == 10  # epochs of warm-up times steps per epoch
 
 
 def test_evaluation_reports_the_student_alone():
@@ -131,14 +123,18 @@ def test_the_adapter_is_not_part_of_the_exported_student(tmp_path):
     assert distiller.student.count_params() == build_student(TINY_STUDENT, policy).count_params()
 
 
-@pytest.mark.parametrize("key", ["teacher_feature", "student_feature"])
-def test_a_feature_source_that_does_not_exist_is_a_config_error_naming_the_key(key):
+@pytest.mark.parametrize("key", ["teacher", "student"])
+def test_a_feature_map_that_does_not_exist_is_a_config_error_naming_the_key(key):
     policy = PrecisionPolicy("float32")
-    config = DistillConfig(method="feature", **{key: "no_such_layer"})
-    with pytest.raises(ConfigError, match=f"distill.{key}: .* has no layer 'no_such_layer'"):
-        Distiller(build_teacher(TINY_TEACHER, policy), build_student(TINY_STUDENT, policy),
-                  method_of(config, 4), config.alpha, teacher_feature=config.teacher_feature,
-                  student_feature=config.student_feature)
-    with pytest.raises(ConfigError, match=f"distill.{key}: 'logits' .* is not a feature map"):
-        Distiller(build_teacher(TINY_TEACHER, policy), build_student(TINY_STUDENT, policy),
-                  method_of(config, 4), config.alpha, **{key: "logits"})
+
+    def distiller_tapping(layer: str) -> Distiller:
+        config = DistillConfig(method="feature", feature=dataclasses.replace(
+            feature.Section(), **{key: layer}))
+        return Distiller(build_teacher(TINY_TEACHER, policy), build_student(TINY_STUDENT, policy),
+                         method_terms(config, 4), config.alpha)
+
+    with pytest.raises(ConfigError, match=f"distill.feature.{key}: .* has no layer 'no_such'"):
+        distiller_tapping("no_such")
+    with pytest.raises(ConfigError, match=f"distill.feature.{key}: 'logits' .* is not a "
+                                          "feature map"):
+        distiller_tapping("logits")

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from teacher_student.training import losses
+from teacher_student.training.methods.dkd import dkd_loss
+from teacher_student.training.methods.feature import hint_loss
+from teacher_student.training.methods.kd import kd_loss
 
 RNG = np.random.default_rng(0)
 TEACHER = (RNG.normal(size=(6, 5)) * 3).astype("float32")
@@ -84,7 +87,7 @@ def test_kd_is_t_squared_times_the_kl_of_the_softened_distributions(standardized
     t, s = (zscore(TEACHER), zscore(STUDENT)) if standardized else (TEACHER, STUDENT)
     temperature = 4.0
     expected = temperature**2 * kl(softmax(t / temperature), softmax(s / temperature)).mean()
-    got = losses.kd_loss(TEACHER, STUDENT, temperature, standardized)
+    got = kd_loss(TEACHER, STUDENT, temperature, standardized)
     assert float(got) == pytest.approx(expected, rel=1e-5)
 
 
@@ -110,14 +113,14 @@ def test_dkd_is_alpha_tckd_plus_beta_nckd(standardized):
     qt = pt[others].reshape(6, 4) / bt[:, 1:]
     qs = ps[others].reshape(6, 4) / bs[:, 1:]
     expected = temperature**2 * (alpha * kl(bt, bs).mean() + beta * kl(qt, qs).mean())
-    got = losses.dkd_loss(TEACHER, STUDENT, LABELS, alpha, beta, temperature, standardized)
+    got = dkd_loss(TEACHER, STUDENT, LABELS, alpha, beta, temperature, standardized)
     assert float(got) == pytest.approx(expected, rel=1e-4)
 
 
 def test_dkd_with_a_confident_teacher_stays_finite():
     confident = TEACHER.copy()
     confident[np.arange(6), LABELS] += 200.0  # softmax(target) rounds to exactly 1
-    value = float(losses.dkd_loss(confident, STUDENT, LABELS, 1.0, 8.0, 1.0))
+    value = float(dkd_loss(confident, STUDENT, LABELS, 1.0, 8.0, 1.0))
     assert np.isfinite(value) and value > 0
 
 
@@ -137,16 +140,16 @@ def test_a_constant_row_of_logits_or_a_constant_feature_map_has_a_finite_gradien
     constant_row = STUDENT.copy()
     constant_row[2] = 0.5
     for standardized_loss in (
-            lambda s: losses.kd_loss(TEACHER, s, 4.0, standardized=True),
-            lambda s: losses.dkd_loss(TEACHER, s, LABELS, 1.0, 8.0, 4.0, standardized=True)):
+            lambda s: kd_loss(TEACHER, s, 4.0, standardized=True),
+            lambda s: dkd_loss(TEACHER, s, LABELS, 1.0, 8.0, 4.0, standardized=True)):
         grad = gradient(standardized_loss, constant_row)
         assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
     dead_map = np.zeros((2, 4, 4, 3), dtype="float32")
     teacher_map = RNG.normal(size=(2, 4, 4, 3)).astype("float32")
-    assert np.isfinite(gradient(lambda s: losses.feature_loss(s, teacher_map), dead_map)).all()
+    assert np.isfinite(gradient(lambda s: hint_loss(s, teacher_map), dead_map)).all()
 
 
-def test_feature_loss_is_the_mse_of_standardized_maps_whatever_their_scale():
+def test_the_hint_loss_is_the_mse_of_standardized_maps_whatever_their_scale():
     student = RNG.normal(size=(2, 4, 4, 3)).astype("float32")
     teacher = RNG.normal(size=(2, 4, 4, 3)).astype("float32")
 
@@ -155,7 +158,7 @@ def test_feature_loss_is_the_mse_of_standardized_maps_whatever_their_scale():
         return (f - mean) / np.sqrt(f.var(axis=(1, 2, 3), keepdims=True) + 1e-10)
 
     expected = np.mean((standardized(student) - standardized(teacher)) ** 2)
-    assert float(losses.feature_loss(student, teacher)) == pytest.approx(expected, rel=1e-4)
-    assert float(losses.feature_loss(student, teacher * 50 + 7)) == pytest.approx(
+    assert float(hint_loss(student, teacher)) == pytest.approx(expected, rel=1e-4)
+    assert float(hint_loss(student, teacher * 50 + 7)) == pytest.approx(
         expected, rel=1e-3)
-    assert float(losses.feature_loss(teacher, teacher)) == pytest.approx(0, abs=1e-8)
+    assert float(hint_loss(teacher, teacher)) == pytest.approx(0, abs=1e-8)

@@ -21,7 +21,8 @@ from teacher_student.models.structure import Structure, attach, structure_of
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
 from teacher_student.run.directory import RunDir
-from teacher_student.training import preflight, steps
+from teacher_student.training import preflight
+from teacher_student.training.steps import distillation, student, teacher_phase
 
 STEPS = ["phase1_warmup", "phase2_main", "phase3_finetune", "student_distilled",
          "student_scratch"]
@@ -63,10 +64,10 @@ def test_the_run_starts_from_the_same_weights_with_or_without_a_preflight(images
     config = cfg.load("tiny", _settings(images, *ONE_PHASE, "distill.baseline=false"))
     weights = {}
     for checked in (True, False):
-        with jobs.training_job(config, RunDir(tmp_path / str(checked)), ["teacher"],
+        with jobs.training_job(config, RunDir(tmp_path / str(checked)), "train-teacher",
                                checked) as job:
             first = job.steps[0]
-            weights[checked] = first.build(job.settings[first.name], job.data).deployable \
+            weights[checked] = first.build(job.executions[first.name], job.data).deployable \
                 .get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(weights[True], weights[False]))
 
@@ -98,12 +99,18 @@ def _around(inner: keras.Model, outer: keras.Model) -> keras.Model:
         f"{inner.name}/{recorded.head_pool}"))
 
 
+def _plant_teacher(monkeypatch, build) -> None:
+    """`build` makes the teacher of every step: its phases and the distillation's."""
+    for module in (teacher_phase, distillation):
+        monkeypatch.setattr(module, "build_teacher", build)
+
+
 def test_an_out_of_memory_step_fails_the_preflight_naming_the_step(images, tmp_path, capsys,
                                                                  monkeypatch):
     def hungry_teacher(config, policy):
         return _with_layer_in_front(build_teacher(config, policy), DeviceHog(name="hog"))
 
-    monkeypatch.setattr(steps, "build_teacher", hungry_teacher)
+    _plant_teacher(monkeypatch, hungry_teacher)
     run = tmp_path / "run"
     assert cli.main([*_argv("train-teacher", images, run), "--preflight"]) == 1
     err = capsys.readouterr().err
@@ -141,7 +148,7 @@ def teacher_with_a_float16_resize(config, policy):
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow XLA fault")
 def test_an_xla_dtype_fault_falls_back_to_xla_off_and_the_run_completes(images, tmp_path,
                                                                       capsys, monkeypatch):
-    monkeypatch.setattr(steps, "build_teacher", teacher_with_a_float16_resize)
+    _plant_teacher(monkeypatch, teacher_with_a_float16_resize)
     config = cfg.load("tiny", _settings(images, "precision=mixed_float16", "jit_compile=true",
                                         "distill.baseline=false", *ONE_PHASE))
     run_dir = RunDir(tmp_path / "run")
@@ -169,7 +176,7 @@ def test_a_student_that_fails_everywhere_stops_the_run_before_training(images, t
         return _with_layer_in_front(build_student(config, policy),
                                          layers.Reshape((-1,), name="planted_flatten"))
 
-    monkeypatch.setattr(steps, "build_student", broken_student)
+    monkeypatch.setattr(student, "build_student", broken_student)
     config = cfg.load("tiny", _settings(images, *ONE_PHASE))
     run_dir = RunDir(tmp_path / "run")
     with pytest.raises(preflight.PreflightFailed, match="distillation, building its models"):

@@ -13,7 +13,7 @@ from helpers import write_image_folder
 
 from teacher_student import config as cfg
 from teacher_student import jobs
-from teacher_student.config.checks import parse_duration
+from teacher_student.config.values import parse_duration
 from teacher_student.errors import ConfigError, TimeBudgetReached
 from teacher_student.run import lock
 from teacher_student.run.directory import RunDir
@@ -74,7 +74,7 @@ def test_time_budget_stops_between_epochs_and_reruns_end_like_an_uninterrupted_r
         history = run_dir.teacher_phase(index, phase.name).read_history()
         assert history["epoch"].tolist() == list(range(1, phase.epochs + 1))
     status = json.loads(run_dir.status_file.read_text())
-    assert (status["phase_number"], status["epoch"]) == (3, 1)
+    assert (status["step_number"], status["epoch"]) == (3, 1)
     assert status["overall"] == pytest.approx(4 / 6, abs=1e-4)  # 2+1+1 of 2+1+1+1+1 epochs
 
 

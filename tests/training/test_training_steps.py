@@ -18,7 +18,7 @@ from teacher_student.models.freezing import set_trainable, trunk_parts
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
-from teacher_student.training.distiller import Distiller, method_of
+from teacher_student.training.distiller import Distiller, method_terms
 from teacher_student.training.trainee import Trainee, compile_trainee
 
 BUILDERS = {"teacher": (build_teacher, TINY_TEACHER), "student": (build_student, TINY_STUDENT),
@@ -89,7 +89,7 @@ def test_compiled_distillation_step_of_each_method_with_the_frozen_teacher(metho
     teacher = build_teacher(TINY_TEACHER, policy)
     student = build_student(TINY_STUDENT, policy)
     config = DistillConfig(method=method, alpha=0.5, standardize_logits=method == "dkd")
-    distiller = Distiller(teacher, student, method_of(config, steps_per_epoch=1), config.alpha,
+    distiller = Distiller(teacher, student, method_terms(config, steps_per_epoch=1), config.alpha,
                           augment="light", mix="mixup", seed=0, policy=policy)
     compile_trainee(distiller, keras.optimizers.Adam(1e-2), policy, jit_compile=True)
     teacher_before = [w.numpy().copy() for w in teacher.weights]
@@ -113,7 +113,7 @@ def test_compiled_distillation_step_with_unlabeled_images(policy):
     bias.assign(np.array([20.0, 0.0, 0.0], dtype=bias.dtype))  # it answers class 0, always
     student = build_student(TINY_STUDENT, policy)
     config = DistillConfig(method="dkd", alpha=0.5)
-    distiller = Distiller(teacher, student, method_of(config, steps_per_epoch=1), config.alpha,
+    distiller = Distiller(teacher, student, method_terms(config, steps_per_epoch=1), config.alpha,
                           seed=0, policy=policy)
     compile_trainee(distiller, keras.optimizers.Adam(1e-2), policy, jit_compile=True)
     logs, updated = train_until_updated(distiller, (images, labels), student.trainable_weights)
@@ -145,7 +145,7 @@ def test_compiled_distillation_step_from_an_ensemble_of_two_frozen_teachers(poli
     student = build_student(TINY_STUDENT, policy)
     config = DistillConfig(temperature=2.0)
     distiller = Distiller(ensemble(teachers, config.temperature), student,
-                          method_of(config, steps_per_epoch=1), config.alpha, augment="light",
+                          method_terms(config, steps_per_epoch=1), config.alpha, augment="light",
                           seed=0, policy=policy)
     compile_trainee(distiller, keras.optimizers.Adam(1e-2), policy, jit_compile=True)
     teachers_before = [w.numpy().copy() for t in teachers for w in t.weights]

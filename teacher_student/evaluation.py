@@ -1,0 +1,127 @@
+"""The run's models on its test split: the `evaluate` job, and the comparison every training
+job ends with.
+
+Every model of the run is evaluated from its saved file (a plain single-device model, whatever
+trained it), beside what always answering the majority class scores; the comparison is written
+as `reports/comparison.csv` and `.md` with the figures that compare the models (reliability,
+accuracy against CPU latency, the students' curves). A model that is missing or cannot be read
+back is rebuilt from the best checkpoint of the step that made it, where that step has finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from teacher_student.config import Config
+from teacher_student.data.batches import Batches
+from teacher_student.data.inputs import prepare_inputs
+from teacher_student.errors import RunDirError
+from teacher_student.models.precision import resolve
+from teacher_student.outputs import latency, metrics, model_plots, plots, reports
+from teacher_student.run import lock
+from teacher_student.run.checkpoints import unreadable_model
+from teacher_student.run.config import saved_config
+from teacher_student.run.directory import MODEL_NAMES, STUDENT_DISTILLED, TEACHER, RunDir
+from teacher_student.training.steps import Execution, Step, plan_steps
+
+
+@dataclass(frozen=True)
+class RunModels:
+    """What evaluating a run's models needs: its config, directory, test batches and classes;
+    and its plan, with how each step runs, to rebuild a model from its step's checkpoints."""
+    config: Config  # resolved: model shapes and class count filled in
+    run_dir: RunDir
+    test: Batches
+    class_names: tuple[str, ...]
+    labeled_images: int  # of the training split
+    plan: tuple[Step, ...]
+    executions: Mapping[str, Execution]
+
+
+def evaluate(run_dir: RunDir) -> list[dict]:
+    """Every model of a run on its own test split, with the run's own config (saved in it),
+    under the run's lock; writes only the reports. The comparison's rows."""
+    with lock.hold(run_dir.path):
+        config = saved_config(run_dir)
+        if config is None:
+            raise RunDirError(f"{run_dir.path} holds no run (no config.yaml): train one there "
+                              "first")
+        run_dir.check_writable()  # for the reports
+        inputs = prepare_inputs(config.data, run_dir, config.data.batch_size)
+        config = config.with_dataset(len(inputs.class_names))
+        policy, why = resolve(config.precision)
+        print(why)
+        plan = tuple(plan_steps(config, run_dir))
+        return compare(RunModels(config, run_dir, inputs.test, inputs.class_names,
+                                 len(inputs.splits["train"].paths), plan,
+                                 {step.name: Execution(policy, False) for step in plan}))
+
+
+def compare(run: RunModels) -> list[dict]:
+    """Every model of the run on the test split, and the majority-class row; the reports and
+    figures written (see the module's doc). The rows."""
+    names = [name for name in MODEL_NAMES if run.run_dir.model_file(name).exists()]
+    if not names:
+        raise RunDirError(f"no trained model in {run.run_dir.path}: run train-teacher first")
+    labels = run.test.labels.astype(np.int64)
+    evaluations = {name: evaluate_saved(run, name) for name in names}
+    paths = {name: run.run_dir.model_file(name) for name in names}
+    cpu = latency.measure_once(list(paths.values()), run.run_dir.reports / "latency.json",
+                               tflite=True)
+    rows = [{**row, **cpu.columns(paths[row["model"]])}
+            for row in reports.with_teacher_agreement(evaluations, TEACHER)]
+    rows.append(reports.chance_row(labels, len(run.class_names)))
+    reports.write_comparison(rows, run.run_dir.reports, _notes(run, names))
+    model_plots.plot_reliability(
+        {name: metrics.reliability(e.probabilities, e.labels) for name, e in evaluations.items()},
+        run.run_dir.reports / "reliability.png")
+    students = {"distilled": run.run_dir.distillation.read_history(),
+                "scratch": run.run_dir.baseline.read_history()}
+    if any(not frame.empty for frame in students.values()):
+        teacher = evaluations.get(TEACHER)
+        plots.plot_student_curves(students, teacher.row["accuracy"] if teacher else None,
+                                  run.run_dir.reports / "student_curves.png")
+    return rows
+
+
+def evaluate_saved(run: RunModels, name: str) -> reports.Evaluation:
+    path = readable_model(run.run_dir, run.plan, run.executions, name)
+    model = keras.saving.load_model(path, safe_mode=True)
+    return reports.evaluate_classifier(name, model, run.test, run.class_names,
+                                       run.run_dir.reports, path)
+
+
+def readable_model(run_dir: RunDir, plan: Sequence[Step], executions: Mapping[str, Execution],
+                   name: str) -> Path:
+    """The run's model `name`; one that is missing or cannot be read back is rebuilt from the
+    best checkpoint of the step that made it, saying so, where that step has finished."""
+    path = run_dir.model_file(name)
+    why = unreadable_model(path) if path.exists() else "missing"
+    if why is None:
+        return path
+    maker = next((step for step in plan if step.produces == name), None)
+    if maker is None or not maker.directory.is_done():
+        job = maker.job if maker is not None else "the job that trains it"
+        raise RunDirError(f"{path} " + ("does not exist" if why == "missing" else
+                                        f"cannot be read ({why})")
+                          + f": run {job} with this --run-dir first")
+    maker.publish(executions[maker.name])
+    print(f"{path} was {why if why == 'missing' else f'unreadable ({why})'}: rebuilt from the "
+          f"checkpoints of {maker.label}")
+    return path
+
+
+def _notes(run: RunModels, names: Sequence[str]) -> list[str]:
+    """What the comparison's table cannot show: the unlabeled images a student learnt from."""
+    unlabeled = run.run_dir.unlabeled_count()
+    if STUDENT_DISTILLED not in names or unlabeled is None:
+        return []
+    return [f"{STUDENT_DISTILLED} learnt from the {run.labeled_images:,} labeled training "
+            f"images and {unlabeled:,} unlabeled ones ({run.config.distill.unlabeled}, listed "
+            f"in {run.run_dir.unlabeled_file.name}); the other models from the labeled ones "
+            "alone."]

@@ -1,0 +1,42 @@
+"""The plan of a run: every step that trains a model, in order, each a `Step` (base.py) of one
+kind, one module per kind:
+
+    teacher_phase.TeacherPhase    a phase of the teacher (one per entry of `phases`)
+    distillation.Distillation     the student learning from its teacher(s)
+    baseline.Baseline             the same student from scratch, the distillation's budget
+
+The clock (timekeeping.py) reads each step's label and epochs, the preflight (preflight.py)
+checks each, the runner (runner.py) trains them in one loop, and a job trains the steps whose
+`job` it is. A new kind of step is a module here and a line in `plan_steps`.
+"""
+
+from __future__ import annotations
+
+from teacher_student.config import Config
+from teacher_student.run.directory import RunDir
+from teacher_student.training.steps.base import (
+    DISTILL,
+    TRAIN_TEACHER,
+    Built,
+    Execution,
+    Step,
+    TrainingData,
+)
+from teacher_student.training.steps.baseline import Baseline
+from teacher_student.training.steps.distillation import Distillation
+from teacher_student.training.steps.teacher_phase import TeacherPhase
+
+__all__ = ["DISTILL", "TRAIN_TEACHER", "Built", "Execution", "Step", "TrainingData",
+           "plan_steps"]
+
+
+def plan_steps(config: Config, run_dir: RunDir, distilled: bool = True) -> list[Step]:
+    """Every step of the run, in order: the teacher's phases, the distillation (unless
+    `distilled` is false: a benchmark's baseline alone), the baseline when the config asks."""
+    steps: list[Step] = [TeacherPhase(config, run_dir, index)
+                         for index in range(1, len(config.phases) + 1)]
+    if distilled:
+        steps.append(Distillation(config, run_dir))
+    if config.distill.baseline:
+        steps.append(Baseline(config, run_dir))
+    return steps

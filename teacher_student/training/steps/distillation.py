@@ -1,0 +1,74 @@
+"""The distillation: the student trained on the labels and on its teachers (distiller.py, by
+the method of `distill.method`, training/methods/): the run's own teacher, or the ensemble of
+those `distill.teachers` lists (teachers.py); on the training images, and the unlabeled ones
+`distill.unlabeled` lists (the teachers' terms alone)."""
+
+from __future__ import annotations
+
+from teacher_student.config import Config, ConfigError
+from teacher_student.models.precision import load_weights_from
+from teacher_student.models.teacher import build_teacher
+from teacher_student.run.directory import STUDENT_DISTILLED, TEACHER, RunDir
+from teacher_student.training.distiller import Distiller, method_terms
+from teacher_student.training.steps.base import (
+    Built,
+    Execution,
+    TrainingData,
+    without_trunk_weights,
+)
+from teacher_student.training.steps.student import StudentStep
+from teacher_student.training.teachers import check_teachers, ensemble, listed_teachers
+
+# Logit standardization (Sun et al. 2024) needs this many classes to keep any relation.
+MIN_CLASSES_TO_STANDARDIZE = 4
+
+
+class Distillation(StudentStep):
+    def __init__(self, config: Config, run_dir: RunDir):
+        super().__init__(config, run_dir, run_dir.distillation, "distillation",
+                         STUDENT_DISTILLED)
+        self.own_teacher = not config.distill.teachers
+        self.needs = (TEACHER,) if self.own_teacher else ()
+
+    def build(self, execution: Execution, data: TrainingData) -> Built:
+        distill, policy = self.config.distill, execution.policy
+        student = self.fresh_student(execution, data.seed)
+        teachers = ([build_teacher(without_trunk_weights(self.config.teacher), policy)]
+                    if self.own_teacher else listed_teachers(distill.teachers, policy))
+        distiller = Distiller(ensemble(teachers, distill.temperature), student,
+                              method_terms(distill, data.steps_per_epoch), distill.alpha,
+                              distill.augment, distill.mix, data.seed, policy,
+                              flip=self.config.data.flip)
+        return Built(distiller, student, self.optimizer(data.steps_per_epoch),
+                     teachers=tuple(teachers) if self.own_teacher else ())
+
+    def prepare(self, built: Built, resuming: bool) -> None:
+        if self.own_teacher:  # listed teachers come with their weights
+            load_weights_from(built.teachers[0], self.run_dir.model_file(TEACHER))
+
+    def describe(self, built: Built) -> str:
+        distill, student = self.config.distill, built.deployable
+        several = len(distill.teachers) > 1
+        ratio = built.trainee.teacher.count_params() / student.count_params()
+        return (f"{distill.method}, {distill.epochs} epochs, alpha {distill.alpha}, "
+                f"temperature {distill.temperature}"
+                + (", standardized logits" if distill.standardize_logits else "")
+                + f", mix {distill.mix}, lr {distill.learning_rate} ({distill.schedule})"
+                + (f", from {len(distill.teachers)} teachers" if several else "")
+                + (f", with the unlabeled images of {distill.unlabeled}" if distill.unlabeled
+                   else "")
+                + f"; the student has {student.count_params():,} parameters, "
+                  f"{ratio:.1f}x fewer than the teacher" + ("s" if several else ""))
+
+    def check(self, class_names) -> None:
+        super().check(class_names)
+        check_teachers(self.config, class_names)
+        if (self.config.distill.standardize_logits
+                and len(class_names) < MIN_CLASSES_TO_STANDARDIZE):
+            raise ConfigError(
+                f"distill.standardize_logits: {len(class_names)} classes are too few: the "
+                f"standardized logits of fewer than {MIN_CLASSES_TO_STANDARDIZE} classes keep "
+                "almost nothing of the teacher's relations between them; set it to false")
+
+    def training_data(self, data: TrainingData) -> TrainingData:
+        return data.with_unlabeled()
