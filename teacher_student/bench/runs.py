@@ -43,7 +43,7 @@ def step_rows(run_dir: RunDir) -> list[dict]:
 
 
 def table(run_dirs: Sequence[Path]) -> str:
-    rows = [row for path in run_dirs for row in phase_rows(RunDir(path))]
+    rows = [row for path in run_dirs for row in step_rows(RunDir(path))]
     totals = pd.DataFrame(rows).groupby("run", sort=False)["total_s"].sum() if rows else {}
     rows += [{"run": run, "step": "all steps", "total_s": seconds}
              for run, seconds in dict(totals).items()]
