@@ -70,9 +70,9 @@ def build(model_name: str, precision: str, image_size: int) -> keras.Model:
     policy = PrecisionPolicy(precision)
     config = config_module.load(None, [])
     shape = (image_size, image_size, 3)
-    settings = config.teacher if model_name == "teacher" else config.student
-    settings = dataclasses.replace(settings, input_shape=shape, num_classes=100)
-    model = (build_teacher if model_name == "teacher" else build_student)(settings, policy)
+    section = config.teacher if model_name == "teacher" else config.student
+    section = dataclasses.replace(section, input_shape=shape, num_classes=100)
+    model = (build_teacher if model_name == "teacher" else build_student)(section, policy)
     model.compile(optimizer=policy.wrap_optimizer(keras.optimizers.Adam()),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], jit_compile=True)

@@ -55,7 +55,7 @@ def bench_cpu(args) -> int:
 
 
 def bench_distill(args) -> int:
-    from teacher_student.bench import distill
+    from teacher_student.bench import distill, distill_results
 
     if args.jobs > 1:
         frame = distill.run_in_processes(args.data, args.seeds, args.variants, Path(args.out),
@@ -68,7 +68,7 @@ def bench_distill(args) -> int:
         if args.only_teacher is not None:
             return 0
     print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n"
-          f"{distill.format_table(frame)}")
+          f"{distill_results.format_table(frame)}")
     return 0
 
 

@@ -16,9 +16,7 @@ N`: N processes at a time, the first seed's runs first, each logging to its run'
 `bench.log`), and a rerun skips them. With `--unlabeled SHARE`, that share of each seed's
 training images loses its labels (unlabeled.py): every model learns from the labeled rest, and
 the distilled students from the unlabeled images too (`distill.unlabeled`).
-The table: per variant, test accuracy mean and standard deviation over the seeds, the gain
-over its baseline paired by seed and the share of the teacher-scratch gap closed,
-(variant - scratch) / (teacher - scratch), in `distillation.md` with every run in
+The table (distill_results.py) is written to `distillation.md`, with every run in
 `distillation.csv`. `bench frontier` sets the students against their CPU latency and size.
 """
 
@@ -37,13 +35,12 @@ import pandas as pd
 from teacher_student import atomic, jobs
 from teacher_student import config as config_module
 from teacher_student.bench import DISTILL_VARIANTS as VARIANTS
+from teacher_student.bench.distill_results import RESULT, format_table, results, write_result
 from teacher_student.bench.unlabeled import split_off_unlabeled
 from teacher_student.run.directory import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
-from teacher_student.tables import markdown_table
 
 COPIED = ("config.yaml", "split.csv", "split.csv.sha256", "skipped_files.csv",
           f"{TEACHER}.keras")
-RESULT = "result.csv"
 DEFAULT_STUDENT = "default"  # the config's own student
 
 
@@ -73,14 +70,14 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
                 if (run_dir.path / RESULT).exists():
                     continue
                 baseline = name.startswith("scratch")
-                settings = config_module.load(config, [
+                variant = config_module.load(config, [
                     *base, *VARIANTS[name], *student_overrides(student),
                     f"distill.baseline={str(baseline).lower()}",
                     *_ensemble_override(name, teacher_runs)])
-                rows = jobs.distill(settings, run_dir, distilled=not baseline, preflight=False)
+                rows = jobs.distill(variant, run_dir, distilled=not baseline, preflight=False)
                 model = STUDENT_SCRATCH if baseline else STUDENT_DISTILLED
                 accuracy = next(row["accuracy"] for row in rows if row["model"] == model)
-                _write_result(run_dir, seed, run_name(name, student), float(accuracy))
+                write_result(run_dir, seed, run_name(name, student), float(accuracy))
     frame = results(out, seeds)
     atomic.write_csv(frame, out / "distillation.csv")
     atomic.write_text(out / "distillation.md", format_table(frame) + "\n")
@@ -135,18 +132,18 @@ def _trained_teacher(out: Path, seed: int, index: int, config: str | None,
     teacher_run = RunDir(out / f"seed{seed}" / name)
     if (teacher_run.path / RESULT).exists():
         return teacher_run
-    settings = list(base)
+    overrides = list(base)
     if index:
         first = RunDir(out / f"seed{seed}" / TEACHER)
-        settings.append(f"data.seed={seed + 1000 * index}")
+        overrides.append(f"data.seed={seed + 1000 * index}")
         teacher_run.path.mkdir(parents=True, exist_ok=True)
         for record in ("split.csv", "split.csv.sha256"):  # the run keeps this split
             shutil.copy2(first.path / record, teacher_run.path / record)
         saved = config_module.load(first.config_file)
-        own = config_module.load(config, settings).with_dataset(saved.teacher.num_classes)
+        own = config_module.load(config, overrides).with_dataset(saved.teacher.num_classes)
         teacher_run.write_config(config_module.to_yaml(own))
-    row = jobs.train_teacher(config_module.load(config, settings), teacher_run, preflight=False)
-    _write_result(teacher_run, seed, name, row["accuracy"])
+    row = jobs.train_teacher(config_module.load(config, overrides), teacher_run, preflight=False)
+    write_result(teacher_run, seed, name, row["accuracy"])
     return teacher_run
 
 
@@ -225,49 +222,6 @@ def _gpu_count() -> int:
     return sum(line.startswith("GPU ") for line in listed.splitlines())
 
 
-def results(out: Path, seeds: Sequence[int]) -> pd.DataFrame:
-    """Every finished run's result under `out` for these seeds."""
-    files = [path for seed in seeds for path in sorted((out / f"seed{seed}").glob(f"*/{RESULT}"))]
-    return pd.concat([pd.read_csv(path) for path in files], ignore_index=True)
-
-
-def format_table(frame: pd.DataFrame) -> str:
-    """Per model: mean and spread of the test accuracy over the seeds; for a student, its gain
-    over the baseline of its mixing and student, paired by seed (the same split and teacher),
-    and the share of the teacher-scratch gap closed on those seeds."""
-    by_seed = frame.pivot_table(index="seed", columns="model", values="accuracy")
-    teachers = sorted(name for name in by_seed.columns if name.startswith(TEACHER))
-    order = [*teachers, *(name for name in by_seed.columns
-                          if name.split("@")[0] in VARIANTS)]
-    lines = []
-    for name in order:
-        scores = by_seed[name].dropna()
-        line = {"model": name, "mean": scores.mean(), "std": scores.std(ddof=1),
-                "seeds": len(scores)}
-        scratch = scratch_of(name)
-        if name not in teachers and scratch != name and scratch in by_seed.columns:
-            gains = (by_seed[name] - by_seed[scratch]).dropna()
-            gap = (by_seed[TEACHER] - by_seed[scratch])[gains.index].mean()
-            line.update(gain=gains.mean(), gain_std=gains.std(ddof=1),
-                        gap_closed=gains.mean() / gap if gap > 0 else None)
-        lines.append(line)
-    percent = lambda value: f"{100 * value:.2f}"  # noqa: E731
-    return markdown_table(lines, [
-        ("model", "model", ""), ("mean", "test accuracy %", percent), ("std", "± std", percent),
-        ("seeds", "seeds", "d"),
-        ("gain", "gain over scratch (points)", lambda v: f"{100 * v:+.2f}"),
-        ("gain_std", "± std", percent), ("gap_closed", "gap closed", ".0%")])
-
-
-def scratch_of(name: str) -> str:
-    """The baseline a run is compared with: the same student, the same mixing, no teacher."""
-    variant, _, student = name.partition("@")
-    mix = next((o.split("=")[1] for o in VARIANTS.get(variant, [])
-                if o.startswith("distill.mix=")), "none")
-    return ("scratch" if mix == "none" else f"scratch+{mix}") + (f"@{student}" if student
-                                                                  else "")
-
-
 def _seeded(teacher_run: RunDir, path: Path) -> RunDir:
     """A run directory holding the teacher run's config, split, teacher and decoded images
     (linked): distilling there neither trains the teacher nor decodes the images again."""
@@ -279,8 +233,3 @@ def _seeded(teacher_run: RunDir, path: Path) -> RunDir:
     if teacher_run.cache.exists() and not run_dir.cache.exists():
         run_dir.cache.symlink_to(teacher_run.cache.resolve(), target_is_directory=True)
     return run_dir
-
-
-def _write_result(run_dir: RunDir, seed: int, model: str, accuracy: float) -> None:
-    atomic.write_csv(pd.DataFrame([{"seed": seed, "model": model, "accuracy": accuracy}]),
-                     run_dir.path / RESULT)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from teacher_student import atomic
-from teacher_student.bench.distill import RESULT, scratch_of
+from teacher_student.bench.distill_results import RESULT, scratch_of
 from teacher_student.errors import UserError
 from teacher_student.run.directory import STUDENT_SCRATCH, TEACHER
 from teacher_student.tables import markdown_table

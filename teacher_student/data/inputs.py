@@ -43,24 +43,24 @@ class Inputs:
             run_dir.write_unlabeled(self.unlabeled.paths, self.unlabeled.skipped)
 
 
-def prepare_inputs(settings: DataConfig, run_dir: RunDir, global_batch: int,
+def prepare_inputs(data: DataConfig, run_dir: RunDir, global_batch: int,
                    replicas: int = 1, to_device: bool = False,
                    unlabeled_source: str | None = None) -> Inputs:
     """`unlabeled_source`: the images without labels to read too (distill.unlabeled)."""
     recorded = run_dir.recorded_split()
-    decoding = Decoding(settings.image_size, settings.channels, settings.cache, run_dir.cache)
-    table = read_source(settings.source, decoding)
+    decoding = Decoding(data.image_size, data.channels, data.cache, run_dir.cache)
+    table = read_source(data.source, decoding)
     if table.skipped:
         print(f"skipped {len(table.skipped)} unusable files or ignored folders"
               + ("" if recorded is not None else f" (listed in {run_dir.skipped_file})") + ":")
         for path, reason in table.skipped[:10]:
             print(f"  {path}: {reason}")
     if recorded is None:
-        splits = split_table(table, settings.val_fraction, settings.test_fraction, settings.seed)
+        splits = split_table(table, data.val_fraction, data.test_fraction, data.seed)
         class_names = table.class_names
     else:
         splits, class_names = _kept_split(table, recorded, run_dir)
-    print(f"data {settings.source}: {len(class_names)} classes, "
+    print(f"data {data.source}: {len(class_names)} classes, "
           + ", ".join(f"{name} {len(split.paths)}" for name, split in splits.items()))
     if replicas > 1:  # replicas need equal shares: a ragged batch fails under tf.distribute
         for name, split in splits.items():
@@ -77,8 +77,8 @@ def prepare_inputs(settings: DataConfig, run_dir: RunDir, global_batch: int,
                        **options)
 
     weights = (class_weights(splits["train"].labels, len(class_names))
-               if settings.class_weights else None)
-    train = batches("train", shuffle=True, seed=settings.seed, class_weights=weights)
+               if data.class_weights else None)
+    train = batches("train", shuffle=True, seed=data.seed, class_weights=weights)
     inputs = Inputs(train, batches("val"), batches("test"), class_names, splits,
                     table.skipped, drawn=recorded is None)
     if unlabeled_source is None:
@@ -90,7 +90,7 @@ def prepare_inputs(settings: DataConfig, run_dir: RunDir, global_batch: int,
         StackedPixels(table.pixels, unlabeled.pixels),
         [*labeled.rows, *(len(table.pixels) + row for row in unlabeled.rows)],
         [*labeled.labels, *[UNLABELED] * len(unlabeled)], global_batch, shuffle=True,
-        seed=settings.seed, class_weights=weights, to_device=to_device,
+        seed=data.seed, class_weights=weights, to_device=to_device,
         drop_remainder=True if replicas > 1 else None))
 
 

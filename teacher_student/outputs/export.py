@@ -58,11 +58,9 @@ from teacher_student.outputs.predict import (
 )
 from teacher_student.run import lock
 from teacher_student.run.checkpoints import unreadable_model
-from teacher_student.run.directory import STUDENT_DISTILLED, STUDENT_SCRATCH, RunDir
+from teacher_student.run.directory import DEFAULT_MODELS, RunDir
 from teacher_student.tables import markdown_table
 
-# The first of these a run has stands for it: exported, and answering `predict` (predictions.py).
-DEFAULT_MODELS = (STUDENT_DISTILLED, STUDENT_SCRATCH)
 REPRESENTATIVE_IMAGES = 200  # int8 calibration: enough to see each activation's range
 EXPORT_COLUMNS = [
     ("model", "export", ""),

@@ -29,11 +29,11 @@ from teacher_student.data.candidates import Listing, printable
 from teacher_student.data.decoding import Decoding, decode_candidates
 from teacher_student.data.sources.registry import PREDICT, list_source
 from teacher_student.errors import RunDirError, UserError
-from teacher_student.outputs.export import DEFAULT_MODELS
 from teacher_student.outputs.predict import Predictor, find_meta, load_predictor
 from teacher_student.run.checkpoints import unreadable_model
 from teacher_student.run.config import saved_config
 from teacher_student.run.directory import (
+    DEFAULT_MODELS,
     STUDENT_DISTILLED,
     STUDENT_SCRATCH,
     RunDir,

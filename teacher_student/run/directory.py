@@ -36,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from teacher_student import atomic
+from teacher_student.data.splits import SPLITS
 from teacher_student.errors import RunDirError
 from teacher_student.run.checkpoints import (  # noqa: F401 - what callers import from here
     RESUME_PROGRESS,
@@ -50,8 +51,9 @@ from teacher_student.run.checkpoints import (  # noqa: F401 - what callers impor
 # name. Every other module takes the names from here.
 TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED = "teacher", "student_scratch", "student_distilled"
 MODEL_NAMES = (TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED)
+# The model that stands for the run where one is asked for (export, predict): the first it has.
+DEFAULT_MODELS = (STUDENT_DISTILLED, STUDENT_SCRATCH)
 SPLIT_COLUMNS = ["path", "label", "class_name", "split"]
-SPLITS = ("train", "val", "test")
 
 
 def _sha256(path: Path) -> str:

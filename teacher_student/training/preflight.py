@@ -39,6 +39,13 @@ from teacher_student.hardware import device_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.run.directory import RunDir
 from teacher_student.timing import fit_step_seconds, time_calls
+from teacher_student.training.preflight_report import (
+    against_budget,
+    cause,
+    describe,
+    format_check,
+    is_out_of_memory,
+)
 from teacher_student.training.steps import Execution, Step, TrainingData
 from teacher_student.training.timekeeping import Timekeeper, format_duration
 
@@ -84,12 +91,12 @@ def run_preflight(steps: Sequence[Step], execution: Execution, data: TrainingDat
     started = time.monotonic()
     batches = _Batches(data.train, data.val, test_batches)
     to_check = [step for step in steps if step.epochs_left() > 0]
-    print(f"preflight: {len(to_check)} steps on {device_name()}, {_describe(execution)}")
+    print(f"preflight: {len(to_check)} steps on {device_name()}, {describe(execution)}")
     checks = []
     for step in to_check:
         with _quiet_retracing():
             checks.append(_check_step(step, execution, batches, data, scope, timed_fits))
-        print(_format_check(checks[-1]))
+        print(format_check(checks[-1]))
     peak = peak_memory_bytes()
     estimate = sum(check.estimate_s for check in checks)
     record = {"device": device_name(), "precision": execution.policy.name,
@@ -105,7 +112,7 @@ def run_preflight(steps: Sequence[Step], execution: Execution, data: TrainingDat
     budget_left_s = clock.remaining_s() if clock is not None else None
     print(f"preflight passed in {format_duration(record['seconds'])}: {memory}; "
           f"estimate for the plan {format_duration(estimate)}"
-          + _against_budget(estimate, budget_left_s, checks))
+          + against_budget(estimate, budget_left_s, checks))
     for check in checks if clock is not None else ():
         clock.expect(check.name, check.first_step_s + check.epoch_s, check.epoch_s)
     checked = {check.name: check.execution for check in checks}
@@ -136,9 +143,9 @@ def _check_step(step: Step, execution: Execution, batches, data: TrainingData, s
         except _StageFailed as failed:
             if isinstance(failed.error, UserError):  # the config's fault: no fallback mends it
                 raise failed.error from None
-            where = (f"{step.label}, {failed.stage} ({_describe(candidate)}): "
-                     f"{_cause(failed.error)}")
-            if _is_out_of_memory(failed.error):
+            where = (f"{step.label}, {failed.stage} ({describe(candidate)}): "
+                     f"{cause(failed.error)}")
+            if is_out_of_memory(failed.error):
                 raise PreflightFailed(
                     f"preflight: {where}. The step does not fit in this device's memory: lower "
                     "data.batch_size (or the image size) and rerun.") from failed.error
@@ -150,7 +157,7 @@ def _check_step(step: Step, execution: Execution, batches, data: TrainingData, s
         if failures:
             fallback = f"{fallback}: preflight found {failures[0]}"
             print(f"preflight: {step.label} fails as configured ({failures[0]}); it runs "
-                  f"with {_describe(candidate)} instead")
+                  f"with {describe(candidate)} instead")
         return _measured(step, candidate, fallback, timings, data)
     raise PreflightFailed("preflight: " + "; then ".join(failures)
                           + ". No fallback works for this step: the run does not start.")
@@ -250,49 +257,3 @@ def _smaller_last(batches, first: tuple) -> list[tuple]:
         return []
     last = tuple(batches[len(batches) - 1])
     return [last] if len(last[0]) != len(first[0]) else []
-
-
-def _cause(error: Exception) -> str:
-    """The error's type and the line of its message that names the cause, without XLA's
-    metadata (TensorFlow puts the op's traceback first and the cause last)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    causes = [line for line in lines
-              if not line.startswith(("File ", "Detected at", "[[", "Hint:"))]
-    text = (causes or lines or [""])[-1].split(", metadata=")[0]
-    text = text.removeprefix("during context [Unknown]: ")
-    return f"{type(error).__name__}: {text[:240]}"
-
-
-def _is_out_of_memory(error: Exception) -> bool:
-    text = f"{type(error).__name__} {error}"
-    return any(sign in text for sign in ("ResourceExhausted", "RESOURCE_EXHAUSTED",
-                                         "Out of memory", "out of memory", "OOM when"))
-
-
-def _describe(execution: Execution) -> str:
-    return f"{execution.policy.name}, XLA {'on' if execution.jit_compile else 'off'}"
-
-
-def _format_check(check: StepCheck) -> str:
-    return (f"  {check.label}: {check.first_step_s:.1f} s to build and compile, "
-            f"train step {check.train_step_s * 1000:.1f} ms, validation step "
-            f"{check.val_step_s * 1000:.1f} ms; {check.epochs_left} epoch"
-            f"{'' if check.epochs_left == 1 else 's'} ~ "
-            f"{format_duration(check.estimate_s)}"
-            + (f" [{_describe(check.execution)}]"
-               if check.fallback else ""))
-
-
-def _against_budget(estimate: float, budget_left_s: float | None, checks) -> str:
-    if budget_left_s is None:
-        return ""
-    if estimate <= budget_left_s:
-        return f", within the time budget ({format_duration(budget_left_s)} left)"
-    spent, where = 0.0, checks[-1].label
-    for check in checks:
-        spent += check.estimate_s
-        if spent > budget_left_s:
-            where = check.label
-            break
-    return (f"; the time budget ({format_duration(budget_left_s)} left) ends in {where}: "
-            "the run stops there with everything saved, and the same command continues")

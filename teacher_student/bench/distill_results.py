@@ -1,0 +1,67 @@
+"""What the distillation benchmark found (distill.py): each run's result file, and the table
+over seeds: per variant, test accuracy mean and standard deviation, the gain over its baseline
+paired by seed and the share of the teacher-scratch gap closed, (variant - scratch) /
+(teacher - scratch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from teacher_student import atomic
+from teacher_student.bench import DISTILL_VARIANTS as VARIANTS
+from teacher_student.run.directory import TEACHER, RunDir
+from teacher_student.tables import markdown_table
+
+RESULT = "result.csv"
+
+
+def results(out: Path, seeds: Sequence[int]) -> pd.DataFrame:
+    """Every finished run's result under `out` for these seeds."""
+    files = [path for seed in seeds for path in sorted((out / f"seed{seed}").glob(f"*/{RESULT}"))]
+    return pd.concat([pd.read_csv(path) for path in files], ignore_index=True)
+
+
+def format_table(frame: pd.DataFrame) -> str:
+    """Per model: mean and spread of the test accuracy over the seeds; for a student, its gain
+    over the baseline of its mixing and student, paired by seed (the same split and teacher),
+    and the share of the teacher-scratch gap closed on those seeds."""
+    by_seed = frame.pivot_table(index="seed", columns="model", values="accuracy")
+    teachers = sorted(name for name in by_seed.columns if name.startswith(TEACHER))
+    order = [*teachers, *(name for name in by_seed.columns
+                          if name.split("@")[0] in VARIANTS)]
+    lines = []
+    for name in order:
+        scores = by_seed[name].dropna()
+        line = {"model": name, "mean": scores.mean(), "std": scores.std(ddof=1),
+                "seeds": len(scores)}
+        scratch = scratch_of(name)
+        if name not in teachers and scratch != name and scratch in by_seed.columns:
+            gains = (by_seed[name] - by_seed[scratch]).dropna()
+            gap = (by_seed[TEACHER] - by_seed[scratch])[gains.index].mean()
+            line.update(gain=gains.mean(), gain_std=gains.std(ddof=1),
+                        gap_closed=gains.mean() / gap if gap > 0 else None)
+        lines.append(line)
+    percent = lambda value: f"{100 * value:.2f}"  # noqa: E731
+    return markdown_table(lines, [
+        ("model", "model", ""), ("mean", "test accuracy %", percent), ("std", "± std", percent),
+        ("seeds", "seeds", "d"),
+        ("gain", "gain over scratch (points)", lambda v: f"{100 * v:+.2f}"),
+        ("gain_std", "± std", percent), ("gap_closed", "gap closed", ".0%")])
+
+
+def scratch_of(name: str) -> str:
+    """The baseline a run is compared with: the same student, the same mixing, no teacher."""
+    variant, _, student = name.partition("@")
+    mix = next((o.split("=")[1] for o in VARIANTS.get(variant, [])
+                if o.startswith("distill.mix=")), "none")
+    return ("scratch" if mix == "none" else f"scratch+{mix}") + (f"@{student}" if student
+                                                                  else "")
+
+
+def write_result(run_dir: RunDir, seed: int, model: str, accuracy: float) -> None:
+    atomic.write_csv(pd.DataFrame([{"seed": seed, "model": model, "accuracy": accuracy}]),
+                     run_dir.path / RESULT)
