@@ -1,7 +1,4 @@
-from teacher_student.quiet import quiet_logs
+# The command line imports nothing that loads TensorFlow before `program` quiets its logs.
+from teacher_student.cli import program
 
-quiet_logs()  # before anything imports Keras and TensorFlow
-
-from teacher_student.cli import main  # noqa: E402
-
-raise SystemExit(main())
+raise SystemExit(program())

@@ -13,6 +13,8 @@ from pathlib import Path
 from teacher_student import config as config_module
 from teacher_student.bench.commands import add_bench_commands
 from teacher_student.errors import ConfigError, PreflightFailed, TimeBudgetReached, UserError
+from teacher_student.interrupts import handle_interrupts
+from teacher_student.quiet import quiet_logs
 from teacher_student.run.directory import MODEL_NAMES, TEACHER, RunDir
 
 JOBS = {
@@ -218,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_commands(commands)
     add_bench_commands(commands)
     return parser
+
+
+def program() -> int:
+    """The program `python -m teacher_student` and `teacher-student` run: TensorFlow's logs
+    quiet before anything loads it (quiet.py), Ctrl-C kept (interrupts.py), then `main`."""
+    quiet_logs()
+    handle_interrupts()
+    return main()
 
 
 def main(argv: list[str] | None = None) -> int:

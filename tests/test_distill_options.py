@@ -61,8 +61,9 @@ def test_a_student_learns_from_an_ensemble_of_listed_teachers(trained, run, tmp_
 def test_the_feature_method_learns_from_a_listed_teachers_map(trained, run, capsys):
     """The teacher's file keeps which map its head pools (models/structure.py)."""
     images, original = trained
-    assert cli.main(argv("distill", run, images, "distill.method=feature",
-                         f"distill.teachers=[{original}]", "distill.baseline=false")) == 0
+    assert cli.main([*argv("distill", run, images, "distill.method=feature",
+                           f"distill.teachers=[{original}]", "distill.baseline=false"),
+                     "--no-preflight"]) == 0
     assert "distillation: feature, 1 epochs" in capsys.readouterr().out
     history = pd.read_csv(run / "student_distilled" / "history.csv")
     assert history["distillation_loss"].iloc[0] > 0

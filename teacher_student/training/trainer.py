@@ -20,7 +20,7 @@ from pathlib import Path
 
 import keras
 
-from teacher_student import atomic
+from teacher_student import atomic, interrupts
 from teacher_student.config import DistillConfig, PhaseConfig
 from teacher_student.data.batches import FollowEpochs
 from teacher_student.errors import NonFiniteLoss, RunDirError
@@ -208,7 +208,7 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
     if progress.epochs_done < epochs:
         model.fit(train_data, validation_data=val_data, epochs=epochs,
                   initial_epoch=progress.epochs_done, shuffle=False,
-                  callbacks=[*(callbacks or []), checkpoint, *progbar,
+                  callbacks=[*(callbacks or []), checkpoint, StopWhenInterrupted(), *progbar,
                              *([clock] if clock else [])],
                   verbose=verbose)
     if checkpoint.non_finite:
@@ -220,6 +220,15 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
             "step in float32.")
     directory.mark_done({"epochs": progress.epochs_done, "best_" + MONITOR: progress.best})
     return progress
+
+
+class StopWhenInterrupted(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt after an epoch's checkpoint when Ctrl-C was received but
+    swallowed where it landed (interrupts.py). No batch hook: the steps run as without it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if interrupts.received():
+            raise KeyboardInterrupt
 
 
 class EpochLine(keras.callbacks.ProgbarLogger):
