@@ -49,7 +49,10 @@ def test_xla_follows_the_setting_the_machine_and_the_strategy(setting, replicas,
     assert why.startswith("XLA on" if expected else "XLA off")
 
 
-@pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
+# mixed_float16 is where MirroredStrategy with loss scaling has crashed (MIXED-PRECISION-FACTS.md);
+# float32 adds little to it, and runs with the slow tests.
+@pytest.mark.parametrize("precision", [pytest.param("float32", marks=pytest.mark.slow),
+                                       "mixed_float16"])
 def test_teacher_phases_and_distillation_under_mirrored_strategy(precision, tmp_path):
     images = write_image_folder(tmp_path / "images", per_class=24)
     env = {"TEACHER_STUDENT_CPU_REPLICAS": "2"}
