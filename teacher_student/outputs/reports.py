@@ -224,6 +224,9 @@ def add_to_comparison(rows: Sequence[Mapping], reports_dir: str | os.PathLike) -
     """The comparison table with `rows` added; earlier rows of the same names replaced."""
     path = Path(reports_dir) / "comparison.csv"
     earlier = pd.read_csv(path).to_dict("records") if path.exists() else []
+    for row in earlier:  # a column with a gap ("-") reads back as floats: 16859 as 16,859.0
+        if isinstance(row.get("params"), float) and row["params"].is_integer():
+            row["params"] = int(row["params"])
     new_names = {row["model"] for row in rows}
     kept = [row for row in earlier if row["model"] not in new_names]
     return write_comparison(kept + list(rows), reports_dir)

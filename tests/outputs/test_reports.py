@@ -189,6 +189,15 @@ def test_write_comparison_shows_missing_values_as_dash(tmp_path: Path) -> None:
     assert cells(markdown.splitlines()[2])[1:] == ["50.00%"] + ["-"] * 10
 
 
+def test_parameters_stay_whole_numbers_when_exports_join_the_comparison(tmp_path: Path):
+    """The majority-class row has no parameters: read back from comparison.csv, the column was
+    floats, and an export printed the teacher's as "16,859.0"."""
+    reports.write_comparison([{"model": "teacher", "params": 16859},
+                              {"model": "always the majority class", "accuracy": 0.3}], tmp_path)
+    table = reports.add_to_comparison([{"model": "student (onnx)", "params": 2345}], tmp_path)
+    assert [cells(line)[7] for line in table.splitlines()[2:5]] == ["16,859", "-", "2,345"]
+
+
 def cells(line: str) -> list[str]:
     """The cells of a Markdown table line, padding stripped (an escaped `\\|` kept whole)."""
     return [cell.strip() for cell in line.strip("|").replace("\\|", "\0").split("|")]
