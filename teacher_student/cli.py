@@ -121,25 +121,23 @@ def predict_command(args) -> int:
     run_dir = None if args.model else RunDir(Path(args.run_dir))
     classifier = predictions.from_file(Path(args.model)) if args.model else \
         predictions.from_run(run_dir, args.which)
+    if args.tta:
+        classifier = predictions.averaged_with_mirror(classifier)
     print(f"predicting with {classifier.description}", file=sys.stderr)
     out = Path(args.out) if args.out else predictions.default_csv(Path(args.input), classifier,
                                                                   run_dir)
-    found, skipped = [], 0
-    for result in predictions.classify(classifier, predictions.images_in(Path(args.input)),
-                                       args.top):
+    shape = predictions.CsvShape(args.ids, tuple(args.columns), args.top, args.probabilities)
+
+    def show(result) -> None:  # --print: each answer on stdout, each file skipped on stderr
         if isinstance(result, predictions.Prediction):
-            found.append(result)
-            if not args.out:  # with --out, the file alone: a test set can be long
-                print(predictions.format_prediction(result), flush=True)
+            print(predictions.format_prediction(result, classifier.class_names, args.top),
+                  flush=True)
         else:
-            skipped += 1
             print(f"skipped {result[0]}: {result[1]}", file=sys.stderr)
-    if not found:
-        print(f"no image could be classified in {args.input}", file=sys.stderr)
-        return 2
-    predictions.write_csv(found, out)
-    print(f"{len(found)} predictions written to {out}"
-          + (f"; {skipped} images skipped (above)" if skipped else ""), file=sys.stderr)
+
+    written = predictions.write_predictions(classifier, Path(args.input), out, shape,
+                                            show if args.show else None)
+    print(written.summary(), file=sys.stderr)
     return 0
 
 
@@ -161,8 +159,9 @@ def _add_export_commands(commands) -> None:
     export.set_defaults(run=export_command)
 
     classify = commands.add_parser(
-        "predict", help="classify images with a run's student (or any model file), and write "
-        "a CSV of path, class, probability (and the next classes with --top)")
+        "predict", help="classify images with a run's student (or any model file) into a CSV "
+        "in Kaggle's submission shape: id,label (and each class's probability with "
+        "--probabilities)")
     classify.add_argument("input", help="an image file, a folder (searched recursively) or a "
                           "CSV with a 'path' column (relative to the CSV's folder)")
     classify.add_argument("--run-dir", default="runs/default",
@@ -175,13 +174,32 @@ def _add_export_commands(commands) -> None:
     classify.add_argument("--model", help="a model file instead of a run's: any file written "
                           "by export (its *_meta.json beside it), or a .keras of a run "
                           "directory")
+    classify.add_argument("--out", help="the CSV to write, e.g. submission.csv (default: "
+                          "RUN/predictions/<input name>.csv, or predictions/<input name>.csv "
+                          "beside --model)")
+    classify.add_argument("--ids", choices=("stem", "path"), default="stem",
+                          help="the id of each image: stem, its file name without the "
+                          "extension (default), or path, its path relative to the input "
+                          "folder with the extension (for a CSV input: as the CSV writes it)")
+    classify.add_argument("--columns", nargs=2, default=["id", "label"],
+                          metavar=("ID", "LABEL"),
+                          help="the names of the two columns (default: id label); the "
+                          "competition's sample_submission.csv shows which it wants")
     classify.add_argument("--top", type=int, default=1,
-                          help="also give the next most likely classes, as further "
-                               "class/probability columns (default: 1)")
-    classify.add_argument("--out", help="the CSV to write (then nothing else goes to stdout); "
-                          "default: RUN/predictions/<input name>.csv, or predictions/<input "
-                          "name>.csv beside --model, with each prediction also printed as "
-                          "path<TAB>class<TAB>probability")
+                          help="the label cell lists the K most likely classes, most likely "
+                          "first, separated by spaces (for a MAP@K metric; default: 1)",
+                          metavar="K")
+    classify.add_argument("--probabilities", action="store_true",
+                          help="add a column per class (named by the class) with its "
+                          "probability")
+    classify.add_argument("--tta", action="store_true",
+                          help="test-time augmentation: average each image's probabilities "
+                          "with its left-right mirror's. For photos only: a mirrored digit, "
+                          "letter or word is not the same class, never use it for those")
+    classify.add_argument("--print", "--verbose", dest="show", action="store_true",
+                          help="also print each answer on stdout (id, class, probability, "
+                          "tab-separated) and each file skipped on stderr; without it, one "
+                          "line at the end says how many were written and skipped, and why")
     classify.set_defaults(run=predict_command)
 
 

@@ -60,7 +60,7 @@ def user(tmp_path_factory):
     steps["evaluate"] = make("evaluate", RUN=str(run))
     steps["export"] = make("export", RUN=str(run))
     steps["predict"] = make("predict", RUN=str(run), INPUT=str(new),
-                            OUT=str(root / "submission.csv"), TOP="2")
+                            OUT=str(root / "submission.csv"), TOP="2", IDS="path", TTA="1")
     return run, root, steps
 
 
@@ -104,16 +104,19 @@ def test_evaluate_and_export_need_only_the_run_directory(user):
     assert comparison.loc["student_distilled (onnx)", "agreement"] == 1.0
 
 
-def test_predict_writes_a_csv_of_every_image(user):
+def test_predict_writes_a_submission_of_every_image(user):
     run, root, steps = user
-    assert steps["predict"].stdout == ""  # with OUT, the file alone
+    assert steps["predict"].stdout == ""  # nothing per row unless asked
     assert f"predicting with {run / 'export' / 'student_distilled.keras'}" in \
         steps["predict"].stderr
+    assert "each image averaged with its left-right mirror (TTA)" in steps["predict"].stderr
+    assert steps["predict"].stderr.splitlines()[-1] == (
+        f"6 predictions written to {root / 'submission.csv'} (id: the path relative to the "
+        "input folder)")
     written = pd.read_csv(root / "submission.csv")
-    assert list(written.columns) == ["path", "class", "probability", "class_2",
-                                     "probability_2"]
-    assert sorted(written["path"]) == sorted(str(p) for p in
-                                             (root / "test_images").rglob("*.png"))
-    assert set(written["class"]) <= {"class_0", "class_1", "class_2"}
-    assert ((written["probability"] >= written["probability_2"])
-            & (written["probability"] <= 1)).all()
+    assert list(written.columns) == ["id", "label"]
+    assert sorted(written["id"]) == sorted(path.relative_to(root / "test_images").as_posix()
+                                           for path in (root / "test_images").rglob("*.png"))
+    for labels in written["label"]:  # the two most likely classes
+        first, second = labels.split(" ")
+        assert first != second and {first, second} <= {"class_0", "class_1", "class_2"}

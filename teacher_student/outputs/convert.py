@@ -1,8 +1,9 @@
 """A Keras model turned into each deployable format: a TensorFlow SavedModel, a TFLite
 flatbuffer (float32, float16 weights, or full-integer int8) and an ONNX file.
 
-The files answer probabilities (`with_probabilities`); a `.keras` file keeps the logits. The
-SavedModel is what the TFLite converter reads. `export.py` writes and checks every format of a
+Every exported file answers probabilities (`with_probabilities`), its `.keras` too; the run's own
+`.keras` models answer logits, which training and evaluation read. The SavedModel is what the
+TFLite converter reads. `export.py` writes and checks every format of a
 run's model; `latency.py` converts a `.keras` file to TFLite here to time it as deployed.
 """
 
@@ -23,11 +24,24 @@ from teacher_student.quiet import native_stderr_silenced
 ONNX_PACKAGES = {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime"}
 
 
+PROBABILITIES = "probabilities"  # the softmax layer's name: what marks a model that answers them
+
+
 def with_probabilities(model: keras.Model) -> keras.Model:
-    """`model` followed by a softmax: deployed models answer with probabilities."""
+    """`model` followed by a softmax: deployed models answer with probabilities. A model that
+    answers them already is returned as it is (a second softmax would flatten them)."""
+    if answers_probabilities(model):
+        return model
     images = keras.Input(model.input_shape[1:], dtype="uint8", name="image")
-    probabilities = keras.layers.Softmax(name="probabilities")(model(images))
+    probabilities = keras.layers.Softmax(name=PROBABILITIES)(model(images))
     return keras.Model(images, probabilities, name=f"{model.name}_probabilities")
+
+
+def answers_probabilities(model: keras.Model) -> bool:
+    """Whether `model` ends in `with_probabilities`' softmax (an exported `.keras`), rather than
+    in logits (a run's own models)."""
+    last = model.layers[-1] if model.layers else None
+    return isinstance(last, keras.layers.Softmax) and last.name == PROBABILITIES
 
 
 def write_saved_model(model: keras.Model, path: Path) -> Path:

@@ -2,7 +2,7 @@
 
 `export_model` writes, for a model named e.g. `student_distilled`:
 
-    student_distilled.keras             Keras, float32; outputs logits
+    student_distilled.keras             Keras, float32; outputs probabilities
     student_distilled_savedmodel/       TensorFlow SavedModel; `serve` outputs probabilities
     student_distilled_float32.tflite    TFLite, float32; outputs probabilities
     student_distilled_float16.tflite    TFLite, float16 weights; outputs probabilities
@@ -12,9 +12,11 @@
     student_distilled_meta.json         class names, the input expected, each file's output
 
 Every format takes what the Keras model takes: uint8 images [B, H, W, C], pixels 0..255,
-normalised inside the model. The int8 model keeps that uint8 input: TFLite casts it to float and
-quantises it as its first two ops, so callers feed the same pixels to every format. Its
-probabilities come out of an int8 softmax (steps of 1/256), dequantised to float32.
+normalised inside the model, and answers what a user wants from any of them: probabilities (the
+run's own `.keras` models, which training and evaluation read, keep their logits). The int8
+model keeps that uint8 input: TFLite casts it to float and quantises it as its first two ops, so
+callers feed the same pixels to every format. Its probabilities come out of an int8 softmax
+(steps of 1/256), dequantised to float32.
 
 Exports are made from a float32 copy of the model: a mixed-precision model's float16 ops are not
 TFLite builtins (the converter refuses them), and CPUs run float32 faster anyway. Each format's
@@ -80,7 +82,7 @@ class ExportRecord:
     # "keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8" or "onnx"
     format: str
     path: Path
-    output: str  # "logits" or "probabilities"
+    output: str  # what the file answers, for its meta file: "probabilities"
 
     @property
     def label(self) -> str:
@@ -100,12 +102,12 @@ def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequ
     activation ranges on them.
     """
     out_dir = Path(out_dir)
-    # float32 throughout: its CastTo layers become no-ops; variables are float32 already.
-    deployable = PrecisionPolicy("float32").rebuild(model)
+    # float32 throughout: its CastTo layers become no-ops; variables are float32 already. Every
+    # file answers probabilities, the .keras too.
+    deployable = with_probabilities(PrecisionPolicy("float32").rebuild(model))
     keras_path = atomic.save_model(deployable, out_dir / f"{name}.keras")
-    saved_model = write_saved_model(with_probabilities(deployable),
-                                     out_dir / f"{name}_savedmodel")
-    records = [ExportRecord(name, "keras", keras_path, "logits"),
+    saved_model = write_saved_model(deployable, out_dir / f"{name}_savedmodel")
+    records = [ExportRecord(name, "keras", keras_path, "probabilities"),
                ExportRecord(name, "savedmodel", saved_model, "probabilities")]
     for kind in ("float32", "float16", "int8"):
         path = out_dir / f"{name}_{kind}.tflite"
@@ -118,7 +120,7 @@ def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequ
               f"{' '.join(missing)} (Keras writes ONNX through tf2onnx on TensorFlow; "
               "onnxruntime checks it)")
     else:
-        onnx = write_onnx(with_probabilities(deployable), out_dir / f"{name}.onnx")
+        onnx = write_onnx(deployable, out_dir / f"{name}.onnx")
         records.append(ExportRecord(name, "onnx", onnx, "probabilities"))
     write_meta(out_dir / f"{name}_meta.json", name, records, class_names, image_size, channels)
     return records

@@ -2,8 +2,10 @@
 `.tflite`, `.onnx` or SavedModel export, and the meta file that says what it takes and answers.
 (The `predict` command that classifies image files with one is predictions.py.)
 
-A `.keras` file runs on every backend; `.tflite` and SavedModel files need TensorFlow, `.onnx`
-files onnxruntime.
+Every format `export` writes answers probabilities. A `.keras` file says itself what it answers
+(convert.answers_probabilities): an export, probabilities; a run's own model, or an export of an
+earlier version, logits, turned into probabilities here. A `.keras` file runs on every backend;
+`.tflite` and SavedModel files need TensorFlow, `.onnx` files onnxruntime.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from teacher_student.errors import UserError
 from teacher_student.hardware import require_tensorflow
+from teacher_student.outputs.convert import answers_probabilities
 from teacher_student.outputs.metrics import softmax
 from teacher_student.outputs.reports import PREDICT_BATCH_SIZE
 from teacher_student.quiet import native_stderr_silenced
@@ -27,30 +30,43 @@ Predictor = Callable[[np.ndarray], np.ndarray]  # uint8 images -> probabilities
 
 
 def load_predictor(path: Path, output: str, threads: int | None = None) -> Predictor:
-    """A function from uint8 images to probabilities for any exported file or folder. A file
-    that cannot be read (cut short, damaged) is an error naming it. `threads` sets a TFLite
-    or ONNX model's threads (None: the runtime's default)."""
+    """A function from uint8 images to probabilities for any exported file or folder, or a
+    run's `.keras`. `output` is what the file answers, "logits" or "probabilities" (its meta
+    file says); a `.keras` file says it itself. A file that cannot be read (cut short,
+    damaged) is an error naming it. `threads` sets a TFLite or ONNX model's threads (None: the
+    runtime's default)."""
     path = Path(path)
     try:
-        run = _runner(path, threads)
+        run, answers = _runner(path, threads)
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - whatever the format's loader raises
         raise UserError(f"{path} cannot be read ({type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''}): export it "
                         "again") from err
-    if output == "logits":
+    if (answers or output) == "logits":
         return lambda images: softmax(run(images))
     return lambda images: np.asarray(run(images), dtype=np.float32)
 
 
-def _runner(path: Path, threads: int | None = None) -> Predictor:
-    if path.suffix == ".tflite":
-        run = _tflite_runner(path, threads)
-    elif path.suffix == ".keras":
+def with_mirror(predictor: Predictor) -> Predictor:
+    """Test-time augmentation: each image's probabilities averaged with its left-right
+    mirror's. Only for what a mirror leaves the same class (photos; not digits or text)."""
+    def averaged(images: np.ndarray) -> np.ndarray:
+        mirrored = np.ascontiguousarray(images[:, :, ::-1])  # [B, H, W, C]: W reversed
+        return (predictor(images) + predictor(mirrored)) / 2
+    return averaged
+
+
+def _runner(path: Path, threads: int | None = None) -> tuple[Predictor, str | None]:
+    """The file's raw answers, and what they are when the file says it (a `.keras`)."""
+    if path.suffix == ".keras":
         model = keras.saving.load_model(path, safe_mode=True)
         # The compiled predict function: an eager call costs milliseconds of Python per batch.
-        run = lambda images: keras.ops.convert_to_numpy(model.predict_on_batch(images))
+        return (lambda images: keras.ops.convert_to_numpy(model.predict_on_batch(images)),
+                "probabilities" if answers_probabilities(model) else "logits")
+    if path.suffix == ".tflite":
+        run = _tflite_runner(path, threads)
     elif path.suffix == ".onnx":
         run = _onnx_runner(path, threads)
     elif (path / "saved_model.pb").exists():
@@ -59,7 +75,7 @@ def _runner(path: Path, threads: int | None = None) -> Predictor:
         run = lambda images: loaded.serve(tf.constant(images)).numpy()
     else:
         raise UserError(f"{path}: not a .keras, .tflite or .onnx file, or a SavedModel folder")
-    return run
+    return run, None
 
 
 def tflite_interpreter(path: Path, threads: int | None = None):

@@ -1,11 +1,13 @@
-"""Exports of a real trained tiny student: every format written, run and checked against Keras;
-and `predict` on real image files, good and bad."""
+"""Exports of a real trained tiny student: every format written, run and checked against Keras,
+every one answering probabilities; and `predict` on real image files, good and bad, with every
+format, test-time augmentation included."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,11 +18,13 @@ from helpers import TINY_STUDENT, write_image_folder
 from teacher_student import cli
 from teacher_student import config as config_module
 from teacher_student.data.decoding import Decoding
+from teacher_student.data.images import decode_all
 from teacher_student.data.labeled import read_source
 from teacher_student.data.splits import split_table
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.models.student import build_student
-from teacher_student.outputs import export, predict, reports
+from teacher_student.outputs import convert, export, predict, reports
+from teacher_student.outputs.metrics import softmax
 from teacher_student.run.directory import RunDir
 
 FORMATS = ("keras", "savedmodel", "tflite_float32", "tflite_float16", "tflite_int8", "onnx")
@@ -28,6 +32,7 @@ EXPORTED_FILES = ("student_distilled.keras", "student_distilled_savedmodel/saved
                   "student_distilled_float32.tflite", "student_distilled_float16.tflite",
                   "student_distilled_int8.tflite", "student_distilled.onnx",
                   "student_distilled_meta.json", "exports.csv", "exports.md")
+CLASSES = ["class_0", "class_1", "class_2"]
 
 
 def trained_student(policy: PrecisionPolicy, images: np.ndarray,
@@ -72,10 +77,10 @@ def test_every_format_is_written_with_its_meta(tiny_run):
     assert meta["class_names"] == ["class_0", "class_1", "class_2"]
     assert (meta["image_size"], meta["channels"], meta["input_dtype"]) == (32, 3, "uint8")
     keras_file = run_dir / "export" / "student_distilled.keras"
-    assert meta["formats"]["keras"] == {"file": keras_file.name, "output": "logits",
+    assert meta["formats"]["keras"] == {"file": keras_file.name, "output": "probabilities",
                                         "sha256": hashlib.sha256(keras_file.read_bytes())
                                         .hexdigest()}
-    assert meta["formats"]["tflite_int8"]["output"] == "probabilities"
+    assert {entry["output"] for entry in meta["formats"].values()} == {"probabilities"}
     assert "student_distilled (tflite int8)" in table
 
 
@@ -117,22 +122,44 @@ def test_predict_classifies_good_files_and_reports_bad_ones(tiny_run, tmp_path, 
     folder = write_image_folder(tmp_path / "new", per_class=2)
     (folder / "class_1" / "broken.png").write_bytes(b"not an image")
     model = run_dir / "export" / "student_distilled_int8.tflite"
-    assert cli.main(["predict", str(folder), "--model", str(model), "--top", "2"]) == 0
+    assert cli.main(["predict", str(folder), "--model", str(model), "--top", "2", "--ids",
+                     "path", "--print"]) == 0
     out, err = capsys.readouterr()
     lines = [line.split("\t") for line in out.strip().splitlines()]
     assert len(lines) == 6
-    for path, first, p1, second, p2 in lines:
-        assert path.endswith(".png") and {first, second} <= {"class_0", "class_1", "class_2"}
+    for image_id, first, p1, second, p2 in lines:
+        assert image_id.startswith("class_") and image_id.endswith(".png")
+        assert {first, second} <= {"class_0", "class_1", "class_2"}
         assert 1.0 >= float(p1) >= float(p2) >= 0.0
-    assert "broken.png" in err and "cannot decode" in err
+    assert "skipped class_1/broken.png: cannot decode" in err  # --print names each
     # beside the model, named after the folder: the same answers
     written = pd.read_csv(model.parent / "predictions" / "new.csv")
-    assert list(written.columns) == ["path", "class", "probability", "class_2",
-                                     "probability_2"]
-    assert written.values.tolist() == [[path, first, pytest.approx(float(p1), abs=1e-4),
-                                        second, pytest.approx(float(p2), abs=1e-4)]
-                                       for path, first, p1, second, p2 in lines]
-    assert "6 predictions written to" in err and "1 images skipped" in err
+    assert list(written.columns) == ["id", "label"]
+    assert written.values.tolist() == [[image_id, f"{first} {second}"]
+                                       for image_id, first, _, second, _ in lines]
+    assert err.splitlines()[-1].startswith(
+        f"6 predictions written to {model.parent / 'predictions' / 'new.csv'} (id: the path "
+        "relative to the input folder); 1 skipped: class_1/broken.png (cannot decode: ")
+
+
+def test_predict_says_one_line_at_the_end_and_refuses_shared_ids(tiny_run, tmp_path, capsys):
+    run_dir, _, _, _ = tiny_run
+    folder = write_image_folder(tmp_path / "test", per_class=2)
+    model = str(run_dir / "export" / "student_distilled_float32.tflite")
+    out = tmp_path / "submission.csv"
+    # class_0/0.png, class_1/0.png...: the stems are not ids
+    assert cli.main(["predict", str(folder), "--model", model, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: 2 ids would name several images (first: '0', for class_0/0.png, class_1/0.png, "
+        "class_2/0.png): --ids path names each by its path relative to the input folder")
+    assert not out.exists()
+    one = folder / "class_0" / "1.png"
+    assert cli.main(["predict", str(one), "--model", model, "--out", str(out)]) == 0
+    printed, err = capsys.readouterr()
+    assert printed == "" and len(err.splitlines()) == 2  # which model, and the summary
+    assert err.splitlines()[1] == (f"1 prediction written to {out} (id: the file name without "
+                                   "its extension)")
+    assert pd.read_csv(out, dtype=str)["id"].tolist() == ["1"]
 
 
 @pytest.mark.parametrize("name", ["student_distilled.keras", "student_distilled_savedmodel",
@@ -140,9 +167,10 @@ def test_predict_classifies_good_files_and_reports_bad_ones(tiny_run, tmp_path, 
 def test_predict_reads_keras_saved_model_and_onnx_alike(tiny_run, name, capsys):
     run_dir, _, _, _ = tiny_run
     image = next((run_dir.parent / "images" / "class_2").glob("*.png"))
-    assert cli.main(["predict", str(image), "--model", str(run_dir / "export" / name)]) == 0
-    path, class_name, probability = capsys.readouterr().out.strip().split("\t")
-    assert path == str(image) and class_name in {"class_0", "class_1", "class_2"}
+    assert cli.main(["predict", str(image), "--model", str(run_dir / "export" / name),
+                     "--print"]) == 0
+    image_id, class_name, probability = capsys.readouterr().out.strip().split("\t")
+    assert image_id == image.stem and class_name in {"class_0", "class_1", "class_2"}
     assert 0.0 < float(probability) <= 1.0
 
 
@@ -165,7 +193,7 @@ def test_a_mixed_float16_student_exports_in_float32(tiny_run, tmp_path):
         row = export.verify_export(record, student, images, labels)
         assert row["agreement"] >= (0.8 if record.format == "tflite_int8" else 0.99), row
     exported = keras.saving.load_model(tmp_path / "mixed.keras", safe_mode=True)
-    assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
+    assert {layer.dtype_policy.name for layer in exported._flatten_layers()} == {"float32"}
 
 
 @pytest.mark.parametrize("name", ["student_distilled.keras", "student_distilled_float32.tflite"])
@@ -197,16 +225,17 @@ def test_predict_with_a_run_uses_its_exported_student_and_says_so(tiny_run, tmp_
     folder = write_image_folder(tmp_path / "test_images", per_class=2)
     out = tmp_path / "submission.csv"
     assert cli.main(["predict", str(folder), "--run-dir", str(run_dir), "--out", str(out),
-                     "--top", "3"]) == 0
+                     "--top", "3", "--ids", "path", "--columns", "image_id", "classes"]) == 0
     printed, err = capsys.readouterr()
-    assert printed == ""  # with --out, the file alone
+    assert printed == ""  # the file alone
     assert f"predicting with {run_dir / 'export' / 'student_distilled.keras'}: the run's " \
            "distilled student as exported" in err
     written = pd.read_csv(out)
-    assert len(written) == 6 and written["path"].str.endswith(".png").all()
-    assert list(written.columns)[-2:] == ["class_3", "probability_3"]
-    assert (written["probability"] >= written["probability_2"]).all()
-    assert set(written["class"]) <= {"class_0", "class_1", "class_2"}
+    assert list(written.columns) == ["image_id", "classes"]
+    assert sorted(written["image_id"]) == sorted(
+        path.relative_to(folder).as_posix() for path in folder.rglob("*.png"))
+    for classes in written["classes"]:  # the three classes, most likely first
+        assert sorted(classes.split(" ")) == ["class_0", "class_1", "class_2"]
 
 
 def test_predict_with_a_run_without_exports_uses_its_own_student(tiny_run, tmp_path, capsys):
@@ -214,18 +243,24 @@ def test_predict_with_a_run_without_exports_uses_its_own_student(tiny_run, tmp_p
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export", ".lock"))
     image = next((run_dir.parent / "images" / "class_1").glob("*.png"))
-    assert cli.main(["predict", str(image), "--run-dir", str(copy)]) == 0
+    assert cli.main(["predict", str(image), "--run-dir", str(copy), "--probabilities"]) == 0
     out, err = capsys.readouterr()
     assert f"predicting with {copy / 'student_distilled.keras'}: the run's distilled student " \
            "(`export` writes a float32 copy" in err
-    assert out.split("\t")[0] == str(image)
+    assert out == ""  # nothing per row without --print
     stem = image.stem
-    assert pd.read_csv(copy / "predictions" / f"{stem}.csv")["path"].tolist() == [str(image)]
+    own = pd.read_csv(copy / "predictions" / f"{stem}.csv", dtype={"id": str})
+    assert own["id"].tolist() == [stem]
     # A run's .keras given as --model finds the run's classes and image size the same way.
     assert cli.main(["predict", str(image), "--model", str(copy / "student_distilled.keras"),
-                     "--out", str(tmp_path / "one.csv")]) == 0
-    assert pd.read_csv(tmp_path / "one.csv").values.tolist() == \
-        pd.read_csv(copy / "predictions" / f"{stem}.csv").values.tolist()
+                     "--out", str(tmp_path / "one.csv"), "--probabilities"]) == 0
+    assert pd.read_csv(tmp_path / "one.csv", dtype={"id": str}).equals(own)
+    # The run's own model answers logits, its export probabilities: predict gives the same.
+    assert cli.main(["predict", str(image), "--model",
+                     str(run_dir / "export" / "student_distilled.keras"), "--out",
+                     str(tmp_path / "exported.csv"), "--probabilities"]) == 0
+    exported = pd.read_csv(tmp_path / "exported.csv", dtype={"id": str})
+    assert np.allclose(exported[CLASSES].to_numpy(), own[CLASSES].to_numpy(), atol=1e-5)
 
 
 def test_predict_reads_a_csv_of_paths_in_its_order_and_names_the_missing(tiny_run, tmp_path,
@@ -237,9 +272,71 @@ def test_predict_reads_a_csv_of_paths_in_its_order_and_names_the_missing(tiny_ru
     pd.DataFrame({"id": [7, 8, 9], "path": listed}).to_csv(tmp_path / "test.csv", index=False)
     assert cli.main(["predict", str(tmp_path / "test.csv"), "--run-dir", str(run_dir)]) == 0
     err = capsys.readouterr().err
-    assert "skipped images/gone.png: cannot read" in err
-    written = pd.read_csv(run_dir / "predictions" / "test.csv")
-    assert written["path"].tolist() == [listed[0], listed[2]]
+    assert "1 skipped: images/gone.png (cannot read: file not found (test.csv row 3))" in err
+    written = pd.read_csv(run_dir / "predictions" / "test.csv", dtype=str)
+    assert written["id"].tolist() == ["0", "3"]  # the stems of the paths the CSV writes
+
+
+def test_every_exported_file_answers_probabilities(tiny_run):
+    """The exported .keras too (it answered logits before), loaded with Keras alone."""
+    run_dir, _, _, (images, _) = tiny_run
+    own = keras.saving.load_model(run_dir / "student_distilled.keras", safe_mode=True)
+    expected = softmax(keras.ops.convert_to_numpy(own(images[:16])))
+    exported = keras.saving.load_model(run_dir / "export" / "student_distilled.keras",
+                                       safe_mode=True)
+    got = keras.ops.convert_to_numpy(exported(images[:16]))
+    assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    assert np.allclose(got, expected, atol=1e-5)
+    assert convert.with_probabilities(exported) is exported  # never a second softmax
+    for name in EXPORTED_FILES[1:6]:
+        path = run_dir / "export" / name.removesuffix("/saved_model.pb")
+        answers = predict.load_predictor(path, "probabilities")(images[:16])
+        assert np.allclose(answers.sum(axis=1), 1.0, atol=1e-2), name  # int8: steps of 1/256
+
+
+@pytest.mark.parametrize("name", ["student_distilled.keras", "student_distilled_savedmodel",
+                                  "student_distilled_float32.tflite",
+                                  "student_distilled_int8.tflite", "student_distilled.onnx"])
+def test_tta_averages_each_image_with_its_mirror_in_every_format(tiny_run, tmp_path, name):
+    run_dir, _, _, _ = tiny_run
+    folder = write_image_folder(tmp_path / "photos", per_class=2, size=32)
+    paths = sorted(folder.rglob("*.png"))
+    out = tmp_path / "tta.csv"
+    assert cli.main(["predict", str(folder), "--model", str(run_dir / "export" / name),
+                     "--tta", "--probabilities", "--ids", "path", "--out", str(out)]) == 0
+    got = pd.read_csv(out).set_index("id").loc[
+        [path.relative_to(folder).as_posix() for path in paths], CLASSES].to_numpy()
+    # What the run's own Keras model answers for each image and its left-right mirror (the
+    # int8 file's own answers: its quantised ones differ from Keras' by up to 0.2 here).
+    pixels = decode_all([str(path) for path in paths], 32, 3, cache="memory").pixels
+    if name.endswith("int8.tflite"):
+        run = predict.load_predictor(run_dir / "export" / name, "probabilities")
+    else:
+        own = keras.saving.load_model(run_dir / "student_distilled.keras", safe_mode=True)
+        run = lambda images: softmax(keras.ops.convert_to_numpy(own(images)))  # noqa: E731
+    expected = (run(pixels) + run(np.ascontiguousarray(pixels[:, :, ::-1]))) / 2
+    assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(run(pixels) - expected).max() > 1e-3  # the mirror changes the answers
+
+
+def test_an_earlier_export_whose_keras_answers_logits_still_predicts_probabilities(
+        tiny_run, tmp_path, capsys):
+    """Before every format answered probabilities, the exported .keras answered logits (its
+    meta file says so): predict still turns them into probabilities."""
+    run_dir, _, _, _ = tiny_run
+    earlier = shutil.copy(run_dir / "student_distilled.keras", tmp_path / "old.keras")
+    record = export.ExportRecord("student_distilled", "keras", Path(earlier), "logits")
+    export.write_meta(tmp_path / "old_meta.json", "student_distilled", [record],
+                      ["class_0", "class_1", "class_2"], 32, 3)
+    image = next((run_dir.parent / "images" / "class_0").glob("*.png"))
+    answers = []
+    for model in (earlier, run_dir / "export" / "student_distilled.keras"):
+        out = tmp_path / f"{Path(model).stem}.csv"
+        assert cli.main(["predict", str(image), "--model", str(model), "--probabilities",
+                         "--out", str(out)]) == 0
+        answers.append(pd.read_csv(out)[CLASSES].to_numpy())
+    assert np.allclose(answers[0], answers[1], atol=1e-5)
+    assert answers[0].sum() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_predict_without_a_usable_model_or_input_says_what_to_give(tiny_run, tmp_path, capsys):
