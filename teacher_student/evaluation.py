@@ -2,7 +2,8 @@
 job ends with.
 
 Every model of the run is evaluated from its saved file (a plain single-device model, whatever
-trained it), beside what always answering the majority class scores; the comparison is written
+trained it), beside the teachers `distill.teachers` lists (and their ensemble) when it lists
+some, and what always answering the majority class scores; the comparison is written
 as `reports/comparison.csv` and `.md` with the figures that compare the models (reliability,
 accuracy against CPU latency, the students' curves). A model that is missing or cannot be read
 back is rebuilt from the best checkpoint of the step that made it, where that step has finished.
@@ -21,13 +22,16 @@ from teacher_student.config import Config
 from teacher_student.data.batches import Batches
 from teacher_student.data.inputs import prepare_inputs
 from teacher_student.errors import RunDirError
-from teacher_student.models.precision import resolve
+from teacher_student.models.precision import PrecisionPolicy, resolve
 from teacher_student.outputs import latency, metrics, model_plots, plots, reports
 from teacher_student.run import lock
 from teacher_student.run.checkpoints import unreadable_model
 from teacher_student.run.config import saved_config
 from teacher_student.run.directory import MODEL_NAMES, STUDENT_DISTILLED, TEACHER, RunDir
 from teacher_student.training.steps import Execution, Step, plan_steps
+from teacher_student.training.teachers import ensemble, listed_teachers, teacher_file
+
+ENSEMBLE = "teacher_ensemble"  # the listed teachers' ensemble, in the comparison
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,15 @@ def compare(run: RunModels) -> list[dict]:
     if not names:
         raise RunDirError(f"no trained model in {run.run_dir.path}: run train-teacher first")
     labels = run.test.labels.astype(np.int64)
-    evaluations = {name: evaluate_saved(run, name) for name in names}
-    paths = {name: run.run_dir.model_file(name) for name in names}
+    listed = _listed_teachers(run)
+    evaluations = {**listed, **{name: evaluate_saved(run, name) for name in names}}
+    # What the students are compared with: the teacher they learnt from.
+    reference = next(reversed(listed)) if listed else TEACHER
+    paths = {name: run.run_dir.model_file(name) for name in names}  # the run's own: timed
     cpu = latency.measure_once(list(paths.values()), run.run_dir.reports / "latency.json",
                                tflite=True)
-    rows = [{**row, **cpu.columns(paths[row["model"]])}
-            for row in reports.with_teacher_agreement(evaluations, TEACHER)]
+    rows = [{**row, **(cpu.columns(paths[row["model"]]) if row["model"] in paths else {})}
+            for row in reports.with_teacher_agreement(evaluations, reference)]
     rows.append(reports.chance_row(labels, len(run.class_names)))
     reports.write_comparison(rows, run.run_dir.reports, _notes(run, names))
     model_plots.plot_reliability(
@@ -87,6 +94,30 @@ def compare(run: RunModels) -> list[dict]:
         plots.plot_student_curves(students, teacher.row["accuracy"] if teacher else None,
                                   run.run_dir.reports / "student_curves.png")
     return rows
+
+
+def _listed_files(run: RunModels) -> dict[str, Path]:
+    """The teachers `distill.teachers` lists, by their names in the comparison."""
+    files = [teacher_file(entry) for entry in run.config.distill.teachers]
+    if len(files) == 1:
+        return {"listed_teacher": files[0]}
+    return {f"listed_teacher{index}": file for index, file in enumerate(files, start=1)}
+
+
+def _listed_teachers(run: RunModels) -> dict[str, reports.Evaluation]:
+    """The listed teachers on the test split, and, when there are several, their ensemble
+    (averaged in probability), the last: what the distilled student learnt from."""
+    files = _listed_files(run)
+    loaded = listed_teachers(run.config.distill.teachers, PrecisionPolicy("float32"))
+    models = dict(zip(files, loaded))
+    found = {name: reports.evaluate_classifier(name, model, run.test, run.class_names,
+                                               run.run_dir.reports, files[name])
+             for name, model in models.items()}
+    if len(models) > 1:
+        found[ENSEMBLE] = reports.evaluate_classifier(
+            ENSEMBLE, ensemble(list(models.values()), 1.0), run.test, run.class_names,
+            run.run_dir.reports, list(files.values()))
+    return found
 
 
 def evaluate_saved(run: RunModels, name: str) -> reports.Evaluation:

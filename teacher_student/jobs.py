@@ -12,16 +12,19 @@ Nothing here needs TensorFlow: the jobs run on any Keras backend.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import keras
+
 from teacher_student import evaluation
-from teacher_student.config import Config
+from teacher_student.config import Config, to_yaml
 from teacher_student.config.values import parse_duration
 from teacher_student.data.batches import Batches
 from teacher_student.data.inputs import Inputs, prepare_inputs
-from teacher_student.hardware import accelerator_name, peak_memory_bytes
+from teacher_student.hardware import accelerator_name, device_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy, resolve
 from teacher_student.outputs import plots
 from teacher_student.run import lock
@@ -32,6 +35,7 @@ from teacher_student.training.preflight import run_preflight
 from teacher_student.training.runner import run_steps
 from teacher_student.training.steps import (
     DISTILL,
+    JOBS,
     TRAIN_TEACHER,
     Execution,
     Step,
@@ -98,12 +102,23 @@ def training_job(config: Config, run_dir: RunDir, command: str, preflight: bool 
 
 
 def check_plan_steps(job: Job) -> dict[str, Execution]:
-    """The preflight of every step still to train (preflight.py)."""
+    """The preflight of every step still to train (training/preflight/)."""
     return run_preflight(
         job.plan, Execution(job.policy, job.jit_compile), job.data, job.test, job.run_dir,
         job.clock, job.distribution.scope,
         # On a CPU a single step is already synchronous: short fits would only add time.
-        timed_fits=accelerator_name() is not None and not job.distribution.spans_processes)
+        timed_fits=accelerator_name() is not None and not job.distribution.spans_processes,
+        fingerprint=preflight_fingerprint(job))
+
+
+def preflight_fingerprint(job: Job) -> dict:
+    """What the preflight's checks depend on: the config (but its time budget and what Keras
+    prints, which a new session changes), the data, the machine and the software."""
+    config = dataclasses.replace(job.config, time_budget=None, verbose="auto")
+    return {"config": hashlib.sha256(to_yaml(config).encode()).hexdigest(),
+            "data": job.inputs.digest(), "device": device_name(),
+            "replicas": job.distribution.replicas, "keras": keras.version(),
+            "backend": keras.backend.backend()}
 
 
 def preflight(config: Config, run_dir: RunDir, command: str) -> None:
@@ -133,8 +148,8 @@ def prepare(config: Config, run_dir: RunDir, command: str,
           + (f", global batch {global_batch}" if distribution.replicas > 1 else "")
           + f"; {why_xla}")
     budget = None if config.time_budget is None else parse_duration(config.time_budget)
-    plan = tuple(plan_steps(scaled_for_replicas(resolved, distribution.replicas), run_dir,
-                            distilled))
+    plan = _concerning(command, plan_steps(scaled_for_replicas(resolved, distribution.replicas),
+                                           run_dir, distilled))
     data = TrainingData(inputs.train, inputs.val, config.data.seed, config.steps_per_execution,
                         inputs.train_with_unlabeled)
     return Job(resolved, policy, data, inputs, distribution, run_dir, jit_compile, plan,
@@ -143,12 +158,28 @@ def prepare(config: Config, run_dir: RunDir, command: str,
                {step.name: Execution(policy, jit_compile) for step in plan})
 
 
+def _concerning(command: str, plan: list[Step]) -> tuple[Step, ...]:
+    """The steps of the run's plan that concern the job `command`: its own, a later job's
+    (the preflight checks them now), and an earlier job's that made, or would make, what its
+    own steps need. A distillation from listed teachers alone has no teacher phases in its
+    plan (to check, count or wait for), unless the run trained them."""
+    needed = {name for step in plan if step.job == command for name in step.needs}
+
+    def concerns(step: Step) -> bool:
+        if JOBS.index(step.job) >= JOBS.index(command):
+            return True
+        made = {other.produces for other in plan if other.job == step.job}
+        return bool(made & needed) or step.directory.path.exists()
+
+    return tuple(step for step in plan if concerns(step))
+
+
 def _check_needs(job: Job) -> None:
     """Each of the job's steps finds what it needs: its own checks pass, and the models it
     needs are readable in the run directory (a damaged one rebuilt from its checkpoints), or
     made by an earlier step of the job."""
     for step in job.plan:  # every step of the run: what is refused later is refused now
-        step.check(job.class_names)
+        step.check(job.inputs)
     made = set()
     for step in job.steps:
         for needed in step.needs:
@@ -168,7 +199,7 @@ def _run(job: Job) -> None:
 
 def train_teacher(config: Config, run_dir: RunDir, preflight: bool = True) -> dict:
     """The teacher's phases; the teacher's row of the comparison (on the test split)."""
-    with training_job(config, run_dir, TRAIN_TEACHER, preflight) as job:
+    with training_job(config, run_dir, TRAIN_TEACHER, preflight) as job, job.clock.tracking():
         _run(job)
         histories = {step.phase.name: step.directory.read_history() for step in job.steps}
         plots.plot_curves(histories, job.run_dir.reports / "teacher_curves.png")
@@ -183,6 +214,7 @@ def distill(config: Config, run_dir: RunDir, distilled: bool = True,
     """The distilled student and, when `distill.baseline` says so, the same student trained
     from scratch; `distilled=False` trains the baseline alone (a benchmark's reference). The
     comparison's rows (every model of the run, on the test split)."""
-    with training_job(config, run_dir, DISTILL, preflight, distilled) as job:
+    with training_job(config, run_dir, DISTILL, preflight, distilled) as job, \
+            job.clock.tracking():
         _run(job)
         return evaluation.compare(job.models)

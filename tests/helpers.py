@@ -17,11 +17,13 @@ TINY_STUDENT = StudentConfig(input_shape=(32, 32, 3), num_classes=3, widths=(8, 
                              width_multiplier=1.0)
 
 
-def write_image_folder(root, classes: int = 3, per_class: int = 12, size: int = 20):
-    """A class-per-folder tree of real PNG files: a bright square whose place marks the class."""
+def write_image_folder(root, classes: int = 3, per_class: int = 12, size: int = 20,
+                       seed: int = 1):
+    """A class-per-folder tree of real PNG files: a bright square whose place marks the class;
+    other images for another `seed`."""
     from PIL import Image
 
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     for label in range(classes):
         folder = root / f"class_{label}"
         folder.mkdir(parents=True, exist_ok=True)

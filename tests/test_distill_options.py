@@ -56,18 +56,43 @@ def test_a_student_learns_from_an_ensemble_of_listed_teachers(trained, run, tmp_
     checked = [step["name"] for step in json.loads((run / "preflight.json").read_text())["steps"]]
     assert "student_distilled" in checked  # the preflight built the ensemble too
     assert (run / "student_distilled.keras").exists()
+    # The comparison has the teachers the student learnt from, and its agreement with them.
+    rows = pd.read_csv(run / "reports" / "comparison.csv").set_index("model")
+    assert {"listed_teacher1", "listed_teacher2", "teacher_ensemble"} <= set(rows.index)
+    assert rows.loc["teacher_ensemble", "accuracy"] >= 0
+    assert rows.loc["student_distilled", "teacher_agreement"] >= 0  # with the ensemble
 
 
-def test_the_feature_method_learns_from_a_listed_teachers_map(trained, run, capsys):
-    """The teacher's file keeps which map its head pools (models/structure.py)."""
+def test_a_new_run_learns_from_a_listed_teachers_feature_map(trained, tmp_path, capsys):
+    """The teacher's file keeps which map its head pools (models/structure.py); the new run's
+    plan has no teacher phases (it never trains its own), and its comparison has the listed
+    teacher's row."""
     images, original = trained
+    run = tmp_path / "new"
     assert cli.main([*argv("distill", run, images, "distill.method=feature",
                            f"distill.teachers=[{original}]", "distill.baseline=false"),
                      "--no-preflight"]) == 0
-    assert "distillation: feature, 1 epochs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "distillation: feature, 1 epochs" in out and "[1/1 distillation] epoch 1/1" in out
     history = pd.read_csv(run / "student_distilled" / "history.csv")
     assert history["distillation_loss"].iloc[0] > 0
-    assert (run / "student_distilled.keras").exists()
+    assert (run / "student_distilled.keras").exists() and not (run / "teacher").exists()
+    rows = pd.read_csv(run / "reports" / "comparison.csv").set_index("model")
+    assert rows.loc["student_distilled", "teacher_agreement"] >= 0  # with listed_teacher
+
+
+def test_a_teacher_that_learnt_from_this_runs_test_images_is_refused(trained, tmp_path, capsys):
+    """A teacher of another data.seed split the same images otherwise: some of this run's
+    test images were its training images."""
+    images, original = trained
+    other = tmp_path / "other_seed"
+    assert cli.main([*argv("train-teacher", other, images, "data.seed=7"),
+                     "--no-preflight"]) == 0
+    run = tmp_path / "new"
+    assert cli.main(argv("distill", run, images, f"distill.teachers=[{other}]")) == 2
+    err = capsys.readouterr().err
+    assert f"distill.teachers.0: {other} learnt from " in err
+    assert "test images" in err and not (run / "config.yaml").exists()
 
 
 def test_the_feature_method_refuses_an_ensemble_naming_the_key(trained, run, capsys):
@@ -109,16 +134,20 @@ def test_logit_standardization_with_three_classes_is_refused_before_training(tmp
     assert not (run / "config.yaml").exists()
 
 
-def test_students_stop_alike_when_validation_stops_improving(trained, run):
+def test_students_stop_alike_when_validation_stops_improving(trained, run, capsys):
     images, _ = trained
     # A learning rate too small to change a prediction: no epoch beats the first.
     assert cli.main([*argv("distill", run, images, "distill.epochs=10",
                            "distill.learning_rate=1.0e-12", "distill.early_stopping_patience=2"),
                      "--no-preflight"]) == 0
+    out = capsys.readouterr().out
     for student in ("student_distilled", "student_scratch"):
         history = pd.read_csv(run / student / "history.csv")
         assert history["epoch"].tolist() == [1, 2, 3], student
-        assert (run / student / "done.json").exists()
+        assert json.loads((run / student / "done.json").read_text())["stopped_early"]
+        assert (f"{student}: stopped early after epoch 3/10, its validation accuracy no better "
+                "since epoch 1") in out
+    assert json.loads((run / "status.json").read_text())["state"] == "done"
 
 
 def _optimizer_steps(folder) -> int:
@@ -133,7 +162,8 @@ def _optimizer_steps(folder) -> int:
 def test_unlabeled_images_are_shuffled_into_the_distillation_alone(trained, run, tmp_path,
                                                                     capsys):
     images, _ = trained
-    unlabeled = write_image_folder(tmp_path / "test_folder", per_class=4)  # 12, no labels read
+    # 12 images of their own (the same seed would repeat labeled ones), no labels read
+    unlabeled = write_image_folder(tmp_path / "test_folder", per_class=4, seed=2)
     (unlabeled / "notes.txt").write_text("not an image")
     assert cli.main(argv("distill", run, images, f"distill.unlabeled={unlabeled}")) == 0
     out = capsys.readouterr().out

@@ -4,6 +4,7 @@ and served as training, validation and test batches."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 from teacher_student.config import DataConfig
@@ -31,6 +32,16 @@ class Inputs:
     # the distillation trains on when the config lists unlabeled images
     train_with_unlabeled: Batches | None = None
     unlabeled: UnlabeledImages | None = None
+
+    def digest(self) -> str:
+        """Which images the job takes, in which split and class (and which unlabeled ones)."""
+        digest = hashlib.sha256()
+        for name, split in self.splits.items():
+            for path, label in zip(split.paths, split.labels):
+                digest.update(f"{name}\t{path}\t{label}\n".encode("utf-8", "surrogateescape"))
+        for path in self.unlabeled.paths if self.unlabeled is not None else ():
+            digest.update(f"unlabeled\t{path}\n".encode("utf-8", "surrogateescape"))
+        return digest.hexdigest()
 
     def record(self, run_dir: RunDir) -> None:
         """`split.csv` and `skipped_files.csv`, when the split was drawn now (a later job of
@@ -83,7 +94,7 @@ def prepare_inputs(data: DataConfig, run_dir: RunDir, global_batch: int,
                     table.skipped, drawn=recorded is None)
     if unlabeled_source is None:
         return inputs
-    unlabeled = read_unlabeled(unlabeled_source, decoding, table.paths)
+    unlabeled = read_unlabeled(unlabeled_source, decoding, table)
     _print_unlabeled(unlabeled)
     labeled = splits["train"]
     return dataclasses.replace(inputs, unlabeled=unlabeled, train_with_unlabeled=Batches(

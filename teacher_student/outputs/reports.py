@@ -96,8 +96,11 @@ def predict_labels(model: keras.Model, data: Any) -> tuple[np.ndarray, np.ndarra
     return labels, probabilities.argmax(axis=-1).astype(np.int64)
 
 
-def size_mb(path: str | os.PathLike) -> float:
-    """Size on disk of a file, or of everything in a folder (a SavedModel)."""
+def size_mb(path: str | os.PathLike | Sequence[str | os.PathLike]) -> float:
+    """Size on disk of a file, or of everything in a folder (a SavedModel); of several (an
+    ensemble's), their sum."""
+    if isinstance(path, (list, tuple)):
+        return sum(size_mb(one) for one in path)
     path = Path(path)
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / BYTES_PER_MB
@@ -106,7 +109,8 @@ def size_mb(path: str | os.PathLike) -> float:
 
 def evaluate_classifier(name: str, model: keras.Model, data: Any, class_names: Sequence[str],
                         out_dir: str | os.PathLike,
-                        model_path: str | os.PathLike) -> Evaluation:
+                        model_path: str | os.PathLike | Sequence[str | os.PathLike]
+                        ) -> Evaluation:
     """Evaluate `model` on `data`, write its confusion matrix and reports, return its row.
 
     Writes in `out_dir`: `<name>_confusion.png` (normalised), `<name>_classification_report.txt`

@@ -1,5 +1,6 @@
 """The teachers a student learns from: the run's own, or others listed in `distill.teachers`
-(run directories or `.keras` files), checked against the run's classes and input, and averaged
+(run directories or `.keras` files), checked against the run's classes, input and split (a
+listed run's teacher must not have learnt from this run's test or validation images), and averaged
 in probability at the distillation's temperature when there are several (Hinton et al. 2015
 distil an ensemble this way). Each is rebuilt under the step's precision policy and frozen.
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 import keras
 
 from teacher_student.config import Config
+from teacher_student.data.inputs import Inputs
 from teacher_student.errors import ConfigError
 from teacher_student.models.layers import ProbabilityAverage
 from teacher_student.models.precision import PrecisionPolicy
@@ -24,11 +26,11 @@ def teacher_file(entry: str) -> Path:
     return RunDir(path).model_file(TEACHER) if path.is_dir() else path
 
 
-def check_teachers(config: Config, class_names: Sequence[str]) -> None:
-    """Every listed teacher can be read and answers for the run's classes and input; a
-    ConfigError naming its key otherwise, before anything trains."""
-    entries = config.distill.teachers
-    for index, entry in enumerate(entries):
+def check_teachers(config: Config, inputs: Inputs) -> None:
+    """Every listed teacher can be read, answers for the run's classes and input, and never
+    learnt from the images this run is measured on; a ConfigError naming its key otherwise,
+    before anything trains."""
+    for index, entry in enumerate(config.distill.teachers):
         key, path = f"distill.teachers.{index}", teacher_file(entry)
         if not path.exists():
             raise ConfigError(f"{key}: {entry} is neither a .keras file nor a run directory "
@@ -36,16 +38,41 @@ def check_teachers(config: Config, class_names: Sequence[str]) -> None:
         if why := unreadable_model(path):
             raise ConfigError(f"{key}: {path} cannot be read ({why})")
         if Path(entry).is_dir() and RunDir(Path(entry)).split_file.exists():
-            theirs = RunDir(Path(entry)).class_names()
-            if list(theirs) != list(class_names):
-                raise ConfigError(f"{key}: {entry} was trained on the classes {theirs}, this "
-                                  f"run has {list(class_names)}")
+            _check_their_split(key, RunDir(Path(entry)), inputs)
+        else:
+            print(f"{key}: {path} is a bare .keras file: whether it learnt from this run's "
+                  "validation or test images cannot be checked")
         model = keras.saving.load_model(path, safe_mode=True)
         shape, classes = tuple(model.input_shape[1:]), model.output_shape[-1]
-        if shape != tuple(config.student.input_shape) or classes != len(class_names):
+        if shape != tuple(config.student.input_shape) or classes != len(inputs.class_names):
             raise ConfigError(f"{key}: {path} takes {shape} images and answers {classes} "
                               f"classes; this run has {tuple(config.student.input_shape)} and "
-                              f"{len(class_names)}")
+                              f"{len(inputs.class_names)}")
+
+
+def _check_their_split(key: str, theirs: RunDir, inputs: Inputs) -> None:
+    """The teacher's run has this run's classes, and learnt (its training split) or was
+    chosen (its validation split) on none of the images this run tests on, and learnt from
+    none it validates on: its answers there would teach the student the test."""
+    names = theirs.class_names()
+    if list(names) != list(inputs.class_names):
+        raise ConfigError(f"{key}: {theirs.path} was trained on the classes {names}, this run "
+                          f"has {list(inputs.class_names)}")
+    split = theirs.read_split()
+    seen = {_real(path): name for path, name in zip(split["path"], split["split"])}
+    ours = {name: {_real(path) for path in inputs.splits[name].paths} for name in ("val", "test")}
+    learnt = {name: sum(seen.get(path) in wrong for path in ours[name])
+              for name, wrong in (("test", ("train", "val")), ("val", ("train",)))}
+    if any(learnt.values()):
+        raise ConfigError(
+            f"{key}: {theirs.path} learnt from {learnt['test']} of this run's test images and "
+            f"{learnt['val']} of its validation images (its split is another: another "
+            "data.seed, source or fold); the student's test accuracy would be inflated. List a "
+            "teacher trained on this run's split")
+
+
+def _real(path: str) -> str:
+    return str(Path(path).resolve())
 
 
 def listed_teachers(entries: Sequence[str], policy: PrecisionPolicy) -> list[keras.Model]:

@@ -3,19 +3,21 @@
 The plan is every step of the run in order (training/steps/: the teacher's phases, the
 distillation, the baseline) with its label and epochs. After each epoch (after Keras' own line
 of it) one line says where the run is (step k of n, epoch, overall share of the plan's epochs,
-time left) and `RUN/status.json` holds the same for a notebook cell or a person. The time left
-is the current step's recent epochs (not its first in this process, which compiles) times its
-epochs left, and each later step's epochs at the preflight's measurement of it, scaled by how
-far this step's epochs are from the preflight's measurement of them. With a time budget, the
-run stops after the epoch after which the next one would not fit (the longest epoch seen so
-far, compiling included, is the estimate), with everything saved; rerunning the same command
-continues.
+time left) and `RUN/status.json` holds the same for a notebook cell or a person, with the job's
+`state` (running, done, stopped for time, interrupted, failed). The time left is the current
+step's recent epochs (not its first in this process, which compiles) times its epochs left,
+and each later step's epochs at the preflight's measurement of it, scaled by how far this
+step's epochs are from the preflight's measurement of them, plus what compiling it costs. With
+a time budget, the run stops after the epoch after which the next one would not fit (the
+longest epoch seen so far, compiling included, is the estimate), with everything saved;
+rerunning the same command continues.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +51,33 @@ class Timekeeper:
     # A step's later epochs, as the preflight measured them.
     expected_epoch: dict[str, float] = field(default_factory=dict)
     step_seconds: dict[str, list[float]] = field(default_factory=dict)  # this process's
+    status: dict = field(default_factory=dict)  # what status.json says
+
+    @contextlib.contextmanager
+    def tracking(self) -> Iterator[None]:
+        """status.json's `state` while the job's body runs: running, then done, stopped for
+        time, interrupted or failed (with the error), so that whoever polls it knows the run
+        has ended and how."""
+        self.write_state("running")
+        try:
+            yield
+        except TimeBudgetReached:
+            self.write_state("stopped for time")
+            raise
+        except KeyboardInterrupt:
+            self.write_state("interrupted")
+            raise
+        except BaseException as err:
+            self.write_state("failed", f"{type(err).__name__}: {err}"[:500])
+            raise
+        self.write_state("done")
+
+    def write_state(self, state: str, error: str = "") -> None:
+        self.status = {"state": state, **{k: v for k, v in self.status.items()
+                                          if k not in ("state", "error", "updated")},
+                       **({"error": error} if error else {}),
+                       "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+        atomic.write_json(self.status_file, self.status)
 
     def remaining_s(self) -> float | None:
         return None if self.budget_s is None else self.budget_s - (time.monotonic() - self.started)
@@ -83,13 +112,14 @@ class Timekeeper:
         done = sum(step.epochs for step in self.plan[:index]) + epoch
         total = sum(step.epochs for step in self.plan)
         left = self.seconds_left(index, epoch)
-        status = {"step": self._label(step_name), "step_number": index + 1,
+        status = {"state": "running", "step": self._label(step_name), "step_number": index + 1,
                   "steps": len(self.plan), "epoch": epoch, "epochs": step_epochs,
                   "overall": round(done / total, 4), "seconds_left_estimate": round(left),
                   "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
         remaining = self.remaining_s()
         if remaining is not None:
             status["budget_seconds_left"] = round(remaining)
+        self.status = status
         atomic.write_json(self.status_file, status)
         print(f"[{index + 1}/{len(self.plan)} {self._label(step_name)}] epoch "
               f"{epoch}/{step_epochs}"
@@ -110,6 +140,9 @@ class Timekeeper:
         for later in self.plan[index + 1:]:
             expected = self.expected_epoch.get(later.name)
             left += later.epochs * (expected * scale if expected and scale else per_epoch)
+            if later.epochs and expected and later.name in self.expected:
+                # Its first epoch compiles too: what that adds, as the preflight measured it.
+                left += max(self.expected[later.name] - expected, 0.0)
         return left
 
     def epoch_estimate(self, step_name: str, recent: int = 3) -> float:

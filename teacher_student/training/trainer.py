@@ -39,6 +39,7 @@ class Progress:
     best: float = -math.inf
     best_loss: float = math.inf  # breaks ties of `best`
     precision: str = ""
+    best_epoch: int = 0
 
 
 def make_optimizer(kind: str, learning_rate: float, schedule: str, decay_steps: int,
@@ -162,6 +163,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         # better trained model (an early epoch that happens to tie is not).
         if (score, -loss) > (self.progress.best, -self.progress.best_loss):
             self.progress.best, self.progress.best_loss = score, loss
+            self.progress.best_epoch = self.progress.epochs_done
             atomic.save_model(self.deployable, self.directory.best_model)
         atomic.save_model(self.deployable, self.directory.last_model)
         self.directory.write_history(self.progress.history)
@@ -218,7 +220,13 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
             f"training stopped and the checkpoint after epoch {progress.epochs_done} is kept. "
             "Rerun the same command to retry, or add --precision float32 to continue this "
             "step in float32.")
-    directory.mark_done({"epochs": progress.epochs_done, "best_" + MONITOR: progress.best})
+    stopped_early = progress.epochs_done < epochs
+    if stopped_early:
+        print(f"  {directory.name}: stopped early after epoch {progress.epochs_done}/{epochs}, "
+              f"its validation accuracy no better since epoch {progress.best_epoch}, whose "
+              "weights are kept")
+    directory.mark_done({"epochs": progress.epochs_done, "best_" + MONITOR: progress.best,
+                         "best_epoch": progress.best_epoch, "stopped_early": stopped_early})
     return progress
 
 

@@ -9,7 +9,9 @@ import pytest
 from helpers import write_png
 
 from teacher_student.data.batches import UNLABELED, Batches, StackedPixels
+from teacher_student.data.decode import decode_image
 from teacher_student.data.decoding import Decoding
+from teacher_student.data.labeled import ImageTable
 from teacher_student.data.unlabeled import read_unlabeled
 from teacher_student.errors import ConfigError
 
@@ -17,6 +19,14 @@ from teacher_student.errors import ConfigError
 @pytest.fixture
 def decoding(tmp_path):
     return Decoding(image_size=16, channels=3, embedded_dir=tmp_path / "folders")
+
+
+def labeled_table(paths, decoding: Decoding) -> ImageTable:
+    """The run's labeled images, as its source gives them: files and their decoded pixels."""
+    pixels = np.stack([decode_image(path, decoding.image_size, decoding.channels)
+                       for path in paths])
+    return ImageTable(tuple(map(str, paths)), tuple(i % 2 for i in range(len(paths))),
+                      ("a", "b"), pixels, tuple(range(len(paths))))
 
 
 def test_a_folder_of_any_layout_gives_every_usable_image(tmp_path, decoding):
@@ -29,13 +39,39 @@ def test_a_folder_of_any_layout_gives_every_usable_image(tmp_path, decoding):
     (folder / "broken.png").write_bytes(b"not a png")
     write_png(folder / ".hidden.png", 5)
 
-    found = read_unlabeled(str(folder), decoding, labeled=[str(folder / "labeled.png")])
+    found = read_unlabeled(str(folder), decoding,
+                           labeled_table([folder / "labeled.png"], decoding))
 
     assert len(found) == 3 and found.pixels.shape[1:] == (16, 16, 3)
     reasons = {path.rsplit("/", 1)[-1]: reason for path, reason in found.skipped}
     assert reasons.keys() == {"labeled.png", "notes.txt", "broken.png", ".hidden.png"}
     assert reasons["labeled.png"] == "one of the run's labeled images"
     assert reasons["notes.txt"] == "not an image extension"
+
+
+def test_copies_of_labeled_images_are_left_out_wherever_they_come_from(tmp_path, decoding):
+    """The same pixels under another name, in a CSV or in a .npz: each would leak a test
+    image's answer into the student."""
+    test_image = write_png(tmp_path / "data" / "test" / "cat" / "1.png", 1)
+    labeled = labeled_table([write_png(tmp_path / "data" / "train" / "cat" / "0.png", 0),
+                             test_image], decoding)
+    folder = tmp_path / "unlabeled"
+    (folder / "copy").mkdir(parents=True)
+    (folder / "copy" / "renamed.png").write_bytes(test_image.read_bytes())
+    write_png(folder / "new.png", 2)
+    found = read_unlabeled(str(folder), decoding, labeled)
+    assert [path.rsplit("/", 1)[-1] for path in found.paths] == ["new.png"]
+    assert found.skipped == ((str(folder / "copy" / "renamed.png"),
+                              f"the same image as the labeled {test_image}"),)
+
+    listed = tmp_path / "unlabeled.csv"
+    listed.write_text(f"path\n{folder / 'copy' / 'renamed.png'}\n{folder / 'new.png'}\n")
+    assert len(read_unlabeled(str(listed), decoding, labeled)) == 1
+
+    npz = tmp_path / "unlabeled.npz"
+    np.savez(npz, images=np.stack([labeled.pixels[1], labeled.pixels[1][::-1]]))
+    found = read_unlabeled(str(npz), decoding, labeled)
+    assert len(found) == 1 and "the same image as the labeled" in found.skipped[0][1]
 
 
 def test_a_csv_of_paths_and_a_npz_of_images(tmp_path, decoding):

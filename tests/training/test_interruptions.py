@@ -304,7 +304,8 @@ def test_sigkill_mid_epoch_in_distillation_with_unlabeled_images_resumes_exactly
         reference, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(reference.run_dir, run_dir)
-    unlabeled = write_image_folder(tmp_path / "unlabeled", per_class=6)  # 18, no labels read
+    # 18 images of their own (the same seed would repeat labeled ones), no labels read
+    unlabeled = write_image_folder(tmp_path / "unlabeled", per_class=6, seed=2)
     command = [*_command("distill", reference.images, run_dir),
                "--set", f"distill.unlabeled={unlabeled}", "--set", "distill.baseline=false"]
     distilled = run_dir / "student_distilled"

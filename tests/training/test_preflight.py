@@ -59,6 +59,17 @@ def test_preflight_alone_checks_every_step_and_leaves_no_checkpoint(images, tmp_
     # No checkpoint, no model: the records of the run's data and of the preflight.
     assert sorted(p.name for p in run.iterdir() if p.name != ".lock") == RECORDS
 
+    # The run itself, in a new session (another time budget): the same config, data and
+    # machine, so the recorded checks stand.
+    config = cfg.load("tiny", _settings(images, "time_budget=2h"))
+    with jobs.training_job(config, RunDir(run), "train-teacher") as job:
+        assert job.executions["student_distilled"].policy.name == record["precision"]
+    out = capsys.readouterr().out
+    assert "preflight: as checked before (preflight.json: the same config, data and " \
+           "machine), 5 steps" in out
+    assert "teacher phase 3/3 'finetune': " in out and "preflight passed" not in out
+    assert json.loads((run / "preflight.json").read_text())["finished"] == record["finished"]
+
 
 def test_the_run_starts_from_the_same_weights_with_or_without_a_preflight(images, tmp_path):
     config = cfg.load("tiny", _settings(images, *ONE_PHASE, "distill.baseline=false"))

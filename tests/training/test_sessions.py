@@ -67,6 +67,7 @@ def test_time_budget_stops_between_epochs_and_reruns_end_like_an_uninterrupted_r
             break
         except TimeBudgetReached as stop:
             assert "Run the same command again" in str(stop)
+            assert json.loads(run_dir.status_file.read_text())["state"] == "stopped for time"
             stops += 1
             assert stops < 5
     assert stops == 3  # after phase 1's first epoch, before phase 2, before phase 3
@@ -74,7 +75,7 @@ def test_time_budget_stops_between_epochs_and_reruns_end_like_an_uninterrupted_r
         history = run_dir.teacher_phase(index, phase.name).read_history()
         assert history["epoch"].tolist() == list(range(1, phase.epochs + 1))
     status = json.loads(run_dir.status_file.read_text())
-    assert (status["step_number"], status["epoch"]) == (3, 1)
+    assert (status["state"], status["step_number"], status["epoch"]) == ("done", 3, 1)
     assert status["overall"] == pytest.approx(4 / 6, abs=1e-4)  # 2+1+1 of 2+1+1+1+1 epochs
 
 

@@ -3,6 +3,7 @@ preflight's measurement scaled to what this machine does, and its line after Ker
 
 from __future__ import annotations
 
+import contextlib
 import json
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from teacher_student.errors import TimeBudgetReached
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.run.checkpoints import CheckpointDir
 from teacher_student.training.timekeeping import Timekeeper
@@ -47,12 +49,35 @@ def test_later_steps_take_the_preflights_share_scaled_to_this_machine(tmp_path):
         clock.expect(name, 2 * epoch_s, epoch_s)
     for epoch, seconds in ((1, 50.0), (2, 20.0)):  # this machine: twice the preflight's
         clock.epoch_done("step0", epoch, seconds)
-    assert clock.seconds_left(0, 2) == pytest.approx(1 * 20.0 + 2 * 8.0 + 4 * 4.0)
+    # ... and what each later step's first epoch adds by compiling, as the preflight measured
+    assert clock.seconds_left(0, 2) == pytest.approx(1 * 20.0 + 2 * 8.0 + 4 * 4.0 + 4.0 + 2.0)
     # without a preflight, later epochs are taken to be as long as this step's
     bare = Timekeeper(plan(3, 2), tmp_path / "bare.json")
     for epoch, seconds in ((1, 50.0), (2, 20.0)):
         bare.epoch_done("step0", epoch, seconds)
     assert bare.seconds_left(0, 2) == pytest.approx(3 * 20.0)
+
+
+@pytest.mark.parametrize("ending, state", [
+    (None, "done"),
+    (TimeBudgetReached("time budget: stopped"), "stopped for time"),
+    (KeyboardInterrupt(), "interrupted"),
+    (ValueError("bad batch"), "failed"),
+])
+def test_status_says_whether_the_job_runs_and_how_it_ended(tmp_path, ending, state):
+    clock = Timekeeper(plan(3), tmp_path / "status.json")
+
+    def status() -> dict:
+        return json.loads((tmp_path / "status.json").read_text())
+
+    with contextlib.suppress(type(ending) if ending else ()), clock.tracking():
+        assert status()["state"] == "running"
+        clock.epoch_done("step0", 1, 5.0)
+        assert (status()["state"], status()["epoch"]) == ("running", 1)
+        if ending is not None:
+            raise ending
+    assert (status()["state"], status()["epoch"]) == (state, 1)  # where it was, kept
+    assert ("error" in status()) == (state == "failed")
 
 
 class Batches(keras.utils.PyDataset):

@@ -16,6 +16,7 @@ from teacher_student.config import Config
 from teacher_student.run.directory import RunDir
 from teacher_student.training.steps.base import (
     DISTILL,
+    JOBS,
     TRAIN_TEACHER,
     Built,
     Execution,
@@ -26,7 +27,7 @@ from teacher_student.training.steps.baseline import Baseline
 from teacher_student.training.steps.distillation import Distillation
 from teacher_student.training.steps.teacher_phase import TeacherPhase
 
-__all__ = ["DISTILL", "TRAIN_TEACHER", "Built", "Execution", "Step", "TrainingData",
+__all__ = ["DISTILL", "JOBS", "TRAIN_TEACHER", "Built", "Execution", "Step", "TrainingData",
            "plan_steps"]
 
 

@@ -21,14 +21,17 @@ from pathlib import Path
 
 import keras
 
+from teacher_student.data.inputs import Inputs
 from teacher_student.models.precision import PrecisionPolicy, load_weights_from
 from teacher_student.run.checkpoints import CheckpointDir, latest_best
 from teacher_student.run.directory import RunDir
 from teacher_student.training.trainee import compile_trainee
 from teacher_student.training.trainer import load_progress
 
-# The commands that train steps: each step says which trains it (`Step.job`).
+# The commands that train steps, in the order a run takes them: each step says which trains it
+# (`Step.job`).
 TRAIN_TEACHER, DISTILL = "train-teacher", "distill"
+JOBS = (TRAIN_TEACHER, DISTILL)
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,9 @@ class Step(ABC):
     printed when it starts; `callbacks()` are its own (early stopping, TensorBoard);
     `publish(execution)`, once the step is done, writes the run's model `produces` (the last
     teacher phase publishes the teacher). `needs` are the run's models that must exist before
-    it runs; `check(class_names)` raises a ConfigError, before anything trains, for what else
-    it needs and lacks. `training_data(data)` is what it trains on. `job` is the command that
+    it runs; `check(inputs)` raises a ConfigError, before anything trains, for what else it
+    needs and lacks (a listed teacher of other classes, or one that learnt from this run's test
+    images). `training_data(data)` is what it trains on. `job` is the command that
     trains it.
     """
     job: str
@@ -117,8 +121,8 @@ class Step(ABC):
         """The run's model `produces`, written once the step is done; None: it makes none."""
         return None
 
-    def check(self, class_names: Sequence[str]) -> None:
-        """A ConfigError for what the step needs and the config or data lack."""
+    def check(self, inputs: Inputs) -> None:
+        """A ConfigError for what the step needs and the config or the job's data lack."""
         return None
 
     def training_data(self, data: TrainingData) -> TrainingData:

@@ -60,13 +60,13 @@ class Distillation(StudentStep):
                 + f"; the student has {student.count_params():,} parameters, "
                   f"{ratio:.1f}x fewer than the teacher" + ("s" if several else ""))
 
-    def check(self, class_names) -> None:
-        super().check(class_names)
-        check_teachers(self.config, class_names)
-        if (self.config.distill.standardize_logits
-                and len(class_names) < MIN_CLASSES_TO_STANDARDIZE):
+    def check(self, inputs) -> None:
+        super().check(inputs)
+        check_teachers(self.config, inputs)
+        classes = len(inputs.class_names)
+        if self.config.distill.standardize_logits and classes < MIN_CLASSES_TO_STANDARDIZE:
             raise ConfigError(
-                f"distill.standardize_logits: {len(class_names)} classes are too few: the "
+                f"distill.standardize_logits: {classes} classes are too few: the "
                 f"standardized logits of fewer than {MIN_CLASSES_TO_STANDARDIZE} classes keep "
                 "almost nothing of the teacher's relations between them; set it to false")
 

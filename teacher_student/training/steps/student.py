@@ -43,5 +43,5 @@ class StudentStep(Step):
         student = build_student(self.config.student, execution.policy)
         return publish_best(self.run_dir, self.produces, student, [self.directory])
 
-    def check(self, class_names) -> None:
+    def check(self, inputs) -> None:
         check_student_config(self.config.student)

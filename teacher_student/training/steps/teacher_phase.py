@@ -72,5 +72,5 @@ class TeacherPhase(Step):
         teacher = build_teacher(without_trunk_weights(self.config.teacher), execution.policy)
         return publish_best(self.run_dir, TEACHER, teacher, [*self.earlier, self.directory])
 
-    def check(self, class_names) -> None:
+    def check(self, inputs) -> None:
         check_teacher_config(self.config.teacher)
