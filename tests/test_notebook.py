@@ -1,9 +1,15 @@
 """The Kaggle notebook, executed end to end on the CPU with the embedded dataset and the tiny
 config, then executed again as in a new session: a fresh working folder, with RESUME_FROM
-pointing at the first session's output attached like a dataset under /kaggle/input."""
+pointing at the first session's output attached like a dataset under /kaggle/input.
+
+Both sessions run as on Kaggle in a competition: in a Python where the package is not installed,
+with pip offline (PIP_NO_INDEX=1), from the working folder; the notebook's install cell installs
+the package, in the first session from the repository folder, in the second from the wheel of
+`make wheel`, each attached read-only as a dataset."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -13,8 +19,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from test_install import (
+    OFFLINE,
+    build_wheel,
+    python_without_the_package,
+    read_only,
+    repository_copy,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TENSORFLOW_LOG_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages", "WARNING:absl",
@@ -36,16 +51,34 @@ def parameters(work: Path, resume_from: Path | None = None, **changed) -> str:
     return "\n".join(f"{name} = {value!r}" for name, value in values.items())
 
 
-def execute(work: Path, resume_from: Path | None = None, **changed
-            ) -> tuple[nbformat.NotebookNode, float]:
-    """The notebook with its parameters cell replaced, executed in a fresh python3 kernel (the
-    interpreter running the tests) from the repository root; and how long that took."""
+def kaggle_kernel(folder: Path) -> AsyncKernelManager:
+    """A kernel as a Kaggle notebook's in a competition: a Python without the package (its own
+    environment in `folder`, where pip installs), pip offline."""
+    python = python_without_the_package(folder / "python")
+    spec = folder / "kernels" / "kaggle"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Kaggle, no internet", "language": "python", "env": OFFLINE}))
+    return AsyncKernelManager(kernel_name="kaggle", kernel_spec_manager=KernelSpecManager(
+        kernel_dirs=[str(folder / "kernels")]))
+
+
+def execute(work: Path, resume_from: Path | None = None, kernel: AsyncKernelManager | None = None,
+            **changed) -> tuple[nbformat.NotebookNode, float]:
+    """The notebook with its parameters cell replaced, executed in a fresh kernel, and how long
+    that took: a `kaggle_kernel` from the working folder, as on Kaggle; without one, a python3
+    kernel (the interpreter running the tests) from the repository root."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     cell.source = parameters(work, resume_from, **changed)
     start = time.monotonic()
-    NotebookClient(notebook, kernel_name="python3", timeout=900,
-                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    if kernel is None:
+        NotebookClient(notebook, kernel_name="python3", timeout=900,
+                       resources={"metadata": {"path": str(ROOT)}}).execute()
+    else:
+        NotebookClient(notebook, km=kernel, timeout=900,
+                       resources={"metadata": {"path": str(work)}}).execute(cleanup_kc=True)
     return notebook, time.monotonic() - start
 
 
@@ -79,13 +112,32 @@ def printed(notebook: nbformat.NotebookNode) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def kaggle(tmp_path_factory) -> dict[str, Path]:
+    """The datasets the two sessions install from, read-only: the repository folder and a
+    folder holding the wheel of `make wheel`; and the folder of each session's Python."""
+    repository = repository_copy(tmp_path_factory.mktemp("repository") / "teacher-student")
+    wheel = build_wheel(repository)
+    datasets = tmp_path_factory.mktemp("kaggle_input")
+    shutil.copytree(repository, datasets / "teacher-student",
+                    ignore=shutil.ignore_patterns("dist", "*.egg-info"))
+    (datasets / "teacher-student-wheel").mkdir()
+    shutil.copy(wheel, datasets / "teacher-student-wheel")
+    read_only(datasets)
+    return {"folder": datasets / "teacher-student", "wheel": datasets / "teacher-student-wheel",
+            "first": tmp_path_factory.mktemp("kaggle_python"),
+            "second": tmp_path_factory.mktemp("kaggle_python_next")}
+
+
+@pytest.fixture(scope="module")
+def runs(kaggle, tmp_path_factory):
     work = tmp_path_factory.mktemp("kaggle_working")
-    first = execute(work)
+    first = execute(work, kernel=kaggle_kernel(kaggle["first"]),
+                    PACKAGE_SOURCE=str(kaggle["folder"]))
     # The first session's output, attached to the next one as /kaggle/input/<dataset>/...
     attached = tmp_path_factory.mktemp("kaggle_input") / "previous-version-output"
     shutil.copytree(work, attached)
-    second = execute(tmp_path_factory.mktemp("kaggle_working_next"), resume_from=attached)
+    second = execute(tmp_path_factory.mktemp("kaggle_working_next"), resume_from=attached,
+                     kernel=kaggle_kernel(kaggle["second"]), PACKAGE_SOURCE=str(kaggle["wheel"]))
     return work, first, second
 
 
@@ -109,6 +161,17 @@ def test_notebook_trains_distils_and_exports_into_the_work_folder(runs):
 # The teacher's and the students' curves, three confusion matrices, reliability, and accuracy
 # against latency.
 FIGURES = 7
+
+
+def test_each_session_installs_the_package_offline_into_its_own_python(runs, kaggle):
+    """The first session from the repository folder, the second from the wheel, each into the
+    environment of its kernel's Python (nothing from the test environment's editable install)."""
+    _, (first, _), (second, _) = runs
+    (wheel,) = kaggle["wheel"].iterdir()
+    assert (f"installed teacher_student from {kaggle['folder']} into "
+            f"{kaggle['first'] / 'python'}") in printed(first)
+    assert f"installed teacher_student from {wheel} into {kaggle['second'] / 'python'}" in printed(
+        second)
 
 
 def test_notebook_shows_curves_confusion_matrices_and_the_comparison_inline(runs):
