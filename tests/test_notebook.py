@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
@@ -47,7 +48,7 @@ def parameters(work: Path, resume_from: Path | None = None, **changed) -> str:
               "PRECISION": "float32", "WORK": str(work), "RUN_NAME": "teacher_student_run",
               "PACKAGE_SOURCE": "/kaggle/input/teacher-student",
               "RESUME_FROM": str(resume_from) if resume_from else None, "SESSION_HOURS": 12,
-              "ALLOW_CPU": True, "IMAGENET_WEIGHTS": None, **changed}
+              "ALLOW_CPU": True, "IMAGENET_WEIGHTS": None, "TEST_DIR": None, **changed}
     return "\n".join(f"{name} = {value!r}" for name, value in values.items())
 
 
@@ -132,7 +133,8 @@ def kaggle(tmp_path_factory) -> dict[str, Path]:
 def runs(kaggle, tmp_path_factory):
     work = tmp_path_factory.mktemp("kaggle_working")
     first = execute(work, kernel=kaggle_kernel(kaggle["first"]),
-                    PACKAGE_SOURCE=str(kaggle["folder"]))
+                    PACKAGE_SOURCE=str(kaggle["folder"]),
+                    TEST_DIR=str(digit_scans(tmp_path_factory.mktemp("kaggle_test"))))
     # The first session's output, attached to the next one as /kaggle/input/<dataset>/...
     attached = tmp_path_factory.mktemp("kaggle_input") / "previous-version-output"
     shutil.copytree(work, attached)
@@ -204,6 +206,33 @@ def test_notebook_in_a_new_session_continues_from_resume_from(runs):
     assert printed(second).count("finished earlier, skipped") == 5
     assert len(outputs(second, "image/png")) == FIGURES
     assert second_seconds < first_seconds
+
+
+# A competition's test folder: real digit scans (scikit-learn's) and a file macOS left there.
+TEST_IDS = ["test_0000", "test_0001", "test_0002", "test_0003", "test_0004"]
+
+
+def digit_scans(folder: Path) -> Path:
+    from PIL import Image
+
+    from teacher_student.data.embedded import load_digits
+
+    images, _ = load_digits()
+    for index, name in enumerate(TEST_IDS):
+        Image.fromarray(images[-index - 1]).save(folder / f"{name}.png")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    return folder
+
+
+def test_notebook_writes_the_submission_of_test_dir(runs):
+    work, (first, _), (second, _) = runs
+    submission = pd.read_csv(work / "submission.csv", dtype=str)
+    assert list(submission.columns) == ["id", "label"]
+    assert submission["id"].tolist() == TEST_IDS  # the file names without their extension
+    assert set(submission["label"]) <= {str(digit) for digit in range(10)}
+    assert (f"5 predictions written to {work / 'submission.csv'} (id: the file name without "
+            "its extension); 1 skipped: .DS_Store (hidden file)") in printed(first)
+    assert "submission: none; set TEST_DIR in the parameters cell" in printed(second)
 
 
 def test_a_missing_dataset_stops_with_one_line_and_no_traceback(tmp_path):

@@ -16,3 +16,7 @@ ALLOW_CPU = False  # True: train without a GPU on purpose (minutes for digits, d
 # EfficientNetB0: efficientnetb0_notop.h5, from storage.googleapis.com/keras-applications)
 # and give the file or its folder here: it is copied where Keras keeps its downloads.
 IMAGENET_WEIGHTS = None
+# The competition's test images (a folder, searched at any depth, or a CSV with a `path`
+# column; a bare name is looked for under /kaggle/input): the last cell classifies them into
+# WORK/submission.csv. None: no submission.
+TEST_DIR = None
