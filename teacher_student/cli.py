@@ -36,11 +36,19 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def _config(args) -> config_module.Config:
     """The config file (or preset) with --set, then --data, --precision and --time-budget
     applied. --set values are YAML (they set typed keys); the others are paths and names,
-    taken as they are written: a folder `2024` or `x #1` stays that text."""
+    taken as they are written: a folder `2024` or `x #1` stays that text. On an existing run
+    without --config, the run's own config.yaml is the base: a later job repeats none of the
+    first one's options."""
     texts = {"data.source": getattr(args, "data", None), "precision": args.precision,
              "time_budget": getattr(args, "time_budget", None)}
-    return config_module.load(args.config, list(args.set),
-                              {key: text for key, text in texts.items() if text is not None})
+    texts = {key: text for key, text in texts.items() if text is not None}
+    from teacher_student.run.config import saved_config  # it loads Keras: not before quiet_logs
+
+    saved = (saved_config(RunDir(Path(args.run_dir)))
+             if args.config is None and hasattr(args, "run_dir") else None)
+    if saved is not None:
+        return config_module.apply_overrides(saved, list(args.set), texts)
+    return config_module.load(args.config, list(args.set), texts)
 
 
 def check_dtypes_command(args) -> int:
@@ -95,7 +103,8 @@ def job_command(args) -> int:
     if args.command == "train-teacher":
         jobs.train_teacher(config, run_dir, preflight=not args.no_preflight)
         return 0
-    rows = jobs.distill(config, run_dir, preflight=not args.no_preflight)
+    rows = jobs.distill(config, run_dir, preflight=not args.no_preflight,
+                        variant=args.variant)
     print(f"\ntest split ({run_dir.path}):\n{comparison_table(rows)}")
     return 0
 
@@ -224,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="stop, everything saved, before an epoch that would end after "
                          "this long (11h30m, 90m, 3600); the same command continues "
                          "(exit status 3)")
+        if name == "distill":
+            job.add_argument("--variant", metavar="NAME",
+                             help="distil the run's teacher again as a variant of its own, in "
+                             "RUN_DIR/variants/NAME, its students added to the run's "
+                             "comparison (other distill or student settings on a run whose "
+                             "students are trained make one, named by the settings)")
         if name != "evaluate":
             checks = job.add_mutually_exclusive_group()
             checks.add_argument("--preflight", dest="preflight_only", action="store_true",

@@ -3,10 +3,12 @@ job ends with.
 
 Every model of the run is evaluated from its saved file (a plain single-device model, whatever
 trained it), beside the teachers `distill.teachers` lists (and their ensemble) when it lists
-some, and what always answering the majority class scores; the comparison is written
-as `reports/comparison.csv` and `.md` with the figures that compare the models (reliability,
-accuracy against CPU latency, the students' curves). A model that is missing or cannot be read
-back is rebuilt from the best checkpoint of the step that made it, where that step has finished.
+some, and what always answering the majority class scores; the comparison is written as
+`reports/comparison.csv` and `.md`, with the students of the run's variants (`distill` with
+other settings on the same teacher, in `variants/<name>/`), and the figures that compare the
+models (reliability, accuracy against CPU latency, the students' curves). A model that is
+missing or cannot be read back is rebuilt from the best checkpoint of the step that made it,
+where that step has finished.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 
 from teacher_student.config import Config
 from teacher_student.data.batches import Batches
@@ -82,6 +85,8 @@ def compare(run: RunModels) -> list[dict]:
                                tflite=True)
     rows = [{**row, **(cpu.columns(paths[row["model"]]) if row["model"] in paths else {})}
             for row in reports.with_teacher_agreement(evaluations, reference)]
+    for variant in run.run_dir.variants():
+        rows += variant_rows(_comparison_rows(variant), variant.path.name)
     rows.append(reports.chance_row(labels, len(run.class_names)))
     reports.write_comparison(rows, run.run_dir.reports, _notes(run, names))
     model_plots.plot_reliability(
@@ -118,6 +123,17 @@ def _listed_teachers(run: RunModels) -> dict[str, reports.Evaluation]:
             ENSEMBLE, ensemble(list(models.values()), 1.0), run.test, run.class_names,
             run.run_dir.reports, list(files.values()))
     return found
+
+
+def variant_rows(rows: Sequence[Mapping], name: str) -> list[dict]:
+    """A variant's students, as its run's comparison shows them: `student_distilled@name`."""
+    return [{**row, "model": f"{row['model']}@{name}"} for row in rows
+            if str(row["model"]).startswith("student_")]
+
+
+def _comparison_rows(run_dir: RunDir) -> list[dict]:
+    path = run_dir.reports / "comparison.csv"
+    return pd.read_csv(path).to_dict("records") if path.exists() else []
 
 
 def evaluate_saved(run: RunModels, name: str) -> reports.Evaluation:

@@ -24,11 +24,19 @@ from teacher_student.config import Config, to_yaml
 from teacher_student.config.values import parse_duration
 from teacher_student.data.batches import Batches
 from teacher_student.data.inputs import Inputs, prepare_inputs
+from teacher_student.errors import RunDirError
 from teacher_student.hardware import accelerator_name, device_name, peak_memory_bytes
 from teacher_student.models.precision import PrecisionPolicy, resolve
 from teacher_student.outputs import plots
+from teacher_student.outputs.reports import add_to_comparison
 from teacher_student.run import lock
-from teacher_student.run.config import record_config, resolve_run_config, scaled_for_replicas
+from teacher_student.run.config import (
+    record_config,
+    resolve_run_config,
+    saved_config,
+    scaled_for_replicas,
+    variant_name,
+)
 from teacher_student.run.directory import TEACHER, RunDir
 from teacher_student.training import distribute
 from teacher_student.training.preflight import run_preflight
@@ -149,7 +157,7 @@ def prepare(config: Config, run_dir: RunDir, command: str,
           + f"; {why_xla}")
     budget = None if config.time_budget is None else parse_duration(config.time_budget)
     plan = _concerning(command, plan_steps(scaled_for_replicas(resolved, distribution.replicas),
-                                           run_dir, distilled))
+                                           run_dir, distilled), run_dir)
     data = TrainingData(inputs.train, inputs.val, config.data.seed, config.steps_per_execution,
                         inputs.train_with_unlabeled)
     return Job(resolved, policy, data, inputs, distribution, run_dir, jit_compile, plan,
@@ -158,18 +166,19 @@ def prepare(config: Config, run_dir: RunDir, command: str,
                {step.name: Execution(policy, jit_compile) for step in plan})
 
 
-def _concerning(command: str, plan: list[Step]) -> tuple[Step, ...]:
+def _concerning(command: str, plan: list[Step], run_dir: RunDir) -> tuple[Step, ...]:
     """The steps of the run's plan that concern the job `command`: its own, a later job's
-    (the preflight checks them now), and an earlier job's that made, or would make, what its
-    own steps need. A distillation from listed teachers alone has no teacher phases in its
-    plan (to check, count or wait for), unless the run trained them."""
+    (the preflight checks them now), and an earlier job's that ran here or would make what its
+    own steps need and do not find. So a distillation from listed teachers, or in a variant's
+    directory seeded with its run's teacher, has no teacher phases in its plan (to check,
+    count or wait for)."""
     needed = {name for step in plan if step.job == command for name in step.needs}
 
     def concerns(step: Step) -> bool:
-        if JOBS.index(step.job) >= JOBS.index(command):
+        if JOBS.index(step.job) >= JOBS.index(command) or step.directory.path.exists():
             return True
-        made = {other.produces for other in plan if other.job == step.job}
-        return bool(made & needed) or step.directory.path.exists()
+        made = {other.produces for other in plan if other.job == step.job} - {None}
+        return any(not run_dir.model_file(name).exists() for name in made & needed)
 
     return tuple(step for step in plan if concerns(step))
 
@@ -210,11 +219,31 @@ def train_teacher(config: Config, run_dir: RunDir, preflight: bool = True) -> di
 
 
 def distill(config: Config, run_dir: RunDir, distilled: bool = True,
-            preflight: bool = True) -> list[dict]:
+            preflight: bool = True, variant: str | None = None) -> list[dict]:
     """The distilled student and, when `distill.baseline` says so, the same student trained
     from scratch; `distilled=False` trains the baseline alone (a benchmark's reference). The
-    comparison's rows (every model of the run, on the test split)."""
+    comparison's rows (every model of the run, on the test split).
+
+    On a run whose students are trained, other `distill` or `student` settings (or a
+    `variant` name) make a variant of it: its own run directory inside the run's, seeded with
+    its teacher and split, and its rows added to the run's comparison. The same settings
+    again resume the variant, or report it."""
+    name = variant or variant_name(config, run_dir)
+    if name is not None:
+        return _distill_variant(config, run_dir, name, distilled, preflight)
     with training_job(config, run_dir, DISTILL, preflight, distilled) as job, \
             job.clock.tracking():
         _run(job)
         return evaluation.compare(job.models)
+
+
+def _distill_variant(config: Config, run_dir: RunDir, name: str, distilled: bool,
+                     preflight: bool) -> list[dict]:
+    if saved_config(run_dir) is None:
+        raise RunDirError(f"{run_dir.path} holds no run (no config.yaml): train its teacher "
+                          "first; a variant is distilled from it")
+    variant = run_dir.variant(name)
+    print(f"variant '{name}' of {run_dir.path}, in {variant.path}")
+    rows = distill(config, variant.seed_from(run_dir), distilled, preflight)
+    add_to_comparison(evaluation.variant_rows(rows, name), run_dir.reports)
+    return rows

@@ -190,3 +190,42 @@ def test_unlabeled_images_of_the_labeled_set_or_none_usable_are_refused(trained,
     assert f"distill.unlabeled: {images}: no usable image; 36 entries skipped" in err
     assert "one of the run's labeled images" in err
     assert snapshot(run) == before
+
+
+def test_a_finished_run_distils_again_as_a_variant_without_repeating_its_options(trained, run,
+                                                                                 capsys):
+    """Without --config, the run's own config is the base: no train-teacher option again.
+    Other distill settings on trained students make a variant in its own folder, its students
+    in the run's comparison; the same settings again report it."""
+    def distill(*sets: str) -> int:
+        return cli.main(["distill", "--run-dir", str(run), "--no-preflight",
+                         *(part for setting in sets for part in ("--set", setting))])
+
+    assert distill("distill.epochs=1", "distill.baseline=false") == 0
+    assert distill("distill.temperature=2") == 0
+    variant = run / "variants" / "temperature-2.0"
+    out = capsys.readouterr().out
+    assert f"variant 'temperature-2.0' of {run}, in {variant}" in out
+    assert "temperature: 2.0" in (variant / "config.yaml").read_text()
+    assert "temperature: 4.0" in (run / "config.yaml").read_text()  # the run's own, kept
+    assert (variant / "student_distilled.keras").exists() and not (variant / "teacher").exists()
+    rows = pd.read_csv(run / "reports" / "comparison.csv")["model"].tolist()
+    assert {"teacher", "student_distilled", "student_distilled@temperature-2.0"} <= set(rows)
+
+    assert distill("distill.temperature=2") == 0
+    assert "distillation: finished earlier, skipped" in capsys.readouterr().out
+
+
+def test_a_teacher_that_answers_probabilities_is_refused(trained, run, tmp_path, capsys):
+    """An exported .keras ends in a softmax: read as logits, its soft targets would be flat."""
+    import keras
+
+    from teacher_student.outputs.convert import with_probabilities
+
+    images, original = trained
+    exported = tmp_path / "exported_teacher.keras"
+    with_probabilities(keras.saving.load_model(original / "teacher.keras")).save(exported)
+    before = snapshot(run)
+    assert cli.main(argv("distill", run, images, f"distill.teachers=[{exported}]")) == 2
+    assert f"distill.teachers.0: {exported} answers probabilities" in capsys.readouterr().err
+    assert snapshot(run) == before

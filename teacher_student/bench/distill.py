@@ -39,8 +39,6 @@ from teacher_student.bench.distill_results import RESULT, format_table, results,
 from teacher_student.bench.unlabeled import split_off_unlabeled
 from teacher_student.run.directory import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
 
-COPIED = ("config.yaml", "split.csv", "split.csv.sha256", "skipped_files.csv",
-          f"{TEACHER}.keras")
 DEFAULT_STUDENT = "default"  # the config's own student
 
 
@@ -66,7 +64,8 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
                         for index in range(teachers if ensembles else 1)]
         for student in students:
             for name in variants:
-                run_dir = _seeded(teacher_runs[0], out / f"seed{seed}" / run_name(name, student))
+                run_dir = RunDir(out / f"seed{seed}" / run_name(name, student)).seed_from(
+                    teacher_runs[0])
                 if (run_dir.path / RESULT).exists():
                     continue
                 baseline = name.startswith("scratch")
@@ -220,16 +219,3 @@ def _gpu_count() -> int:
     except OSError:
         return 0
     return sum(line.startswith("GPU ") for line in listed.splitlines())
-
-
-def _seeded(teacher_run: RunDir, path: Path) -> RunDir:
-    """A run directory holding the teacher run's config, split, teacher and decoded images
-    (linked): distilling there neither trains the teacher nor decodes the images again."""
-    run_dir = RunDir(path)
-    run_dir.path.mkdir(parents=True, exist_ok=True)
-    for name in COPIED:
-        if (teacher_run.path / name).exists() and not (run_dir.path / name).exists():
-            shutil.copy2(teacher_run.path / name, run_dir.path / name)
-    if teacher_run.cache.exists() and not run_dir.cache.exists():
-        run_dir.cache.symlink_to(teacher_run.cache.resolve(), target_is_directory=True)
-    return run_dir

@@ -13,8 +13,8 @@ import importlib
 
 _EXPORTS = {
     "PRESETS": "loading", "apply_overrides": "loading", "find": "loading",
-    "first_difference": "loading", "from_dict": "loading", "load": "loading",
-    "to_dict": "loading", "to_yaml": "loading",
+    "first_difference": "loading", "differences": "loading", "from_dict": "loading",
+    "load": "loading", "to_dict": "loading", "to_yaml": "loading",
     "Config": "schema", "DataConfig": "schema", "DistillConfig": "schema",
     "PhaseConfig": "schema", "StudentConfig": "schema", "TeacherConfig": "schema",
     "POLICIES": "values", "PRECISIONS": "values",

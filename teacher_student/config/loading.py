@@ -236,6 +236,22 @@ def _first_difference(a, b, prefix: str = "") -> str:
     return prefix.rstrip(".") or "config"
 
 
+def differences(a: Config, b: Config, sections: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """(dotted key, b's value) of every value of `sections` that differs between two configs."""
+    found: list[tuple[str, Any]] = []
+    for section in sections:
+        _differences(to_dict(a)[section], to_dict(b)[section], section, found)
+    return found
+
+
+def _differences(a, b, key: str, found: list) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for name in a:
+            _differences(a[name], b.get(name), f"{key}.{name}", found)
+    elif a != b:
+        found.append((key, b))
+
+
 def to_yaml(config: Config) -> str:
     """The config as YAML, in field order: what a run directory keeps as config.yaml."""
     return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -4,11 +4,15 @@ the steps run may change, and it is recorded once the run's first job starts tra
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 
 from teacher_student import config as config_module
 from teacher_student.config import Config, ConfigError
 from teacher_student.errors import RunDirError
 from teacher_student.run.directory import RunDir
+
+MAX_NAME = 64  # characters of a variant's folder name
 
 
 def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
@@ -34,6 +38,25 @@ def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
                           f"config of the existing run in {run_dir.path}; use another "
                           "--run-dir, or the same settings to resume")
     return dataclasses.replace(saved, **{key: getattr(ours, key) for key in changeable})
+
+
+def variant_name(config: Config, run_dir: RunDir) -> str | None:
+    """The name of the distillation variant `config` asks of the run in `run_dir`: None where
+    no student has been trained yet (its `distill` and `student` may still change), or where
+    they are the run's own; else a name made of the keys that differ and their values
+    (`temperature-2.0_dkd.beta-8.0`)."""
+    saved = saved_config(run_dir)
+    if saved is None or not (run_dir.distillation.path.exists() or run_dir.baseline.path.exists()):
+        return None
+    ours = config.with_dataset(saved.teacher.num_classes)
+    changed = config_module.differences(saved, ours, ("distill", "student"))
+    if not changed:
+        return None
+    name = "_".join(f"{key.removeprefix('distill.')}-{value}" for key, value in changed)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
+    if len(name) > MAX_NAME:  # a listed teacher's path, say: a digest keeps it short and unique
+        name = f"{name[:MAX_NAME - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return name
 
 
 def saved_config(run_dir: RunDir) -> Config | None:

@@ -12,6 +12,7 @@
     reports/             curves, confusion matrices, per-class reports, comparison table,
                          reliability, accuracy against latency, latency.json
     export/              deployable copies (the export command)
+    variants/<name>/     a distillation variant of this run's teacher: a run directory of its own
     predictions/         one CSV per input of the predict command
     cache/               decoded images, when they are kept on disk (data/images.py)
     compile_cache/       XLA's compiled steps on JAX, reused by a rerun (compile_cache.py)
@@ -54,6 +55,9 @@ MODEL_NAMES = (TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED)
 # The model that stands for the run where one is asked for (export, predict): the first it has.
 DEFAULT_MODELS = (STUDENT_DISTILLED, STUDENT_SCRATCH)
 SPLIT_COLUMNS = ["path", "label", "class_name", "split"]
+# What a run directory seeded from another takes from it (`seed_from`).
+SEEDED = ("config.yaml", "split.csv", "split.csv.sha256", "skipped_files.csv",
+          f"{TEACHER}.keras")
 
 
 def _sha256(path: Path) -> str:
@@ -95,6 +99,27 @@ class RunDir:
     @property
     def baseline(self) -> CheckpointDir:
         return CheckpointDir(self.path / STUDENT_SCRATCH)
+
+    def variant(self, name: str) -> RunDir:
+        """Where a distillation variant of this run's teacher lives (`distill --variant`): a
+        run directory of its own inside this one."""
+        return RunDir(self.path / "variants" / name)
+
+    def variants(self) -> list[RunDir]:
+        folder = self.path / "variants"
+        return [RunDir(path) for path in sorted(folder.iterdir())] if folder.is_dir() else []
+
+    def seed_from(self, teacher_run: RunDir) -> RunDir:
+        """This directory holding `teacher_run`'s config, split, teacher and decoded images
+        (the cache linked), unless it has its own: distilling here neither trains the teacher
+        nor decodes the images again."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for name in SEEDED:
+            if (teacher_run.path / name).exists() and not (self.path / name).exists():
+                shutil.copy2(teacher_run.path / name, self.path / name)
+        if teacher_run.cache.exists() and not self.cache.exists():
+            self.cache.symlink_to(teacher_run.cache.resolve(), target_is_directory=True)
+        return self
 
     def for_worker(self, index: int) -> RunDir:
         """Where a non-chief worker keeps its own files, apart from the chief's."""

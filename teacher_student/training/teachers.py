@@ -17,6 +17,7 @@ from teacher_student.data.inputs import Inputs
 from teacher_student.errors import ConfigError
 from teacher_student.models.layers import ProbabilityAverage
 from teacher_student.models.precision import PrecisionPolicy
+from teacher_student.outputs.convert import answers_probabilities
 from teacher_student.run.directory import TEACHER, RunDir, unreadable_model
 
 
@@ -43,6 +44,10 @@ def check_teachers(config: Config, inputs: Inputs) -> None:
             print(f"{key}: {path} is a bare .keras file: whether it learnt from this run's "
                   "validation or test images cannot be checked")
         model = keras.saving.load_model(path, safe_mode=True)
+        if answers_probabilities(model):  # its softmax would flatten every soft target
+            raise ConfigError(f"{key}: {path} answers probabilities (a file `export` wrote); "
+                              "list the run directory, or its own teacher.keras, which "
+                              "answers logits")
         shape, classes = tuple(model.input_shape[1:]), model.output_shape[-1]
         if shape != tuple(config.student.input_shape) or classes != len(inputs.class_names):
             raise ConfigError(f"{key}: {path} takes {shape} images and answers {classes} "
