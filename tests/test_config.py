@@ -31,6 +31,14 @@ def test_config_is_frozen():
 
 @pytest.mark.parametrize("overrides, message", [
     (["teacher.colour=red"], "teacher.colour: unknown key"),
+    (["colour=red"], "colour: unknown key (known: data, distill, jit_compile, phases, "),
+    (["colour.shade=red"], "colour: unknown key (known: data, distill, jit_compile, phases, "),
+    (["teacher.colour.shade=red"], "teacher.colour: unknown key (known: cbam, cbam_reduction, "),
+    (["studnet.dropout=0.5"], "; did you mean student?"),
+    (["student.dropout.rate=0.5"], "student.dropout.rate: unknown key (student.dropout is a "
+                                   "value, 0.1, with no keys inside)"),
+    (["phases.0.epochs.count=2"], "phases.0.epochs.count: unknown key (phases.0.epochs is a "
+                                  "value"),
     (["data.batch_size=abc"], "data.batch_size: must be int"),
     (["phases.0.epochs=-1"], "phases.0.epochs: must be >= 0"),
     (["precision=fp8"], "precision: must be one of"),
@@ -72,6 +80,17 @@ def test_errors_in_a_file_name_the_file_and_key(tmp_path):
     path.write_text("phases:\n  - name: warmup\n    epochs: two\n")
     with pytest.raises(cfg.ConfigError, match=r"bad.yaml: phases.0.epochs: must be int"):
         cfg.load(path)
+
+
+def test_a_misspelt_top_level_key_in_a_file_lists_the_known_keys(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("studnet:\n  widths: [8, 16]\n")
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.load(path)
+    assert str(err.value) == (
+        f"{path}: studnet: unknown key (known: data, distill, jit_compile, phases, precision, "
+        "scale_learning_rate, steps_per_execution, student, teacher, time_budget, verbose); "
+        "did you mean student?")
 
 
 def test_a_config_file_without_phases_names_the_key(tmp_path):

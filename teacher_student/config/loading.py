@@ -7,10 +7,11 @@ dotted keys (`--set phases.1.epochs=3`). Only the standard library and PyYAML's 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+        raise _unknown_key(f"{prefix}.{unknown[0]}" if prefix else unknown[0], names)
     values = {}
     for name, raw in data.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -73,6 +73,13 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if not dataclasses.is_dataclass(hints[name]) and name != "phases":
             check_value(key, values[name])
     return cls(**values)
+
+
+def _unknown_key(key: str, known: Iterable[str]) -> ConfigError:
+    """`key: unknown key (known: ...)`, with the known key nearest to a misspelling."""
+    nearest = difflib.get_close_matches(key.rpartition(".")[2], list(known), n=1)
+    return ConfigError(f"{key}: unknown key (known: {', '.join(sorted(known))})"
+                       + (f"; did you mean {nearest[0]}?" if nearest else ""))
 
 
 def _to_plain(obj: Any) -> Any:
@@ -117,25 +124,26 @@ def to_dict(config: Config) -> dict:
 
 
 def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    """Set the dotted `key` of the config's plain tree; an unknown last key is set too, and
+    caught when the tree is rebuilt."""
     parts = key.split(".")
     node: Any = tree
-    for i, part in enumerate(parts[:-1]):
-        where = ".".join(parts[: i + 1])
+    for i, part in enumerate(parts):
+        where, last = ".".join(parts[: i + 1]), i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise ConfigError(f"{where}: no such item (there are {len(node)})")
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
+            part = int(part)
+        elif not isinstance(node, dict):
+            above = ".".join(parts[:i])
+            raise ConfigError(f"{where}: unknown key ({above} is a value, {node!r}, with no "
+                              "keys inside)")
+        elif part not in node and not last:
+            raise _unknown_key(where, node)
+        if last:
+            node[part] = value
         else:
-            raise ConfigError(f"{where}: unknown key")
-    last = parts[-1]
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise ConfigError(f"{key}: no such item (there are {len(node)})")
-        node[int(last)] = value
-    else:
-        node[last] = value  # unknown keys are caught when the tree is rebuilt
+            node = node[part]
 
 
 class _Loader(yaml.SafeLoader):
