@@ -212,8 +212,27 @@ def _add_export_commands(commands) -> None:
     classify.set_defaults(run=predict_command)
 
 
+PROGRAM = """\
+Train a CNN teacher on a folder of labelled images, distil it into a small, fast student,
+and measure what distillation bought against the same student trained from scratch.
+
+The main path, each command on one run directory (--run-dir, default runs/default):
+  train-teacher --data IMAGES   the teacher's three phases (IMAGES: class folders, a CSV of
+                                path,label or a .npz; default: the embedded digits)
+  distill                       the student, its from-scratch baseline, and the comparison
+  export                        .keras, SavedModel, TFLite and ONNX, each checked
+  predict TEST_IMAGES           a submission CSV (id,label)
+--config tiny is a first look in minutes on a CPU; --config kaggle_t4 a Kaggle T4."""
+
+PROGRAM_EPILOG = """\
+python -m teacher_student COMMAND --help lists a command's options;
+README.md, at the root of the repository, tells everything else."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="teacher_student", description=__doc__)
+    parser = argparse.ArgumentParser(prog="teacher_student", description=PROGRAM,
+                                     epilog=PROGRAM_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     check = commands.add_parser("check-dtypes", help="build the configured models and audit "

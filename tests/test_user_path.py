@@ -120,3 +120,16 @@ def test_predict_writes_a_submission_of_every_image(user):
     for labels in written["label"]:  # the two most likely classes
         first, second = labels.split(" ")
         assert first != second and {first, second} <= {"class_0", "class_1", "class_2"}
+
+
+def test_help_says_what_the_program_does_and_where_to_read_more():
+    """A user's first command: what the program does and its main path, not the command-line
+    module's own docstring."""
+    result = command_line("--help")
+    assert result.returncode == 0 and result.stderr == ""
+    assert "Train a CNN teacher on a folder of labelled images, distil it into a small, fast " \
+           "student" in result.stdout
+    for command in ("train-teacher --data IMAGES", "distill", "export", "predict TEST_IMAGES"):
+        assert f"\n  {command} " in result.stdout
+    assert "README.md" in result.stdout and "COMMAND --help" in result.stdout
+    assert "thin call" not in result.stdout and "UserError" not in result.stdout
