@@ -99,33 +99,47 @@ def plot_reliability(reliabilities: Mapping[str, Reliability],
         plt.close(figure)
 
 
-MARKERS = {"": "o", "keras": "o", "tflite": "s", "savedmodel": "P", "tflite float32": "s",
-           "tflite float16": "^", "tflite int8": "v", "onnx": "D"}
+# One marker per format; the run's own rows are its Keras model ("") and that model as float32
+# TFLite ("tflite"), the same formats as an export's "keras" and "tflite float32".
+FORMATS = {"": "keras", "tflite": "tflite float32"}
+MARKERS = {"keras": "o", "savedmodel": "P", "tflite float32": "s", "tflite float16": "^",
+           "tflite int8": "v", "onnx": "D"}
+RING_AREAS = (90.0, 320.0)  # the last model's marker, the first's: a point hides none under it
 
 
 def plot_accuracy_latency(rows: Sequence[Mapping], device: str | None,
                           path: str | os.PathLike) -> Path | None:
     """Test accuracy against CPU latency per image: one colour per model, one marker per
-    format (a circle for the run's Keras model, a square for its TFLite conversion; an
-    export's row, `<model> (<format>)`, in its model's colour), each named in the legend.
-    `device` names the CPU. None, and no file, when no row has a latency."""
-    points = []
+    format (a circle for the Keras model, a square for float32 TFLite; an export's row,
+    `<model> (<format>)`, in its model's colour), hollow and each model's a size of its own,
+    so that two models at one point (a student distilled and from scratch) are two rings; one
+    point per model and format (an export's replaces the run's own measurement). The legend
+    names each model and each format once. `device` names the CPU. None, and no file, when
+    no row has a latency."""
+    found = {}  # (model, format) -> point: an export's measurement replaces the run's own
     for row in rows:
         model, _, form = str(row["model"]).partition(" (")
         form = form.rstrip(")")
         for key, kind in (("latency_ms", form), ("tflite_latency_ms", "tflite")):
             value, accuracy = row.get(key), row.get("accuracy")
             if _number(value) and _number(accuracy):
-                label = f"{model} ({kind})" if kind else model
-                points.append((float(value), float(accuracy), model, kind, label))
-    if not points:
+                kind = FORMATS.get(kind, kind)
+                found[model, kind] = (float(value), float(accuracy), model, kind)
+    if not found:
         return None
+    points = list(found.values())
     plt = pyplot()
-    colors = {model: f"C{i}" for i, model in enumerate(dict.fromkeys(p[2] for p in points))}
+    from matplotlib.lines import Line2D
+
+    models = list(dict.fromkeys(p[2] for p in points))
+    low, high = RING_AREAS
+    areas = {model: high - (high - low) * i / max(len(models) - 1, 1)
+             for i, model in enumerate(models)}
+    colors = {model: f"C{i}" for i, model in enumerate(models)}
     figure, axis = plt.subplots(figsize=(9, 5))
-    for latency, accuracy, model, kind, label in points:
-        axis.scatter(latency, 100 * accuracy, marker=MARKERS.get(kind, "X"), s=60, alpha=0.8,
-                     color=colors[model], label=label)
+    for latency, accuracy, model, kind in points:
+        axis.scatter(latency, 100 * accuracy, marker=MARKERS.get(kind, "X"), s=areas[model],
+                     facecolors="none", edgecolors=colors[model], linewidths=1.0)
     latencies = [p[0] for p in points]
     if max(latencies) > 10 * min(latencies):
         axis.set_xscale("log")
@@ -136,7 +150,17 @@ def plot_accuracy_latency(rows: Sequence[Mapping], device: str | None,
     axis.set_title("Accuracy against CPU latency: up and to the left is better")
     axis.grid(alpha=0.3, which="both")
     axis.margins(x=0.15, y=0.15)
-    axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
+    ring = dict(linestyle="none", markerfacecolor="none", markeredgewidth=1.0)
+    kinds = list(dict.fromkeys(p[3] for p in points))
+    heading = Line2D([], [], linestyle="none")
+    handles = [heading, *(Line2D([], [], marker="o", markeredgecolor=colors[m],
+                                 markersize=math.sqrt(areas[m]), **ring) for m in models),
+               heading, *(Line2D([], [], marker=MARKERS.get(k, "X"), markeredgecolor="dimgray",
+                                 markersize=7, **ring) for k in kinds)]
+    legend = axis.legend(handles, ["model", *models, "format", *kinds], loc="upper left",
+                         bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
+    for text in (legend.get_texts()[0], legend.get_texts()[len(models) + 1]):
+        text.set_fontweight("bold")
     figure.tight_layout()
     try:
         return save_figure(figure, path)

@@ -93,6 +93,9 @@ def _plot_metric(axis: Any, histories: Mapping[str, pd.DataFrame], metric: str) 
 
 
 STUDENT_STYLES = {"distilled": ("tab:green", "distilled"), "scratch": ("tab:red", "from scratch")}
+# Filled small for the distilled student, hollow and larger from scratch: equal values show both.
+STUDENT_MARKERS = {"distilled": {"markersize": 4},
+                   "scratch": {"markersize": 8, "markerfacecolor": "none"}}
 TEACHER_COLOR = "tab:purple"
 
 
@@ -101,8 +104,10 @@ def plot_student_curves(histories: Mapping[str, pd.DataFrame], teacher_accuracy:
     """What distillation bought, epoch by epoch: validation accuracy (solid; training accuracy
     dashed) and validation loss (cross-entropy with the labels: the teacher plays no part in
     evaluation) of the distilled student and the one trained from scratch on the same axes,
-    with the teacher's test accuracy as a horizontal line. `histories` maps "distilled" and
-    "scratch" to their history frames (a missing or empty one is left out)."""
+    with the teacher's test accuracy as a horizontal line. Every epoch is a marker (a circle,
+    a triangle for training accuracy), hollow and larger from scratch, so that a single epoch
+    shows and equal values hide neither student. `histories` maps "distilled" and "scratch"
+    to their history frames (a missing or empty one is left out)."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -114,13 +119,14 @@ def plot_student_curves(histories: Mapping[str, pd.DataFrame], teacher_accuracy:
         color, label = STUDENT_STYLES.get(key, (None, key))
         epochs = frame["epoch"] if "epoch" in frame else np.arange(1, len(frame) + 1)
         last_epoch = max(last_epoch, int(np.max(epochs)))
-        for axis, column, style, text in ((accuracy, "val_accuracy", "-", f"{label} (val)"),
-                                          (accuracy, "accuracy", "--", f"{label} (train)"),
-                                          (loss, "val_loss", "-", f"{label} (val)")):
+        markers = STUDENT_MARKERS.get(key, {})
+        for axis, column, style, text in ((accuracy, "val_accuracy", "-o", f"{label} (val)"),
+                                          (accuracy, "accuracy", "--^", f"{label} (train)"),
+                                          (loss, "val_loss", "-o", f"{label} (val)")):
             if column in frame:
                 values = frame[column].to_numpy(dtype=float)
                 axis.plot(epochs, 100 * values if axis is accuracy else values, style,
-                          color=color, marker="." if style == "-" else None, label=text)
+                          color=color, label=text, **markers)
     if teacher_accuracy is not None and np.isfinite(teacher_accuracy):
         accuracy.axhline(100 * teacher_accuracy, color=TEACHER_COLOR, linestyle=":",
                          label=f"teacher (test) {100 * teacher_accuracy:.1f}%")

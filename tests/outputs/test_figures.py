@@ -43,6 +43,69 @@ def test_student_curves_draw_both_students_and_the_teachers_line(tmp_path):
     assert (tmp_path / "one.png").exists()
 
 
+def drawn(monkeypatch, module) -> list:
+    """The figures `module` saves from now on (closed, their artists still there)."""
+    figures, save = [], module.save_figure
+
+    def keep(figure, path):
+        figures.append(figure)
+        return save(figure, path)
+
+    monkeypatch.setattr(module, "save_figure", keep)
+    return figures
+
+
+def test_student_curves_show_every_epoch_of_both_students_even_when_equal(tmp_path,
+                                                                          monkeypatch):
+    """One epoch each, equal values (a tiny run): every series is a marker, the one from
+    scratch a larger hollow one around the distilled student's."""
+    figures = drawn(monkeypatch, plots)
+    history = pd.DataFrame({"epoch": [1], "accuracy": [0.5], "val_accuracy": [0.2],
+                            "val_loss": [1.1]})
+    plots.plot_student_curves({"distilled": history, "scratch": history}, 0.4,
+                              tmp_path / "students.png")
+    lines = [line for axis in figures[0].axes for line in axis.get_lines()
+             if not line.get_label().startswith("teacher")]
+    assert len(lines) == 6
+    for line in lines:
+        assert line.get_marker() not in (None, "None", "", " ", ","), line.get_label()
+    distilled = [line for line in lines if line.get_label().startswith("distilled")]
+    scratch = [line for line in lines if line.get_label().startswith("from scratch")]
+    for ours, theirs in zip(distilled, scratch):
+        assert theirs.get_markerfacecolor() == "none"
+        assert theirs.get_markersize() > ours.get_markersize() + 2
+
+
+def test_accuracy_against_latency_shows_each_model_and_names_it_once(tmp_path, monkeypatch):
+    """A student distilled and from scratch at one point are two rings; the legend names each
+    model and each format once (the run's own TFLite row and an export's tflite float32 are
+    one format)."""
+    figures = drawn(monkeypatch, model_plots)
+    rows = [{"model": "teacher", "accuracy": 0.4, "latency_ms": 1.3, "tflite_latency_ms": 0.2},
+            {"model": "student_scratch", "accuracy": 0.4, "latency_ms": 0.55,
+             "tflite_latency_ms": 0.03},
+            {"model": "student_distilled", "accuracy": 0.4, "latency_ms": 0.55,
+             "tflite_latency_ms": 0.03},
+            {"model": "student_distilled (keras)", "accuracy": 0.4, "latency_ms": 0.55},
+            {"model": "student_distilled (tflite float32)", "accuracy": 0.4, "latency_ms": 0.03},
+            {"model": "student_distilled (tflite int8)", "accuracy": 0.39, "latency_ms": 0.03}]
+    model_plots.plot_accuracy_latency(rows, "AMD EPYC, 2 cores", tmp_path / "a.png")
+    (axis,) = figures[0].axes
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == [
+        "model", "teacher", "student_scratch", "student_distilled",
+        "format", "keras", "tflite float32", "tflite int8"]
+    at_point: dict = {}
+    for points in axis.collections:
+        for offset in points.get_offsets():
+            at_point.setdefault(tuple(np.round(offset, 6)), []).append(points)
+    assert len(at_point) == 5  # one point per model and format
+    for drawn_there in at_point.values():
+        assert all(points.get_facecolor().size == 0 or points.get_facecolor()[0][3] == 0
+                   for points in drawn_there)  # hollow: nothing under them is covered
+        sizes = [points.get_sizes()[0] for points in drawn_there]
+        assert len(set(sizes)) == len(sizes)  # each model a ring of its own size
+
+
 def test_reliability_diagram_of_every_model(tmp_path):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, 200)
