@@ -53,3 +53,16 @@ def make_class_folder(root: Path, counts: dict[str, int]) -> Path:
             seed += 1
             write_png(root / class_name / f"{i}.png", seed)
     return root
+
+
+def figures_saved(monkeypatch, module) -> list:
+    """The figures that `module`'s `save_figure` saves from now on: closed, but their axes,
+    artists and legends still there to be looked at."""
+    figures, save = [], module.save_figure
+
+    def keep(figure, path):
+        figures.append(figure)
+        return save(figure, path)
+
+    monkeypatch.setattr(module, "save_figure", keep)
+    return figures

@@ -208,13 +208,61 @@ def test_the_frontier_of_students_taught_by_an_ensemble(tmp_path, capsys):
     assert "width_multiplier: 2.0" in (seed / "scratch@w2" / "config.yaml").read_text()
     capsys.readouterr()
 
-    assert cli.main(["bench", "frontier", "--out", str(out)]) == 0
+    # As a user runs it: a fresh process, which must find our layers to load the models.
+    done = subprocess.run([sys.executable, "-m", "teacher_student", "bench", "frontier", "--out",
+                           str(out)], cwd=ROOT.parent, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     frontier = pd.read_csv(out / "frontier.csv").set_index("model")
     assert list(frontier.index) == ["teacher", "w2: kd-ensemble"]
     assert frontier.loc["w2: kd-ensemble", "params"] < frontier.loc["teacher", "params"]
     assert (frontier["latency_ms"] > 0).all() and (frontier["iqr_ms"] >= 0).all()
+    assert frontier.loc["teacher", "teacher"] > 0  # the teacher's accuracy, in its own column
+    assert pd.isna(frontier.loc["teacher", "scratch"])
+    assert pd.isna(frontier.loc["w2: kd-ensemble", "teacher"])
     assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
-    assert "x fewer params" in capsys.readouterr().out
+    assert "x fewer params" in done.stdout and "teacher %" in done.stdout
+
+
+def test_the_frontier_plot_shows_every_point_and_the_teachers_star_inside(tmp_path,
+                                                                          monkeypatch):
+    """A tiny run's frontier: the teacher the slowest and least accurate (its star in the
+    corner where the legend was), two methods and the baseline at the same point."""
+    from helpers import figures_saved
+
+    from teacher_student.bench import frontier
+    from teacher_student.outputs import plots
+
+    figures = figures_saved(monkeypatch, plots)
+    student = lambda width, params, latency: [  # noqa: E731
+        {"model": f"{width}: {method}", "student": width, "method": method, "params": params,
+         "latency_ms": latency, "scratch": 40.0, "distilled": 40.0} for method in ("dkd", "kd")]
+    table = pd.DataFrame([{"model": "teacher", "params": 16859, "latency_ms": 0.208,
+                           "teacher": 33.3}, *student("w1", 795, 0.031),
+                          *student("w2", 1971, 0.035)])
+    frontier.plot(table, tmp_path / "frontier.png")
+    (axis,) = figures[0].axes
+    legend = axis.get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == [
+        "teacher (16,859 params)", "w1 (795 params)", "w2 (1,971 params)", "from scratch",
+        "distilled: dkd", "distilled: kd"]
+    inside, legend_box = axis.get_window_extent(), legend.get_window_extent()
+    scale = figures[0].dpi / 72
+    at_point: dict = {}
+    for points in axis.collections:
+        (offset,) = points.get_offsets()
+        x, y = axis.transData.transform(offset)
+        radius = np.sqrt(points.get_sizes()[0]) / 2 * scale
+        assert inside.x0 <= x - radius and x + radius <= inside.x1, offset
+        assert inside.y0 <= y - radius and y + radius <= inside.y1, offset
+        assert not (legend_box.x0 < x < legend_box.x1 and legend_box.y0 < y < legend_box.y1)
+        at_point.setdefault(tuple(offset), []).append(points)
+    assert (0.208, 33.3) in at_point  # the teacher's star, at its own accuracy
+    for offset, drawn in at_point.items():
+        if offset[0] != 0.208:  # the baseline's bar and two hollow rings of other sizes
+            assert len(drawn) == 3
+            assert len({points.get_sizes()[0] for points in drawn}) == 3
+            assert all(len(points.get_facecolor()) == 0 for points in drawn[1:])  # hollow
 
 
 def test_distill_bench_with_a_share_of_unlabeled_images(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import figures_saved
 from PIL import Image
 
 from teacher_student.outputs import metrics, model_plots, plots
@@ -43,23 +44,11 @@ def test_student_curves_draw_both_students_and_the_teachers_line(tmp_path):
     assert (tmp_path / "one.png").exists()
 
 
-def drawn(monkeypatch, module) -> list:
-    """The figures `module` saves from now on (closed, their artists still there)."""
-    figures, save = [], module.save_figure
-
-    def keep(figure, path):
-        figures.append(figure)
-        return save(figure, path)
-
-    monkeypatch.setattr(module, "save_figure", keep)
-    return figures
-
-
 def test_student_curves_show_every_epoch_of_both_students_even_when_equal(tmp_path,
                                                                           monkeypatch):
     """One epoch each, equal values (a tiny run): every series is a marker, the one from
     scratch a larger hollow one around the distilled student's."""
-    figures = drawn(monkeypatch, plots)
+    figures = figures_saved(monkeypatch, plots)
     history = pd.DataFrame({"epoch": [1], "accuracy": [0.5], "val_accuracy": [0.2],
                             "val_loss": [1.1]})
     plots.plot_student_curves({"distilled": history, "scratch": history}, 0.4,
@@ -80,7 +69,7 @@ def test_accuracy_against_latency_shows_each_model_and_names_it_once(tmp_path, m
     """A student distilled and from scratch at one point are two rings; the legend names each
     model and each format once (the run's own TFLite row and an export's tflite float32 are
     one format)."""
-    figures = drawn(monkeypatch, model_plots)
+    figures = figures_saved(monkeypatch, model_plots)
     rows = [{"model": "teacher", "accuracy": 0.4, "latency_ms": 1.3, "tflite_latency_ms": 0.2},
             {"model": "student_scratch", "accuracy": 0.4, "latency_ms": 0.55,
              "tflite_latency_ms": 0.03},
@@ -100,7 +89,7 @@ def test_accuracy_against_latency_shows_each_model_and_names_it_once(tmp_path, m
             at_point.setdefault(tuple(np.round(offset, 6)), []).append(points)
     assert len(at_point) == 5  # one point per model and format
     for drawn_there in at_point.values():
-        assert all(points.get_facecolor().size == 0 or points.get_facecolor()[0][3] == 0
+        assert all(len(points.get_facecolor()) == 0
                    for points in drawn_there)  # hollow: nothing under them is covered
         sizes = [points.get_sizes()[0] for points in drawn_there]
         assert len(set(sizes)) == len(sizes)  # each model a ring of its own size
