@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,3 +147,31 @@ def test_a_run_directory_without_room_for_checkpoints_is_reported_first(tmp_path
     petabyte = 2**30
     with pytest.raises(RunDirError, match=r"MB free; checkpoints need at least"):
         run_dir.check_writable(needed_mb=petabyte)
+
+
+def test_imagenet_weights_without_internet_stop_the_preflight_naming_the_key(tmp_path):
+    """A competition's notebook has no internet: Keras' download of the trunk's ImageNet
+    weights really fails (nothing in an empty KERAS_HOME, every request sent to a closed local
+    port), and the preflight stops with a config error naming the key, the file Keras wanted,
+    where it looks for it, and the local-file way; exit status 2, nothing kept."""
+    images = write_image_folder(tmp_path / "images", per_class=6)
+    keras_home, closed = tmp_path / "keras", "http://127.0.0.1:9"
+    env = {key: value for key, value in os.environ.items()
+           if key.lower() not in ("no_proxy", "http_proxy", "https_proxy")}
+    env.update(KERAS_HOME=str(keras_home), https_proxy=closed, HTTPS_PROXY=closed,
+               http_proxy=closed, HTTP_PROXY=closed)
+    done = subprocess.run(
+        [sys.executable, "-m", "teacher_student", "train-teacher", "--data", str(images),
+         "--run-dir", str(tmp_path / "run"), "--config", "tiny", "--set",
+         "teacher.trunk=MobileNetV3Small", "--set", "teacher.trunk_weights=imagenet"],
+        cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True,
+        timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = [text for text in done.stderr.splitlines() if text.startswith("config error")]
+    file = "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    assert line.startswith("config error: teacher.trunk_weights: imagenet: Keras could not "
+                           f"download MobileNetV3Small's ImageNet weights, {file} (")
+    assert f"at {keras_home / 'models' / file}, where Keras looks before downloading" in line
+    assert f"or give a local weights file as the value: --set teacher.trunk_weights=" \
+           f"/path/to/{file}" in line
+    assert not (tmp_path / "run" / "config.yaml").exists()

@@ -8,6 +8,10 @@ its merges, resizes in float32: `PrecisionPolicy.rebuild`) and nested as one mod
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import keras
 from keras import layers
 
@@ -43,13 +47,20 @@ def check_trunk(name: str, weights: str | None, input_shape, key: str) -> None:
 
 
 def applications_trunk(inputs, name: str, weights: str | None, policy: PrecisionPolicy,
-                       scales: int = 1):
-    """The network's features at its last `scales` resolutions (a list), and the network."""
+                       scales: int = 1, key: str = "trunk"):
+    """The network's features at its last `scales` resolutions (a list), and the network.
+    `key` names the config key of the trunk (`student.trunk`) in a ConfigError."""
     family = next(f for f in PREPROCESSING if name.startswith(f))
     local_file = weights not in (None, "imagenet")
-    base = getattr(keras.applications, name)(include_top=False,
-                                             weights=None if local_file else weights,
-                                             input_shape=tuple(inputs.shape[1:]))
+    try:
+        base = getattr(keras.applications, name)(include_top=False,
+                                                 weights=None if local_file else weights,
+                                                 input_shape=tuple(inputs.shape[1:]))
+    except Exception as err:  # Keras raises a bare Exception when a download fails
+        failed = _download_failed(err, name, f"{key}_weights")
+        if failed is None:
+            raise
+        raise failed from err
     if local_file:
         base.load_weights(weights)
     if weights is None:
@@ -62,6 +73,23 @@ def applications_trunk(inputs, name: str, weights: str | None, policy: Precision
                              name="stem_normalize")(x)
     features = trunk(x)
     return (features if isinstance(features, list) else [features]), trunk
+
+
+def _download_failed(err: Exception, name: str, key: str) -> ConfigError | None:
+    """A ConfigError naming `key`, the file Keras wanted and where it looks for it, when `err`
+    is Keras failing to download ImageNet weights (no internet: a competition's notebook);
+    else None."""
+    failed = re.match(r"URL fetch failure on (\S+): (.*)", str(err), re.DOTALL)
+    if failed is None:
+        return None
+    origin, reason = failed.group(1), failed.group(2).partition(" -- ")[2] or failed.group(2)
+    file = origin.rsplit("/", 1)[-1]
+    cache = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "models" / file
+    return ConfigError(
+        f"{key}: imagenet: Keras could not download {name}'s ImageNet weights, {file} "
+        f"({reason.strip()}). Without internet, put that file (from {origin}) at {cache}, "
+        f"where Keras looks before downloading, or give a local weights file as the value: "
+        f"--set {key}=/path/to/{file}")
 
 
 def _forget_faster(base: keras.Model) -> None:

@@ -39,7 +39,8 @@ def build_student(config: StudentConfig, policy: PrecisionPolicy) -> keras.Model
     check_student_config(config)
     inputs = keras.Input(config.input_shape, dtype="uint8", name="image")
     if config.trunk:
-        (x,), trunk = applications_trunk(inputs, config.trunk, config.trunk_weights, policy)
+        (x,), trunk = applications_trunk(inputs, config.trunk, config.trunk_weights, policy,
+                                         key="student.trunk")
         parts = trunk_parts(trunk)
     else:
         x, stages = _separable_trunk(inputs, config, policy)

@@ -38,7 +38,7 @@ def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model
     inputs = keras.Input(config.input_shape, dtype="uint8", name="image")
     if config.trunk:
         features, trunk = applications_trunk(inputs, config.trunk, config.trunk_weights,
-                                             policy, SCALES)
+                                             policy, SCALES, key="teacher.trunk")
         features = [GradientGate(dtype=policy.layer_dtype, name=f"trunk_gate{i}")(f)
                     for i, f in enumerate(features)]
     else:
