@@ -63,18 +63,27 @@ def test_a_class_too_small_to_split_is_named(tmp_path, capsys):
     images = write_image_folder(tmp_path / "images")
     for extra in sorted((images / "class_1").iterdir())[1:]:
         extra.unlink()
+    (images / "class_0" / "notes.txt").write_text("not an image")
     assert train(images, tmp_path / "run") == 2
-    assert "class_1" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "skipped 1 unusable file or ignored folder (listed in " in out  # one, not "1 files"
+    assert "class 'class_1' has 1 image; a stratified split into 3 parts needs at least 3" in err
     assert not (tmp_path / "run" / "teacher").exists()
 
 
-def test_a_class_without_a_usable_image_is_named(tmp_path, capsys):
+@pytest.mark.parametrize("kept, said", [
+    (12, "its 12 files were all skipped (first: "),
+    (1, "its only file was skipped ("),
+])
+def test_a_class_without_a_usable_image_is_named(tmp_path, capsys, kept, said):
     images = write_image_folder(tmp_path / "images")
+    for extra in sorted((images / "class_1").iterdir())[kept:]:
+        extra.unlink()
     for image in (images / "class_1").iterdir():
         image.write_bytes(image.read_bytes()[:40])  # every file cut short
     assert train(images, tmp_path / "run") == 2
     err = capsys.readouterr().err
-    assert "class 'class_1' has no usable image: its 12 file(s) were all skipped" in err
+    assert f"class 'class_1' has no usable image: {said}" in err
     assert not (tmp_path / "run" / "teacher").exists()
 
 

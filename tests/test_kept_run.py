@@ -84,7 +84,7 @@ def test_a_missing_test_image_is_reported_and_a_class_with_none_left_stops_the_j
     test = split[split["split"] == "test"]
     Path(test["path"].iloc[0]).unlink()
     assert cli.main(["evaluate", "--run-dir", str(run)]) == 0
-    assert "1 files listed in the split but missing or unreadable now" in capsys.readouterr().out
+    assert "1 file listed in the split but missing or unreadable now" in capsys.readouterr().out
     before = snapshot(run)
     for path in test[test["class_name"] == "class_1"]["path"]:
         Path(path).unlink()

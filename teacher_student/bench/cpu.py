@@ -102,8 +102,9 @@ def latency_rows(name: str, model: keras.Model, spec: CpuBench) -> list[dict]:
         # An eager call, its Python overhead included: what the compiled predict function saves.
         "Keras model(x), eager": lambda batch: _eager_runner(model),
         "TFLite, 1 thread": lambda batch: _tflite_runner(tflite, batch, 1),
-        f"TFLite, {os.cpu_count()} threads": lambda batch: _tflite_runner(tflite, batch,
-                                                                           os.cpu_count()),
+        # One core: the same runtime as above, under the same name (measured once).
+        f"TFLite, {os.cpu_count()} thread{'' if os.cpu_count() == 1 else 's'}":
+            lambda batch: _tflite_runner(tflite, batch, os.cpu_count()),
     }
     rows = []
     for runtime, make in runtimes.items():
@@ -214,8 +215,9 @@ def format_report(report: dict) -> str:
     width, height = spec["source_size"]
     return "\n".join([
         common.format_environment(report["environment"]), "",
-        f"Input path: {spec['images']} JPEGs of {width}x{height} in {spec['classes']} "
-        f"folders -> {spec['image_size']} px batches of {spec['batch_size']}", "",
+        f"Input path: {spec['images']} JPEG{'' if spec['images'] == 1 else 's'} of "
+        f"{width}x{height} in {spec['classes']} folder{'' if spec['classes'] == 1 else 's'} "
+        f"-> {spec['image_size']} px batches of {spec['batch_size']}", "",
         markdown_table(report["pipeline"], [
             ("pipeline", "pipeline", ""), ("epoch", "epoch", ""), ("images", "images", "d"),
             ("images_per_s", "images/s", ".0f")]), "",

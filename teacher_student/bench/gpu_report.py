@@ -131,7 +131,9 @@ def format_report(report: dict) -> str:
     parts = [common.format_environment(report["environment"]),
              f"batch {spec['batch_size']}, {spec['image_size']} px, {spec['num_classes']} "
              "classes; " + ("FLOPs only" if spec["flops_only"] else
-                            f"median of {spec['windows']} windows of {spec['steps']} steps"),
+                            f"median of {spec['windows']} window"
+                            f"{'' if spec['windows'] == 1 else 's'} of {spec['steps']} step"
+                            f"{'' if spec['steps'] == 1 else 's'}"),
              "", markdown_table(rows, TRAIN_COLUMNS)]
     distill_rows = [r for r in rows if r["model"] == "distill" and r.get("step_ms")]
     if distill_rows:

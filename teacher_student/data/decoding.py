@@ -63,4 +63,4 @@ def skipped_summary(skipped: Sequence[tuple[str, str]]) -> str:
     """How many entries were skipped, and the first: for the error of a source whose every
     entry was."""
     first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
-    return f"{len(skipped)} entries skipped{first}"
+    return f"{len(skipped)} {'entry' if len(skipped) == 1 else 'entries'} skipped{first}"

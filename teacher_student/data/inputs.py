@@ -62,7 +62,9 @@ def prepare_inputs(data: DataConfig, run_dir: RunDir, global_batch: int,
     decoding = Decoding(data.image_size, data.channels, data.cache, run_dir.cache)
     table = read_source(data.source, decoding)
     if table.skipped:
-        print(f"skipped {len(table.skipped)} unusable files or ignored folders"
+        one = len(table.skipped) == 1
+        print(f"skipped {len(table.skipped)} unusable file{'' if one else 's'} or ignored "
+              f"folder{'' if one else 's'}"
               + ("" if recorded is not None else f" (listed in {run_dir.skipped_file})") + ":")
         for path, reason in table.skipped[:10]:
             print(f"  {path}: {reason}")
@@ -77,7 +79,8 @@ def prepare_inputs(data: DataConfig, run_dir: RunDir, global_batch: int,
         for name, split in splits.items():
             if len(split.paths) < global_batch:
                 raise DataError(
-                    f"the {name} split has {len(split.paths)} images, fewer than the global "
+                    f"the {name} split has {len(split.paths)} "
+                    f"image{'' if len(split.paths) == 1 else 's'}, fewer than the global "
                     f"batch {global_batch} of {replicas} replicas; lower data.batch_size or "
                     "give the split a larger fraction")
 
@@ -124,7 +127,8 @@ def _kept_split(table: ImageTable, recorded, run_dir: RunDir):
                         (kept.relabelled, "in another class than when the split was drawn: "
                                           "left out")):
         if files:
-            print(f"  {len(files)} files {what}: {_some(files)}")
+            print(f"  {len(files)} file{'' if len(files) == 1 else 's'} {what}: "
+                  f"{_some(files)}")
     return kept.splits, kept.class_names
 
 

@@ -44,7 +44,8 @@ def read_source(source: str, decoding: Decoding) -> ImageTable:
     if len(class_names) < 2:
         raise DataError(
             f"{source}: found only {len(class_names)} class ({class_names[0]!r}, "
-            f"{len(decoded.usable)} images); need at least 2 classes"
+            f"{len(decoded.usable)} image{'' if len(decoded.usable) == 1 else 's'}); need at "
+            "least 2 classes"
         )
     index = {name: i for i, name in enumerate(class_names)}
     return ImageTable(
@@ -65,7 +66,8 @@ def _check_no_class_lost(source: str, candidates: list[Candidate],
     for candidate in candidates:
         if candidate.class_name not in kept:
             files = sum(c.class_name == candidate.class_name for c in candidates)
-            raise DataError(
-                f"{source}: class {candidate.class_name!r} has no usable image: its {files} "
-                f"file(s) were all skipped (first: {printable(candidate.path)}: "
-                f"{problems[candidate.path]}); fix or remove them")
+            first = f"{printable(candidate.path)}: {problems[candidate.path]}"
+            which = (f"its only file was skipped ({first})" if files == 1 else
+                     f"its {files} files were all skipped (first: {first})")
+            raise DataError(f"{source}: class {candidate.class_name!r} has no usable image: "
+                            f"{which}; fix or remove them")

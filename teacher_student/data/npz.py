@@ -83,7 +83,8 @@ def _checked_labels(path: Path, labels: np.ndarray, count: int) -> np.ndarray:
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1 or len(labels) != count:
-        raise DataError(f"{where} for {count} images; need one label per image, shape [{count}]")
+        raise DataError(f"{where} for {count} image{'' if count == 1 else 's'}; need one "
+                        f"label per image, shape [{count}]")
     if labels.dtype.kind in "iu":
         return labels.astype(str)
     if labels.dtype.kind == "S":

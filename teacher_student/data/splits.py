@@ -58,7 +58,8 @@ def _stratified_split(
     for label in sorted(set(whole.labels)):
         if parts > 1 and counts[label] < needed:
             raise DataError(
-                f"class {class_names[label]!r} has {counts[label]} images; "
+                f"class {class_names[label]!r} has {counts[label]} "
+                f"image{'' if counts[label] == 1 else 's'}; "
                 f"a stratified split into {parts} parts needs at least {needed}"
             )
     rest, test = _take(whole, test_fraction, seed)

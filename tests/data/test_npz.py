@@ -80,6 +80,8 @@ def test_the_npz_is_checked_on_every_read(tmp_path: Path, capsys):
      r"'images' has shape \[40, 10\], dtype uint8; need \[N, H, W\] or \[N, H, W, 1 or 3\]"),
     (dict(images=RNG.integers(0, 256, (40, 8, 8), dtype=np.uint8), labels=np.arange(10)),
      r"'labels' has shape \[10\], dtype int64 for 40 images; need one label per image"),
+    (dict(images=GRAY[:1], labels=LABELS[:2]),
+     r"'labels' has shape \[2\], dtype int64 for 1 image; need one label per image"),
     (dict(images=RNG.integers(0, 256, (6, 8, 8, 5), dtype=np.uint8), labels=LABELS),
      r"'images' has shape \[6, 8, 8, 5\], dtype uint8; need"),
     (dict(images=np.zeros((0, 8, 8), dtype=np.uint8), labels=LABELS[:0]),
@@ -107,7 +109,7 @@ def test_the_npz_is_checked_on_every_read(tmp_path: Path, capsys):
      r"'labels' cannot be read \(Object arrays cannot be loaded"),
     (dict(pictures=GRAY, labels=LABELS), r"needs arrays 'images' and 'labels', has "
                                           r"\['labels', 'pictures'\]"),
-], ids=["2d-images", "40-images-10-labels", "5-channels", "no-images", "one-hot-labels",
+], ids=["2d-images", "40-images-10-labels", "1-image-2-labels", "5-channels", "no-images", "one-hot-labels",
         "floats-below-0", "nan", "int64-images", "float-labels", "hidden-label", "slash-label",
         "blank-label", "macosx-label", "object-labels", "missing-key"])
 def test_arrays_that_would_train_on_something_else_name_file_key_and_shape(tmp_path: Path,
