@@ -109,9 +109,10 @@ def test_the_npz_is_checked_on_every_read(tmp_path: Path, capsys):
      r"'labels' cannot be read \(Object arrays cannot be loaded"),
     (dict(pictures=GRAY, labels=LABELS), r"needs arrays 'images' and 'labels', has "
                                           r"\['labels', 'pictures'\]"),
-], ids=["2d-images", "40-images-10-labels", "1-image-2-labels", "5-channels", "no-images", "one-hot-labels",
-        "floats-below-0", "nan", "int64-images", "float-labels", "hidden-label", "slash-label",
-        "blank-label", "macosx-label", "object-labels", "missing-key"])
+], ids=["2d-images", "40-images-10-labels", "1-image-2-labels", "5-channels", "no-images",
+        "one-hot-labels", "floats-below-0", "nan", "int64-images", "float-labels",
+        "hidden-label", "slash-label", "blank-label", "macosx-label", "object-labels",
+        "missing-key"])
 def test_arrays_that_would_train_on_something_else_name_file_key_and_shape(tmp_path: Path,
                                                                          arrays, message):
     path = write_npz(tmp_path, "bad.npz", **arrays)
