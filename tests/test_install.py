@@ -147,3 +147,23 @@ def test_a_folder_pip_cannot_build_stops_saying_to_attach_the_wheel(tmp_path):
     assert done.returncode == 1
     assert ("lines above): attach the wheel that `make wheel` writes instead of the folder, it "
             "needs no build") in done.stderr, done.stderr
+
+
+def test_a_python_without_pyyaml_stops_saying_what_to_do_instead_of_calling_pip(tmp_path):
+    """PyYAML missing (Kaggle's images have it; this Python hides it): pip cannot download it
+    offline, so the cell stops with what to attach and run, and pip is not run."""
+    hide_yaml = "import sys; sys.modules['yaml'] = None  # as if PyYAML were not installed\n"
+    done = subprocess.run([sys.executable, "-c", hide_yaml + install_cell(tmp_path)], cwd=ROOT,
+                          env=offline_environment(), capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "teacher_student is already installed" in done.stdout
+    (line,) = [text for text in done.stderr.splitlines() if text.startswith("Stop: ")]
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert line == (
+        "Stop: PyYAML, which teacher_student reads its configs with, is not installed "
+        "in this Python, and without internet pip cannot download it. Attach its wheel as a "
+        f"dataset (PyYAML's .whl for Python {version} on this platform, from "
+        "pypi.org/project/PyYAML/#files) and, in a cell before this one, run !pip install "
+        "--no-index --no-deps /kaggle/input/<dataset>/<the .whl>; or turn the notebook's "
+        "internet on and run !pip install pyyaml")
+    assert "pip" not in done.stdout.replace("!pip", "") and "Requirement" not in done.stdout

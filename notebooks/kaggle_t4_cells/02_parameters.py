@@ -5,7 +5,9 @@ OVERRIDES = []  # "key=value" strings, as with --set, e.g. ["phases.0.epochs=5"]
 PRECISION = "auto"  # auto: mixed_float16 on a T4, float32 on a CPU; None keeps the config's
 WORK = "/kaggle/working"  # Kaggle keeps this folder as the notebook's output
 RUN_NAME = "teacher_student_run"  # the run directory: keep it to resume after a restart
-PACKAGE_SOURCE = "/kaggle/input/teacher-student"  # the repository, attached as a dataset
+# The package, attached as a dataset: the wheel that `make wheel` writes (dist/*.whl; no build
+# needed), or the repository folder. The dataset's folder, or the .whl file itself.
+PACKAGE_SOURCE = "/kaggle/input/teacher-student"
 # A previous session's output holding RUN_NAME (attach that version's output as a dataset,
 # e.g. "/kaggle/input/my-notebook-output"): copied into WORK, and the run continues from it.
 RESUME_FROM = None

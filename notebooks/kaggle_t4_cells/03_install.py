@@ -65,8 +65,14 @@ if importlib.util.find_spec("teacher_student") is None:
           f"{installed.parent}")
 else:
     print("teacher_student is already installed")
-if importlib.util.find_spec("yaml") is None:
-    pip_install("pyyaml")
+if importlib.util.find_spec("yaml") is None:  # Kaggle's images have it; pip needs internet
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    raise Stop("PyYAML, which teacher_student reads its configs with, is not installed in this "
+               "Python, and without internet pip cannot download it. Attach its wheel as a "
+               f"dataset (PyYAML's .whl for Python {version} on this platform, from "
+               "pypi.org/project/PyYAML/#files) and, in a cell before this one, run "
+               "!pip install --no-index --no-deps /kaggle/input/<dataset>/<the .whl>; or "
+               "turn the notebook's internet on and run !pip install pyyaml")
 
 from teacher_student.quiet import quiet_logs
 
