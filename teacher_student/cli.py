@@ -16,6 +16,7 @@ from teacher_student.errors import ConfigError, PreflightFailed, TimeBudgetReach
 from teacher_student.interrupts import handle_interrupts
 from teacher_student.quiet import quiet_logs
 from teacher_student.run.directory import MODEL_NAMES, TEACHER, RunDir
+from teacher_student.words import counted
 
 JOBS = {
     "train-teacher": "train the teacher's phases (resumes a stopped run)",
@@ -74,8 +75,8 @@ def check_dtypes_command(args) -> int:
         model.compile(optimizer=policy.wrap_optimizer(keras.optimizers.Adam()), loss=None)
         findings = audit_dtypes(model, policy.name)
         casts = list_casts(model)
-        print(f"\n== {name}: {model.count_params():,} parameters, {len(casts)} cast layers, "
-              f"optimizer {type(model.optimizer).__name__}")
+        print(f"\n== {name}: {model.count_params():,} parameters, "
+              f"{counted(len(casts), 'cast layer')}, optimizer {type(model.optimizer).__name__}")
         print(format_casts(casts))
         print(f"\n{name} findings:")
         print(format_findings(findings))

@@ -21,9 +21,10 @@ import keras
 import numpy as np
 import pandas as pd
 
+from teacher_student import atomic
 from teacher_student.config import Config
 from teacher_student.data.batches import Batches
-from teacher_student.data.inputs import prepare_inputs
+from teacher_student.data.inputs import Inputs, prepare_inputs
 from teacher_student.errors import RunDirError
 from teacher_student.models.precision import PrecisionPolicy, resolve
 from teacher_student.outputs import latency, metrics, model_plots, plots, reports
@@ -32,7 +33,9 @@ from teacher_student.run.checkpoints import unreadable_model
 from teacher_student.run.config import saved_config
 from teacher_student.run.directory import MODEL_NAMES, STUDENT_DISTILLED, TEACHER, RunDir
 from teacher_student.training.steps import Execution, Step, plan_steps
+from teacher_student.training.steps.teacher_fold import fold_name
 from teacher_student.training.teachers import ensemble, listed_teachers, teacher_file
+from teacher_student.words import counted
 
 ENSEMBLE = "teacher_ensemble"  # the listed teachers' ensemble, in the comparison
 
@@ -77,7 +80,8 @@ def compare(run: RunModels) -> list[dict]:
         raise RunDirError(f"no trained model in {run.run_dir.path}: run train-teacher first")
     labels = run.test.labels.astype(np.int64)
     listed = _listed_teachers(run)
-    evaluations = {**listed, **{name: evaluate_saved(run, name) for name in names}}
+    folds = run.run_dir.fold_teachers()  # evaluated, not timed: the ensemble is the teacher
+    evaluations = {**listed, **{name: evaluate_saved(run, name) for name in [*folds, *names]}}
     # What the students are compared with: the teacher they learnt from.
     reference = next(reversed(listed)) if listed else TEACHER
     paths = {name: run.run_dir.model_file(name) for name in names}  # the run's own: timed
@@ -99,6 +103,30 @@ def compare(run: RunModels) -> list[dict]:
         plots.plot_student_curves(students, teacher.row["accuracy"] if teacher else None,
                                   run.run_dir.reports / "student_curves.png")
     return rows
+
+
+def out_of_fold(run_dir: RunDir, inputs: Inputs) -> float:
+    """Each fold's teacher on the images it was validated on (data.folds): every training and
+    validation image answered once, by the teacher that never trained on it. Written as
+    `reports/out_of_fold.csv` (path, fold, label, predicted, each class's probability); the
+    out-of-fold accuracy, said and returned."""
+    frames = []
+    for fold, ((_, held), (_, batches)) in enumerate(zip(inputs.folds, inputs.fold_batches),
+                                                     start=1):
+        model = keras.saving.load_model(run_dir.model_file(fold_name(fold)), safe_mode=True)
+        labels, probabilities = reports.predict_probabilities(model, batches)
+        frame = pd.DataFrame(probabilities, columns=list(inputs.class_names))
+        frame.insert(0, "path", list(held.paths))
+        frame.insert(1, "fold", fold)
+        frame.insert(2, "label", [inputs.class_names[y] for y in labels])
+        frame.insert(3, "predicted", [inputs.class_names[y] for y in probabilities.argmax(-1)])
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    atomic.write_csv(table, run_dir.reports / "out_of_fold.csv")
+    accuracy = float((table["label"] == table["predicted"]).mean())
+    print(f"out-of-fold accuracy {accuracy:.2%} ({len(frames)} folds, {len(table):,} training "
+          f"and validation images; {run_dir.reports / 'out_of_fold.csv'})")
+    return accuracy
 
 
 def _listed_files(run: RunModels) -> dict[str, Path]:
@@ -169,6 +197,6 @@ def _notes(run: RunModels, names: Sequence[str]) -> list[str]:
     if STUDENT_DISTILLED not in names or unlabeled is None:
         return []
     return [f"{STUDENT_DISTILLED} learnt from the {run.labeled_images:,} labeled training "
-            f"images and {unlabeled:,} unlabeled ones ({run.config.distill.unlabeled}, listed "
-            f"in {run.run_dir.unlabeled_file.name}); the other models from the labeled ones "
+            f"images and {counted(unlabeled, 'unlabeled one')} ({run.config.distill.unlabeled}, "
+            f"listed in {run.run_dir.unlabeled_file.name}); the other models from the labeled ones "
             "alone."]

@@ -11,6 +11,8 @@ import platform
 
 import keras
 
+from teacher_student.words import counted
+
 
 def gpu_compute_capability() -> tuple[int, int] | None:
     """The first GPU's compute capability, or None without a GPU."""
@@ -61,7 +63,7 @@ def accelerator_name() -> str | None:
 
 
 def cpu_name() -> str:
-    return f"CPU, {os.cpu_count()} cores ({platform.machine()})"
+    return f"CPU, {counted(os.cpu_count() or 1, 'core')} ({platform.machine()})"
 
 
 def cpu_model() -> str:
@@ -75,7 +77,7 @@ def cpu_model() -> str:
     except OSError:  # not Linux
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name}, {cores} cores"
+    return f"{name}, {counted(cores, 'core')}"
 
 
 def device_name() -> str:

@@ -159,7 +159,7 @@ def prepare(config: Config, run_dir: RunDir, command: str,
     plan = _concerning(command, plan_steps(scaled_for_replicas(resolved, distribution.replicas),
                                            run_dir, distilled), run_dir)
     data = TrainingData(inputs.train, inputs.val, config.data.seed, config.steps_per_execution,
-                        inputs.train_with_unlabeled)
+                        inputs.train_with_unlabeled, inputs.fold_batches)
     return Job(resolved, policy, data, inputs, distribution, run_dir, jit_compile, plan,
                tuple(step for step in plan if step.job == command),
                Timekeeper(plan, run_dir.status_file, budget, started),
@@ -210,9 +210,11 @@ def train_teacher(config: Config, run_dir: RunDir, preflight: bool = True) -> di
     """The teacher's phases; the teacher's row of the comparison (on the test split)."""
     with training_job(config, run_dir, TRAIN_TEACHER, preflight) as job, job.clock.tracking():
         _run(job)
-        histories = {step.phase.name: step.directory.read_history() for step in job.steps}
+        histories = {step.title: step.directory.read_history() for step in job.steps}
         plots.plot_curves(histories, job.run_dir.reports / "teacher_curves.png")
         row = evaluation.evaluate_saved(job.models, TEACHER).row
+        if job.inputs.folds:
+            row["out_of_fold_accuracy"] = evaluation.out_of_fold(job.run_dir, job.inputs)
     print(f"\nteacher test accuracy {row['accuracy']:.2%} (macro-F1 {row['macro_f1']:.4f}); "
           f"saved {job.run_dir.model_file(TEACHER)}")
     return row

@@ -52,7 +52,7 @@ def test_a_student_learns_from_an_ensemble_of_listed_teachers(trained, run, tmp_
     teachers = f"distill.teachers=[{original}, {other}]"
     assert cli.main(argv("distill", run, images, teachers)) == 0
     out = capsys.readouterr().out
-    assert "distillation: kd, 1 epochs" in out and "from 2 teachers" in out
+    assert "distillation: kd, 1 epoch," in out and "from 2 teachers" in out
     checked = [step["name"] for step in json.loads((run / "preflight.json").read_text())["steps"]]
     assert "student_distilled" in checked  # the preflight built the ensemble too
     assert (run / "student_distilled.keras").exists()
@@ -73,7 +73,7 @@ def test_a_new_run_learns_from_a_listed_teachers_feature_map(trained, tmp_path, 
                            f"distill.teachers=[{original}]", "distill.baseline=false"),
                      "--no-preflight"]) == 0
     out = capsys.readouterr().out
-    assert "distillation: feature, 1 epochs" in out and "[1/1 distillation] epoch 1/1" in out
+    assert "distillation: feature, 1 epoch," in out and "[1/1 distillation] epoch 1/1" in out
     history = pd.read_csv(run / "student_distilled" / "history.csv")
     assert history["distillation_loss"].iloc[0] > 0
     assert (run / "student_distilled.keras").exists() and not (run / "teacher").exists()

@@ -45,6 +45,7 @@ CHECKS: dict[str, Any] = {
     "data.test_fraction": fraction,
     "data.batch_size": positive,
     "data.cache": one_of(CACHES),
+    "data.folds": lambda v: None if v >= 1 else f"must be >= 1 (1: one teacher), got {v!r}",
     "teacher.widths": widths,
     "teacher.fusion_width": lambda v: widths((v,)),
     "teacher.upsampling": one_of(UPSAMPLING),

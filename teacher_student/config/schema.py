@@ -30,6 +30,10 @@ class DataConfig:
     # Mirror training images left to right at random (half of them) in every step whose
     # augment is light or strong: for photos; never for digits, letters or text
     flip: bool = False
+    # K >= 2: K teachers, each trained on the training and validation images but one fold of
+    # them (stratified, seeded) and validated on that fold, the test split held out from all;
+    # the student learns from their ensemble. 1: one teacher on the run's own split
+    folds: int = 1
 
 
 @dataclass(frozen=True)

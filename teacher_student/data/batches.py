@@ -33,6 +33,7 @@ class Batches(keras.utils.PyDataset):
         self.pixels = pixels
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int32)
+        self.class_weights = class_weights
         self.weights = None if class_weights is None else \
             np.asarray([1.0 if y == UNLABELED else class_weights[int(y)] for y in self.labels],
                        dtype=np.float32)

@@ -11,7 +11,13 @@ from teacher_student.config import DataConfig
 from teacher_student.data.batches import UNLABELED, Batches, StackedPixels
 from teacher_student.data.decoding import Decoding
 from teacher_student.data.labeled import ImageTable, read_source
-from teacher_student.data.splits import Split, class_weights, keep_recorded_split, split_table
+from teacher_student.data.splits import (
+    Split,
+    class_weights,
+    folds_of,
+    keep_recorded_split,
+    split_table,
+)
 from teacher_student.data.unlabeled import UnlabeledImages, read_unlabeled
 from teacher_student.errors import DataError
 from teacher_student.run.directory import RunDir
@@ -32,6 +38,9 @@ class Inputs:
     # the distillation trains on when the config lists unlabeled images
     train_with_unlabeled: Batches | None = None
     unlabeled: UnlabeledImages | None = None
+    # data.folds K: each fold's (training, validation) images, and their batches
+    folds: tuple[tuple[Split, Split], ...] = ()
+    fold_batches: tuple[tuple[Batches, Batches], ...] = ()
 
     def digest(self) -> str:
         """Which images the job takes, in which split and class (and which unlabeled ones)."""
@@ -84,17 +93,20 @@ def prepare_inputs(data: DataConfig, run_dir: RunDir, global_batch: int,
                     f"batch {global_batch} of {replicas} replicas; lower data.batch_size or "
                     "give the split a larger fraction")
 
-    def batches(name: str, **options) -> Batches:
-        split = splits[name]
+    def batches(split: Split, **options) -> Batches:
         return Batches(table.pixels, split.rows, split.labels, global_batch,
                        drop_remainder=True if replicas > 1 else None, to_device=to_device,
                        **options)
 
-    weights = (class_weights(splits["train"].labels, len(class_names))
-               if data.class_weights else None)
-    train = batches("train", shuffle=True, seed=data.seed, class_weights=weights)
-    inputs = Inputs(train, batches("val"), batches("test"), class_names, splits,
-                    table.skipped, drawn=recorded is None)
+    def training(split: Split) -> Batches:
+        weights = class_weights(split.labels, len(class_names)) if data.class_weights else None
+        return batches(split, shuffle=True, seed=data.seed, class_weights=weights)
+
+    folds = (tuple(folds_of(splits["train"], splits["val"], data.folds, data.seed, class_names))
+             if data.folds > 1 else ())
+    inputs = Inputs(training(splits["train"]), batches(splits["val"]), batches(splits["test"]),
+                    class_names, splits, table.skipped, drawn=recorded is None, folds=folds,
+                    fold_batches=tuple((training(train), batches(val)) for train, val in folds))
     if unlabeled_source is None:
         return inputs
     unlabeled = read_unlabeled(unlabeled_source, decoding, table)
@@ -104,7 +116,7 @@ def prepare_inputs(data: DataConfig, run_dir: RunDir, global_batch: int,
         StackedPixels(table.pixels, unlabeled.pixels),
         [*labeled.rows, *(len(table.pixels) + row for row in unlabeled.rows)],
         [*labeled.labels, *[UNLABELED] * len(unlabeled)], global_batch, shuffle=True,
-        seed=data.seed, class_weights=weights, to_device=to_device,
+        seed=data.seed, class_weights=inputs.train.class_weights, to_device=to_device,
         drop_remainder=True if replicas > 1 else None))
 
 

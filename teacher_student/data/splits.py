@@ -1,6 +1,7 @@
 """Splitting an `ImageTable` into train, val and test (stratified, seeded), keeping a folder's
 own split where it has one; the split a run recorded, kept when the source has changed since;
-and the class weights that balance the loss.
+the folds of its training and validation images (data.folds); and the class weights that
+balance the loss.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
 from teacher_student.data.labeled import ImageTable
@@ -144,6 +145,28 @@ def _still_evaluable(split: str, recorded: pd.DataFrame, kept: list, where: str)
                 f"class {class_name!r} has none of its {split} images of {where} left in the "
                 "source (moved, deleted or unreadable since): that split can no longer measure "
                 "it. Restore the files, or train on this data in a new --run-dir")
+
+
+def folds_of(train: Split, val: Split, folds: int, seed: int,
+             class_names: tuple[str, ...]) -> list[tuple[Split, Split]]:
+    """K (training, validation) pairs over the training and validation images together:
+    stratified folds, seeded, each fold validating once (data.folds)."""
+    whole = Split(train.paths + val.paths, train.labels + val.labels, train.rows + val.rows)
+    counts = np.bincount(whole.labels, minlength=len(class_names))
+    for label in sorted(set(whole.labels)):
+        if counts[label] < folds:
+            raise DataError(f"data.folds: class {class_names[label]!r} has {counts[label]} "
+                            f"training and validation images; {folds} folds need {folds}")
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    pairs = []
+    for kept, held in splitter.split(np.zeros(len(whole.labels)), whole.labels):
+        pairs.append((_pick(whole, kept), _pick(whole, held)))
+    return pairs
+
+
+def _pick(whole: Split, indices) -> Split:
+    return Split(*(tuple(column[i] for i in indices)
+                   for column in (whole.paths, whole.labels, whole.rows)))
 
 
 def class_weights(labels: tuple[int, ...], num_classes: int) -> dict[int, float]:

@@ -6,9 +6,11 @@
     skipped_files.csv    every file that could not be used, and why
     unlabeled.csv        the unlabeled images the distillation learnt from (distill.unlabeled)
     skipped_unlabeled.csv    those that could not be used, and why
-    teacher/phase1_<name>/ ...   one `CheckpointDir` per teacher phase (checkpoints.py)
+    teacher/phase1_<name>/ ...   one `CheckpointDir` per teacher phase (checkpoints.py); with
+                         data.folds K: teacher/fold1/phase1_<name>/ ... for each fold
     student_distilled/, student_scratch/    the distillation's and the baseline's
-    teacher.keras, student_distilled.keras, student_scratch.keras    the final models
+    teacher.keras, student_distilled.keras, student_scratch.keras    the final models; with
+                         folds, teacher_fold1.keras ... and teacher.keras their ensemble
     reports/             curves, confusion matrices, per-class reports, comparison table,
                          reliability, accuracy against latency, latency.json
     export/              deployable copies (the export command)
@@ -29,6 +31,7 @@ explain (a disk that filled up, a copy between sessions cut short) is found by `
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +55,7 @@ from teacher_student.run.checkpoints import (  # noqa: F401 - what callers impor
 # name. Every other module takes the names from here.
 TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED = "teacher", "student_scratch", "student_distilled"
 MODEL_NAMES = (TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED)
+FOLD_TEACHER = re.compile(r"teacher_fold[1-9][0-9]*")  # each fold's teacher (data.folds)
 # The model that stands for the run where one is asked for (export, predict): the first it has.
 DEFAULT_MODELS = (STUDENT_DISTILLED, STUDENT_SCRATCH)
 SPLIT_COLUMNS = ["path", "label", "class_name", "split"]
@@ -84,13 +88,23 @@ class RunDir:
         object.__setattr__(self, "path", Path(self.path))
 
     def model_file(self, name: str) -> Path:
-        """One of `MODEL_NAMES` as a final `.keras` file."""
-        if name not in MODEL_NAMES:
-            raise ValueError(f"no model {name!r} in a run (known: {', '.join(MODEL_NAMES)})")
+        """One of `MODEL_NAMES`, or a fold's teacher (`fold_teacher`), as a final `.keras`
+        file."""
+        if name not in MODEL_NAMES and not FOLD_TEACHER.fullmatch(name):
+            raise ValueError(f"no model {name!r} in a run (known: {', '.join(MODEL_NAMES)}, "
+                             "teacher_fold1...)")
         return self.path / f"{name}.keras"
 
-    def teacher_phase(self, index: int, name: str) -> CheckpointDir:
-        return CheckpointDir(self.path / TEACHER / f"phase{index}_{name}")
+    def fold_teachers(self) -> list[str]:
+        """The names of the fold teachers the run has saved, in fold order."""
+        found = [path.stem for path in self.path.glob("teacher_fold*.keras")
+                 if FOLD_TEACHER.fullmatch(path.stem)]
+        return sorted(found, key=lambda name: int(name.removeprefix("teacher_fold")))
+
+    def teacher_phase(self, index: int, name: str, fold: int = 0) -> CheckpointDir:
+        """A teacher phase's folder; of fold `fold`'s teacher when there are folds."""
+        folder = self.path / TEACHER / (f"fold{fold}" if fold else "")
+        return CheckpointDir(folder / f"phase{index}_{name}")
 
     @property
     def distillation(self) -> CheckpointDir:

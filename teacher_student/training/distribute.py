@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import keras
 
 from teacher_student.hardware import accelerator_name, gpu_compute_capability
+from teacher_student.words import counted
 
 CPU_REPLICAS_VARIABLE = "TEACHER_STUDENT_CPU_REPLICAS"
 
@@ -62,7 +63,7 @@ class Distribution:
 
     def describe(self) -> str:
         where = "" if self.is_chief else f", worker {self.worker_index} (not chief)"
-        return f"distribution {self.name}: {self.replicas} replica(s){where}"
+        return f"distribution {self.name}: {counted(self.replicas, 'replica')}{where}"
 
     def callbacks(self) -> list:
         """What training needs under this engine: under a multi-replica tf.distribute strategy,

@@ -62,7 +62,7 @@ def test_teacher_phases_and_distillation_under_mirrored_strategy(precision, tmp_
     # The preflight runs under the strategy once (mixed_float16: with loss scaling too).
     checks = [] if precision == "mixed_float16" else ["--no-preflight"]
     teacher = run(cli("train-teacher", images, tmp_path / "run", *frozen_first, *checks), env)
-    assert "MirroredStrategy (logical CPUs): 2 replica(s), global batch 8" in teacher.stdout
+    assert "MirroredStrategy (logical CPUs): 2 replicas, global batch 8" in teacher.stdout
     assert f"precision {precision}" in teacher.stdout
     distilled = run(cli("distill", images, tmp_path / "run", *frozen_first,
                         "--set", "distill.epochs=1", "--no-preflight"), env)
@@ -115,7 +115,7 @@ def test_two_worker_multi_worker_mirrored_run_ends_with_identical_weights(tmp_pa
     outputs = [p.communicate(timeout=600)[0] for p in processes]
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[output.find("Traceback"):][:3000]
-    assert "MultiWorkerMirroredStrategy: 2 replica(s)" in outputs[0]
+    assert "MultiWorkerMirroredStrategy: 2 replicas" in outputs[0]
     assert "global batch 8" in outputs[0]
     chief = keras.saving.load_model(tmp_path / "run" / "teacher.keras")
     other = keras.saving.load_model(tmp_path / "run" / "workers" / "worker-1" / "teacher.keras")

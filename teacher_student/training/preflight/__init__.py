@@ -41,6 +41,7 @@ from teacher_student.training.preflight.report import against_budget, describe, 
 from teacher_student.training.preflight.step import StepCheck, check_step
 from teacher_student.training.steps import Execution, Step, TrainingData
 from teacher_student.training.timekeeping import Timekeeper, format_duration
+from teacher_student.words import counted
 
 __all__ = ["PreflightFailed", "StepCheck", "run_preflight"]
 
@@ -61,7 +62,7 @@ def run_preflight(steps: Sequence[Step], execution: Execution, data: TrainingDat
     checks = _recorded_checks(run_dir, fingerprint, to_check) if fingerprint else None
     if checks is not None:
         print(f"preflight: as checked before ({run_dir.preflight_file.name}: the same config, "
-              f"data and machine), {len(checks)} steps on {device_name()}")
+              f"data and machine), {counted(len(checks), 'step')} on {device_name()}")
         for check in checks:
             print(format_check(check))
     else:
@@ -78,11 +79,16 @@ def _check_steps(to_check: Sequence[Step], execution: Execution, data: TrainingD
                  timed_fits: bool, fingerprint: Mapping | None) -> list[StepCheck]:
     started = time.monotonic()
     batches = Batches(data.train, data.val, test_batches)
-    print(f"preflight: {len(to_check)} steps on {device_name()}, {describe(execution)}")
+    print(f"preflight: {counted(len(to_check), 'step')} on {device_name()}, "
+          f"{describe(execution)}")
     checks = []
     for step in to_check:
-        with _quiet_retracing():
-            checks.append(check_step(step, execution, batches, data, scope, timed_fits))
+        stand_in = next((check for check in checks if check.name == step.same_as), None)
+        if stand_in is not None:  # the same models, checked already: its check stands
+            checks.append(_for_step(stand_in, step))
+        else:
+            with _quiet_retracing():
+                checks.append(check_step(step, execution, batches, data, scope, timed_fits))
         print(format_check(checks[-1]))
     peak = peak_memory_bytes()
     estimate = sum(check.estimate_s for check in checks)
@@ -117,13 +123,16 @@ def _recorded_checks(run_dir: RunDir, fingerprint: Mapping,
         return None
     if any(step.name not in recorded for step in to_check):
         return None
-    checks = []
-    for step in to_check:
-        check, epochs_left = recorded[step.name], step.epochs_left()
-        checks.append(dataclasses.replace(
-            check, epochs_left=epochs_left,
-            estimate_s=round(check.first_step_s + epochs_left * check.epoch_s, 1)))
-    return checks
+    return [_for_step(recorded[step.name], step) for step in to_check]
+
+
+def _for_step(check: StepCheck, step: Step) -> StepCheck:
+    """`check` (recorded, or of a step with the same models) as `step`'s, with its epochs left
+    now."""
+    epochs_left = step.epochs_left()
+    return dataclasses.replace(
+        check, name=step.name, label=step.label, epochs_left=epochs_left,
+        estimate_s=round(check.first_step_s + epochs_left * check.epoch_s, 1))
 
 
 @contextlib.contextmanager

@@ -51,6 +51,7 @@ class TrainingData:
     steps_per_execution: int = 1
     # The training images with the unlabeled ones shuffled in (distill.unlabeled), or None
     train_with_unlabeled: object = None
+    folds: tuple = ()  # data.folds K: each fold's (training, validation) batches
 
     @property
     def steps_per_epoch(self) -> int:
@@ -91,6 +92,9 @@ class Step(ABC):
     job: str
     produces: str | None = None  # a RunDir model name
     needs: tuple[str, ...] = ()
+    # The step whose preflight check stands for this one's (the same models on other images:
+    # a later fold's phase), or None
+    same_as: str | None = None
 
     def __init__(self, directory: CheckpointDir, label: str, epochs: int):
         self.directory = directory

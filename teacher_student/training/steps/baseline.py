@@ -9,6 +9,7 @@ from teacher_student.run.directory import STUDENT_SCRATCH, RunDir
 from teacher_student.training.steps.base import Built, Execution, TrainingData
 from teacher_student.training.steps.student import StudentStep
 from teacher_student.training.trainee import Trainee
+from teacher_student.words import counted
 
 
 class Baseline(StudentStep):
@@ -23,5 +24,5 @@ class Baseline(StudentStep):
         return Built(trainee, student, self.optimizer(data.steps_per_epoch))
 
     def describe(self, built: Built) -> str:
-        return (f"the student from scratch, {self.config.distill.epochs} epochs, the "
+        return (f"the student from scratch, {counted(self.config.distill.epochs, 'epoch')}, the "
                 "distillation's budget")

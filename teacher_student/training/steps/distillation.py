@@ -5,6 +5,10 @@ those `distill.teachers` lists (teachers.py); on the training images, and the un
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import keras
+
 from teacher_student.config import Config, ConfigError
 from teacher_student.models.precision import load_weights_from
 from teacher_student.models.teacher import build_teacher
@@ -17,7 +21,9 @@ from teacher_student.training.steps.base import (
     without_trunk_weights,
 )
 from teacher_student.training.steps.student import StudentStep
+from teacher_student.training.steps.teacher_fold import fold_name
 from teacher_student.training.teachers import check_teachers, ensemble, listed_teachers
+from teacher_student.words import counted
 
 # Logit standardization (Sun et al. 2024) needs this many classes to keep any relation.
 MIN_CLASSES_TO_STANDARDIZE = 4
@@ -30,11 +36,17 @@ class Distillation(StudentStep):
         self.own_teacher = not config.distill.teachers
         self.needs = (TEACHER,) if self.own_teacher else ()
 
+    def own_teacher_files(self) -> list[Path]:
+        """The run's own teacher's file; with folds, each fold's."""
+        folds = self.config.data.folds
+        names = [TEACHER] if folds == 1 else [fold_name(k) for k in range(1, folds + 1)]
+        return [self.run_dir.model_file(name) for name in names]
+
     def build(self, execution: Execution, data: TrainingData) -> Built:
         distill, policy = self.config.distill, execution.policy
         student = self.fresh_student(execution, data.seed)
-        teachers = ([build_teacher(without_trunk_weights(self.config.teacher), policy)]
-                    if self.own_teacher else listed_teachers(distill.teachers, policy))
+        teachers = (self._own_teachers(policy) if self.own_teacher
+                    else listed_teachers(distill.teachers, policy))
         distiller = Distiller(ensemble(teachers, distill.temperature), student,
                               method_terms(distill, data.steps_per_epoch), distill.alpha,
                               distill.augment, distill.mix, data.seed, policy,
@@ -42,19 +54,32 @@ class Distillation(StudentStep):
         return Built(distiller, student, self.optimizer(data.steps_per_epoch),
                      teachers=tuple(teachers) if self.own_teacher else ())
 
+    def _own_teachers(self, policy) -> list[keras.Model]:
+        """Fresh teachers to load the run's own into (`prepare`): one, or one per fold."""
+        teachers = [build_teacher(without_trunk_weights(self.config.teacher), policy)
+                    for _ in self.own_teacher_files()]
+        if len(teachers) == 1:
+            return teachers
+        return [keras.Model(teacher.input, teacher.output, name=f"teacher{fold}")
+                for fold, teacher in enumerate(teachers, start=1)]
+
     def prepare(self, built: Built, resuming: bool) -> None:
         if self.own_teacher:  # listed teachers come with their weights
-            load_weights_from(built.teachers[0], self.run_dir.model_file(TEACHER))
+            for teacher, file in zip(built.teachers, self.own_teacher_files()):
+                load_weights_from(teacher, file)
 
     def describe(self, built: Built) -> str:
         distill, student = self.config.distill, built.deployable
-        several = len(distill.teachers) > 1
+        teachers = len(distill.teachers) or len(self.own_teacher_files())
+        several = teachers > 1
         ratio = built.trainee.teacher.count_params() / student.count_params()
-        return (f"{distill.method}, {distill.epochs} epochs, alpha {distill.alpha}, "
+        return (f"{distill.method}, {counted(distill.epochs, 'epoch')}, alpha {distill.alpha}, "
                 f"temperature {distill.temperature}"
                 + (", standardized logits" if distill.standardize_logits else "")
                 + f", mix {distill.mix}, lr {distill.learning_rate} ({distill.schedule})"
-                + (f", from {len(distill.teachers)} teachers" if several else "")
+                + (f", from {teachers} teachers" if several and distill.teachers else "")
+                + (f", from the {teachers} folds' teachers" if several and self.own_teacher
+                   else "")
                 + (f", with the unlabeled images of {distill.unlabeled}" if distill.unlabeled
                    else "")
                 + f"; the student has {student.count_params():,} parameters, "

@@ -12,7 +12,7 @@ from teacher_student.config import Config
 from teacher_student.models.freezing import set_trainable, trainable_parts
 from teacher_student.models.precision import load_weights_from
 from teacher_student.models.teacher import build_teacher, check_teacher_config
-from teacher_student.run.checkpoints import latest_best
+from teacher_student.run.checkpoints import CheckpointDir, latest_best
 from teacher_student.run.directory import TEACHER, RunDir
 from teacher_student.training.steps.base import (
     TRAIN_TEACHER,
@@ -26,26 +26,44 @@ from teacher_student.training.steps.base import (
 )
 from teacher_student.training.trainee import Trainee
 from teacher_student.training.trainer import step_callbacks, step_optimizer
+from teacher_student.words import counted
 
 
 class TeacherPhase(Step):
     job = TRAIN_TEACHER
+    weights_seed = 0  # added to the data seed for the teacher's initial weights
 
     def __init__(self, config: Config, run_dir: RunDir, index: int):
         """Phase `index` (from 1) of `config.phases`."""
-        self.phase = config.phases[index - 1]
-        count = len(config.phases)
-        super().__init__(run_dir.teacher_phase(index, self.phase.name),
-                         f"teacher phase {index}/{count} '{self.phase.name}'", self.phase.epochs)
         self.config, self.run_dir, self.index = config, run_dir, index
-        self.earlier = [run_dir.teacher_phase(i, phase.name)
+        self.phase = config.phases[index - 1]
+        super().__init__(self.folder(index, self.phase.name), self.phase_label(),
+                         self.phase.epochs)
+        self.earlier = [self.folder(i, phase.name)
                         for i, phase in enumerate(config.phases[:index - 1], start=1)]
-        self.produces = TEACHER if index == count else None
+        self.last = index == len(config.phases)
+        self.produces = self.model_name() if self.last else None
+
+    def folder(self, index: int, name: str) -> CheckpointDir:
+        return self.run_dir.teacher_phase(index, name)
+
+    def phase_label(self) -> str:
+        return f"teacher phase {self.index}/{len(self.config.phases)} '{self.phase.name}'"
+
+    @property
+    def title(self) -> str:
+        """The phase's name in the teacher's curves."""
+        return self.phase.name
+
+    def model_name(self) -> str:
+        """The run's model the last phase publishes."""
+        return TEACHER
 
     def build(self, execution: Execution, data: TrainingData) -> Built:
-        teacher = seeded(data.seed, build_teacher, self.config.teacher, execution.policy)
+        seed = data.seed + self.weights_seed
+        teacher = seeded(seed, build_teacher, self.config.teacher, execution.policy)
         set_trainable(teacher, self.phase.trainable, self.phase.unfreeze_top)
-        trainee = Trainee(teacher, self.phase.augment, seed=data.seed + 10 * self.index,
+        trainee = Trainee(teacher, self.phase.augment, seed=seed + 10 * self.index,
                           flip=self.config.data.flip)
         return Built(trainee, teacher, step_optimizer(self.phase, data.steps_per_epoch))
 
@@ -57,7 +75,7 @@ class TeacherPhase(Step):
     def describe(self, built: Built) -> str:
         phase, parts = self.phase, trainable_parts(built.deployable)
         trainable = int(sum(np.prod(w.shape) for w in built.deployable.trainable_weights))
-        return (f"{phase.epochs} epochs, lr {phase.learning_rate} ({phase.schedule}), "
+        return (f"{counted(phase.epochs, 'epoch')}, lr {phase.learning_rate} ({phase.schedule}), "
                 f"trunk parts training {sum(parts)}/{len(parts)}, "
                 f"{trainable:,} trainable parameters, augment {phase.augment}"
                 + (" with flips" if self.config.data.flip and phase.augment != "none" else ""))
@@ -67,10 +85,14 @@ class TeacherPhase(Step):
                                self.phase.reduce_lr_patience)
 
     def publish(self, execution: Execution) -> Path | None:
-        if self.produces is None:
+        if not self.last:
             return None
+        return self.publish_teacher(self.produces, execution)
+
+    def publish_teacher(self, name: str, execution: Execution) -> Path:
+        """The run's model `name`: the teacher with the best weights of its latest phase."""
         teacher = build_teacher(without_trunk_weights(self.config.teacher), execution.policy)
-        return publish_best(self.run_dir, TEACHER, teacher, [*self.earlier, self.directory])
+        return publish_best(self.run_dir, name, teacher, [*self.earlier, self.directory])
 
     def check(self, inputs) -> None:
         check_teacher_config(self.config.teacher)
