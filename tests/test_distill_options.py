@@ -229,3 +229,13 @@ def test_a_teacher_that_answers_probabilities_is_refused(trained, run, tmp_path,
     assert cli.main(argv("distill", run, images, f"distill.teachers=[{exported}]")) == 2
     assert f"distill.teachers.0: {exported} answers probabilities" in capsys.readouterr().err
     assert snapshot(run) == before
+
+
+def test_a_student_larger_than_its_teacher_is_said_with_a_warning():
+    from teacher_student.training.steps.distillation import _sizes
+
+    assert _sizes(1_000, 12_300, "the teacher") == \
+        "the student has 1,000 parameters, 12.3x fewer than the teacher"
+    larger = _sizes(56_000, 1_000, "the teachers")
+    assert larger.startswith("the student has 56,000 parameters, 56.0x more than the teachers")
+    assert "warning" in larger and "0.0x" not in larger

@@ -72,7 +72,6 @@ class Distillation(StudentStep):
         distill, student = self.config.distill, built.deployable
         teachers = len(distill.teachers) or len(self.own_teacher_files())
         several = teachers > 1
-        ratio = built.trainee.teacher.count_params() / student.count_params()
         return (f"{distill.method}, {counted(distill.epochs, 'epoch')}, alpha {distill.alpha}, "
                 f"temperature {distill.temperature}"
                 + (", standardized logits" if distill.standardize_logits else "")
@@ -82,8 +81,8 @@ class Distillation(StudentStep):
                    else "")
                 + (f", with the unlabeled images of {distill.unlabeled}" if distill.unlabeled
                    else "")
-                + f"; the student has {student.count_params():,} parameters, "
-                  f"{ratio:.1f}x fewer than the teacher" + ("s" if several else ""))
+                + "; " + _sizes(student.count_params(), built.trainee.teacher.count_params(),
+                                "the teachers" if several else "the teacher"))
 
     def check(self, inputs) -> None:
         super().check(inputs)
@@ -97,3 +96,14 @@ class Distillation(StudentStep):
 
     def training_data(self, data: TrainingData) -> TrainingData:
         return data.with_unlabeled()
+
+
+def _sizes(student: int, teacher: int, teachers: str) -> str:
+    """The student's size against its teacher's: `111,000 parameters, 12.3x fewer than the
+    teacher`, and a warning where the student is the larger."""
+    if student <= teacher:
+        return f"the student has {student:,} parameters, {teacher / student:.1f}x fewer than " \
+               f"{teachers}"
+    return (f"the student has {student:,} parameters, {student / teacher:.1f}x more than "
+            f"{teachers}: warning, distillation is for a smaller student (student.trunk, "
+            "student.width_multiplier)")
