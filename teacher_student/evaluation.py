@@ -84,9 +84,11 @@ def compare(run: RunModels) -> list[dict]:
     evaluations = {**listed, **{name: evaluate_saved(run, name) for name in [*folds, *names]}}
     # What the students are compared with: the teacher they learnt from.
     reference = next(reversed(listed)) if listed else TEACHER
-    paths = {name: run.run_dir.model_file(name) for name in names}  # the run's own: timed
+    # The run's own models are timed (unless measure_latency says not to); no other.
+    paths = ({name: run.run_dir.model_file(name) for name in names}
+             if run.config.measure_latency else {})
     cpu = latency.measure_once(list(paths.values()), run.run_dir.reports / "latency.json",
-                               tflite=True)
+                               tflite=True) if paths else None
     rows = [{**row, **(cpu.columns(paths[row["model"]]) if row["model"] in paths else {})}
             for row in reports.with_teacher_agreement(evaluations, reference)]
     for variant in run.run_dir.variants():

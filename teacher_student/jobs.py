@@ -120,9 +120,11 @@ def check_plan_steps(job: Job) -> dict[str, Execution]:
 
 
 def preflight_fingerprint(job: Job) -> dict:
-    """What the preflight's checks depend on: the config (but its time budget and what Keras
-    prints, which a new session changes), the data, the machine and the software."""
-    config = dataclasses.replace(job.config, time_budget=None, verbose="auto")
+    """What the preflight's checks depend on: the config (but its time budget, what Keras
+    prints and the comparison's timing, which change nothing it checks), the data, the
+    machine and the software."""
+    config = dataclasses.replace(job.config, time_budget=None, verbose="auto",
+                                 measure_latency=True)
     return {"config": hashlib.sha256(to_yaml(config).encode()).hexdigest(),
             "data": job.inputs.digest(), "device": device_name(),
             "replicas": job.distribution.replicas, "keras": keras.version(),

@@ -13,7 +13,7 @@ from helpers import write_image_folder
 from teacher_student import cli
 
 FOLDS = ["data.folds=2", "data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0",
-         "distill.baseline=false"]
+         "distill.baseline=false", "measure_latency=false"]
 
 
 def test_fold_teachers_answer_out_of_fold_and_teach_the_student_as_one(tmp_path, capsys):

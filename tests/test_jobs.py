@@ -20,7 +20,7 @@ from teacher_student.config import ConfigError
 from teacher_student.run.config import resolve_run_config
 from teacher_student.run.directory import RunDir
 
-TINY = ["data.batch_size=4", "distill.epochs=2"]
+TINY = ["data.batch_size=4", "distill.epochs=2", "measure_latency=false"]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ from PIL import Image
 from teacher_student import cli
 from teacher_student.run.directory import RunDir
 
-SETTINGS = ["data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0", "distill.epochs=1"]
+SETTINGS = ["data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0", "distill.epochs=1",
+            "measure_latency=false"]
 
 
 def argv(command: str, run, *more: str) -> list[str]:

@@ -72,7 +72,8 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
                 variant = config_module.load(config, [
                     *base, *VARIANTS[name], *student_overrides(student),
                     f"distill.baseline={str(baseline).lower()}",
-                    *_ensemble_override(name, teacher_runs)])
+                    # the table needs accuracy; `bench frontier` times the students it shows
+                    "measure_latency=false", *_ensemble_override(name, teacher_runs)])
                 rows = jobs.distill(variant, run_dir, distilled=not baseline, preflight=False)
                 model = STUDENT_SCRATCH if baseline else STUDENT_DISTILLED
                 accuracy = next(row["accuracy"] for row in rows if row["model"] == model)

@@ -139,6 +139,9 @@ class Config:
     # What Keras prints per epoch: auto (a live bar on a terminal, one line per epoch in a log
     # or notebook), 1 (the bar), 2 (one line), 0 (nothing; the run's own progress line stays)
     verbose: int | str = "auto"
+    # The comparison times each model on the CPU, in a fresh process (Keras and TFLite, about
+    # 5 s a model and the process's start): false leaves those columns out
+    measure_latency: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)

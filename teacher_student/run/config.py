@@ -20,7 +20,7 @@ def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
 
     Only how the steps run may change between runs of one directory: the precision (to
     continue a phase in float32 after a float16 overflow), XLA (another machine), the time
-    budget and what Keras prints (`verbose`); and,
+    budget, what Keras prints (`verbose`) and whether the comparison times the models; and,
     until a student has been trained there, how to distil (the `distill` and `student`
     sections: the teacher is trained once, then distilled as the user chooses). Any other
     difference is an error naming the key.
@@ -29,7 +29,7 @@ def resolve_run_config(config: Config, run_dir: RunDir) -> Config:
     if saved is None:
         return config
     ours = config.with_dataset(saved.teacher.num_classes)
-    changeable = ["precision", "jit_compile", "time_budget", "verbose"]
+    changeable = ["precision", "jit_compile", "time_budget", "verbose", "measure_latency"]
     if not (run_dir.distillation.path.exists() or run_dir.baseline.path.exists()):
         changeable += ["distill", "student"]
     fixed = dataclasses.replace(ours, **{key: getattr(saved, key) for key in changeable})

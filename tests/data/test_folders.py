@@ -112,7 +112,7 @@ def test_a_class_whose_every_file_is_unusable_is_named(tmp_path: Path):
     (root / "broken" / "zero.png").write_bytes(b"")
     (root / "broken" / "text.jpg").write_text("not a picture")
     with pytest.raises(DataError, match=r"images: class 'broken' has no usable image: its 2 "
-                                        r"file\(s\) were all skipped \(first: .*text\.jpg: "
+                                        r"files were all skipped \(first: .*text\.jpg: "
                                         r"cannot decode"):
         read(root)
 

@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def cli(command: str, images, run_dir, *extra: str) -> list[str]:
     return [sys.executable, "-m", "teacher_student", command, "--config", "tiny",
             "--data", str(images), "--run-dir", str(run_dir), "--set", "data.batch_size=4",
+            "--set", "measure_latency=false",
             *extra]
 
 

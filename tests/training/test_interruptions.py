@@ -36,6 +36,7 @@ DISTILL_EPOCHS = 4
 PER_CLASS = 20  # 60 images: 42 train, 9 val, 9 test
 SETTINGS = [
     "data.batch_size=4",
+    "measure_latency=false",
     "jit_compile=false",
     *(f"phases.{i}.epochs={EPOCHS}" for i in range(3)),
     # High enough for the tiny teacher to learn the task in a few epochs, so that the test
