@@ -52,3 +52,13 @@ def test_fold_teachers_answer_out_of_fold_and_teach_the_student_as_one(tmp_path,
     rows = pd.read_csv(run / "reports" / "comparison.csv").set_index("model")
     assert {"teacher_fold1", "teacher_fold2", "teacher", "student_distilled"} <= set(rows.index)
     assert rows.loc["student_distilled", "teacher_agreement"] >= 0
+
+    # A variant of the run (another temperature) is taught by the same folds, not by new ones.
+    assert cli.main(["distill", "--run-dir", str(run), "--no-preflight",
+                     "--set", "distill.temperature=2"]) == 0
+    variants = [path for path in (run / "variants").iterdir() if path.is_dir()]
+    assert len(variants) == 1 and "from the 2 folds' teachers" in capsys.readouterr().out
+    for fold in (1, 2):
+        assert (variants[0] / f"teacher_fold{fold}.keras").read_bytes() == \
+            (run / f"teacher_fold{fold}.keras").read_bytes()
+    assert not (variants[0] / "teacher").exists()

@@ -28,6 +28,8 @@ DISTILL_VARIANTS = {
     "kd-alpha0.9": ["distill.method=kd", "distill.alpha=0.9"],
     # A student taught by the seed's `--teachers N` teachers, averaged in probability.
     "kd-ensemble": ["distill.method=kd"],
+    # A student taught by the seed's `--folds K` teachers (data.folds), averaged in probability.
+    "kd-folds": ["distill.method=kd"],
     "dkd": ["distill.method=dkd", "distill.alpha=1"],
     "dkd-beta8": ["distill.method=dkd", "distill.alpha=1", "distill.dkd.beta=8"],
     "dkd+ls": ["distill.method=dkd", "distill.alpha=1", "distill.standardize_logits=true",

@@ -60,12 +60,12 @@ def bench_distill(args) -> int:
     if args.jobs > 1:
         frame = distill.run_in_processes(args.data, args.seeds, args.variants, Path(args.out),
                                          args.config, args.set, args.jobs, args.students,
-                                         args.teachers, args.unlabeled)
+                                         args.teachers, args.unlabeled, args.folds)
     else:
         frame = distill.run(args.data, args.seeds, args.variants, Path(args.out), args.config,
                             args.set, args.students, args.teachers, args.only_teacher,
-                            args.unlabeled)
-        if args.only_teacher is not None:
+                            args.unlabeled, args.folds, args.only_folds)
+        if args.only_teacher is not None or args.only_folds:
             return 0
     print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n"
           f"{distill_results.format_table(frame)}")
@@ -158,7 +158,10 @@ def add_bench_commands(commands) -> None:
                            "config's")
     gain.add_argument("--teachers", type=int, default=1,
                       help="teachers per seed, on its split, for the *-ensemble variants")
+    gain.add_argument("--folds", type=int, default=5,
+                      help="fold teachers per seed (data.folds), for the *-folds variants")
     gain.add_argument("--only-teacher", type=int, help=argparse.SUPPRESS)  # --jobs' processes
+    gain.add_argument("--only-folds", action="store_true", help=argparse.SUPPRESS)
     gain.add_argument("--unlabeled", type=float, metavar="SHARE",
                       help="drop the labels of this share of each seed's training images "
                            "(0.75): every model learns from the rest, the distilled students "

@@ -3,17 +3,18 @@
     python -m teacher_student bench distill --data mnist --seeds 0 1 2 --out runs/distill \
         [--students 1 2 MobileNetV3Small] [--teachers 3] [--unlabeled 0.75]
 
-Per seed (which re-splits the data and re-initialises every model): the teacher is trained
-once (with `--teachers N`, N teachers on the same split, of other initial weights, for the
-`*-ensemble` variants); then every variant (a distillation method and its settings, or a
-baseline: the student trained from scratch with a kind of mixing), for every student
-(`--students`: width multipliers of our student, or keras.applications networks), runs in a run
-directory of its own, seeded with the teacher's files and decoded images, so the teacher is not
-trained, nor the images decoded, again. All student runs share the augmentation, budget and
-schedule; a method is compared with the baseline of its own mixing and student. Each run writes
-its `result.csv` when it is done, so runs can go in parallel processes sharing `--out` (`--jobs
-N`: N processes at a time, the first seed's runs first, each logging to its run's
-`bench.log`), and a rerun skips them. With `--unlabeled SHARE`, that share of each seed's
+Per seed (which re-splits the data and re-initialises every model): the teacher is trained once
+(with `--teachers N`, N teachers on the same split, of other initial weights, for the
+`*-ensemble` variants; with `--folds K`, K fold teachers on its training and validation images,
+the test split held out, for the `*-folds` variants); then every variant (a distillation method
+and its settings, or a baseline: the student trained from scratch with a kind of mixing), for
+every student (`--students`: width multipliers of our student, or keras.applications networks),
+runs in a run directory of its own, seeded with the teacher's files and decoded images, so the
+teacher is not trained, nor the images decoded, again. All student runs share the augmentation,
+budget and schedule; a method is compared with the baseline of its own mixing and student. Each
+run writes its `result.csv` when it is done, so runs can go in parallel processes sharing
+`--out` (`--jobs N`: N processes at a time, the first seed's runs first, each logging to its
+run's `bench.log`), and a rerun skips them. With `--unlabeled SHARE`, that share of each seed's
 training images loses its labels (unlabeled.py): every model learns from the labeled rest, and
 the distilled students from the unlabeled images too (`distill.unlabeled`).
 The table (distill_results.py) is written to `distillation.md`, with every run in
@@ -40,14 +41,17 @@ from teacher_student.bench.unlabeled import split_off_unlabeled
 from teacher_student.run.directory import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
 
 DEFAULT_STUDENT = "default"  # the config's own student
+FOLD_TEACHERS = f"{TEACHER}-folds"  # the seed's run of data.folds K teachers
 
 
 def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
         config: str | None = None, overrides: Sequence[str] = (),
         students: Sequence[str] = (DEFAULT_STUDENT,), teachers: int = 1,
-        only_teacher: int | None = None, unlabeled: float | None = None) -> pd.DataFrame:
+        only_teacher: int | None = None, unlabeled: float | None = None, folds: int = 5,
+        only_folds: bool = False) -> pd.DataFrame:
     """Every (seed, variant, student) run not done yet, then the results of all of them.
-    `only_teacher`: train that teacher of each seed (0: the first), nothing else.
+    `only_teacher`: train that teacher of each seed (0: the first), nothing else; `only_folds`:
+    the seed's `folds` fold teachers, nothing else.
     `unlabeled`: the share of the training images whose labels are dropped (unlabeled.py)."""
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
@@ -59,13 +63,18 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
         if only_teacher is not None:
             _trained_teacher(out, seed, only_teacher, config, base)
             continue
+        if only_folds or any(name.endswith("-folds") for name in variants):
+            folds_run = _trained_fold_teachers(out, seed, folds, config, base)
+            if only_folds:
+                continue
         ensembles = any(name.endswith("ensemble") for name in variants)
         teacher_runs = [_trained_teacher(out, seed, index, config, base)
                         for index in range(teachers if ensembles else 1)]
         for student in students:
             for name in variants:
+                taught_by = folds_run if name.endswith("-folds") else teacher_runs[0]
                 run_dir = RunDir(out / f"seed{seed}" / run_name(name, student)).seed_from(
-                    teacher_runs[0])
+                    taught_by)
                 if (run_dir.path / RESULT).exists():
                     continue
                 baseline = name.startswith("scratch")
@@ -73,7 +82,8 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
                     *base, *VARIANTS[name], *student_overrides(student),
                     f"distill.baseline={str(baseline).lower()}",
                     # the table needs accuracy; `bench frontier` times the students it shows
-                    "measure_latency=false", *_ensemble_override(name, teacher_runs)])
+                    "measure_latency=false", *_ensemble_override(name, teacher_runs),
+                    *([f"data.folds={folds}"] if name.endswith("-folds") else [])])
                 rows = jobs.distill(variant, run_dir, distilled=not baseline, preflight=False)
                 model = STUDENT_SCRATCH if baseline else STUDENT_DISTILLED
                 accuracy = next(row["accuracy"] for row in rows if row["model"] == model)
@@ -147,6 +157,21 @@ def _trained_teacher(out: Path, seed: int, index: int, config: str | None,
     return teacher_run
 
 
+def _trained_fold_teachers(out: Path, seed: int, folds: int, config: str | None,
+                           base: Sequence[str]) -> RunDir:
+    """The seed's K fold teachers (data.folds): the seed's split, so the same test images as
+    its first teacher's, every training and validation image in K stratified folds. Its
+    results: the folds' ensemble on the test split and the out-of-fold accuracy."""
+    run_dir = RunDir(out / f"seed{seed}" / FOLD_TEACHERS)
+    if (run_dir.path / RESULT).exists():
+        return run_dir
+    row = jobs.train_teacher(config_module.load(config, [*base, f"data.folds={folds}"]),
+                             run_dir, preflight=False)
+    write_result(run_dir, seed, FOLD_TEACHERS, row["accuracy"],
+                 {f"{FOLD_TEACHERS} out of fold": row["out_of_fold_accuracy"]})
+    return run_dir
+
+
 def _ensemble_override(name: str, teacher_runs: Sequence[RunDir]) -> list[str]:
     if not name.endswith("ensemble"):
         return []
@@ -158,12 +183,14 @@ def _ensemble_override(name: str, teacher_runs: Sequence[RunDir]) -> list[str]:
 def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
                      config: str | None, overrides: Sequence[str], jobs: int,
                      students: Sequence[str] = (DEFAULT_STUDENT,),
-                     teachers: int = 1, unlabeled: float | None = None) -> pd.DataFrame:
+                     teachers: int = 1, unlabeled: float | None = None,
+                     folds: int = 5) -> pd.DataFrame:
     """`run`, split into one process per run, `jobs` at a time, spread over the GPUs: every
-    seed's first teacher, then its other teachers and the runs that need one teacher, then the
-    ensembles. Processes sharing a GPU allocate its memory as they need it, not most of it up
-    front; a persistent compilation cache (JAX's JAX_COMPILATION_CACHE_DIR) lets later runs
-    reuse the programs the first ones compiled."""
+    seed's first teacher and its fold teachers (for `*-folds` variants: the longest runs, so
+    they start first), then its other teachers and the runs that need one teacher, then the
+    ensembles and the students of the folds. Processes sharing a GPU allocate its memory as
+    they need it, not most of it up front; a persistent compilation cache (JAX's
+    JAX_COMPILATION_CACHE_DIR) lets later runs reuse the programs the first ones compiled."""
     gpus = _gpu_count()
 
     def one(task: tuple) -> None:
@@ -172,8 +199,11 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
         log = out / f"seed{seed}" / folder / "bench.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "teacher_student", "bench", "distill", "--data", data,
-                   "--seeds", str(seed), "--out", str(out), "--teachers", str(teachers)]
-        if isinstance(what, str):
+                   "--seeds", str(seed), "--out", str(out), "--teachers", str(teachers),
+                   "--folds", str(folds)]
+        if what == FOLD_TEACHERS:
+            command += ["--only-folds"]
+        elif isinstance(what, str):
             variant, _, _ = what.partition("@")
             command += ["--variants", variant, "--students", _student_of(what, students)]
         else:
@@ -194,8 +224,10 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
     for seed in seeds:  # the data first, once, before processes share it
         _data(data, seed, unlabeled, out, config, overrides)
     runs = [run_name(name, student) for student in students for name in variants]
-    single = [name for name in runs if not name.split("@")[0].endswith("ensemble")]
-    stages = ([(seed, 0) for seed in seeds],
+    single = [name for name in runs if not name.split("@")[0].endswith(("ensemble", "-folds"))]
+    with_folds = any(name.endswith("-folds") for name in variants)
+    stages = ([*((seed, FOLD_TEACHERS) for seed in seeds if with_folds),
+               *((seed, 0) for seed in seeds)],
               [*((seed, k) for seed in seeds for k in range(1, teachers)),
                *((seed, name) for seed in seeds for name in single)],
               [(seed, name) for seed in seeds for name in runs if name not in single])
@@ -204,7 +236,7 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
             for future in [pool.submit(one, task) for task in enumerate(stage)]:
                 future.result()
     return run(data, seeds, variants, out, config, overrides, students, teachers,
-               unlabeled=unlabeled)
+               unlabeled=unlabeled, folds=folds)
 
 
 def _student_of(name: str, students: Sequence[str]) -> str:

@@ -1,7 +1,7 @@
 """What the distillation benchmark found (distill.py): each run's result file, and the table
 over seeds: per variant, test accuracy mean and standard deviation, the gain over its baseline
-paired by seed and the share of the teacher-scratch gap closed, (variant - scratch) /
-(teacher - scratch).
+paired by seed with its 95% interval, and the share of the teacher-scratch gap closed,
+(variant - scratch) / (teacher - scratch).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 from teacher_student import atomic
 from teacher_student.bench import DISTILL_VARIANTS as VARIANTS
@@ -28,7 +29,9 @@ def results(out: Path, seeds: Sequence[int]) -> pd.DataFrame:
 def format_table(frame: pd.DataFrame) -> str:
     """Per model: mean and spread of the test accuracy over the seeds; for a student, its gain
     over the baseline of its mixing and student, paired by seed (the same split and teacher),
-    and the share of the teacher-scratch gap closed on those seeds."""
+    with its 95% interval, and the share of the teacher-scratch gap closed on those seeds; for
+    a student of several teachers (`*-ensemble`, `*-folds`), its gain over the same method
+    taught by one teacher, paired the same way."""
     by_seed = frame.pivot_table(index="seed", columns="model", values="accuracy")
     teachers = sorted(name for name in by_seed.columns if name.startswith(TEACHER))
     order = [*teachers, *(name for name in by_seed.columns
@@ -42,15 +45,39 @@ def format_table(frame: pd.DataFrame) -> str:
         if name not in teachers and scratch != name and scratch in by_seed.columns:
             gains = (by_seed[name] - by_seed[scratch]).dropna()
             gap = (by_seed[TEACHER] - by_seed[scratch])[gains.index].mean()
-            line.update(gain=gains.mean(), gain_std=gains.std(ddof=1),
-                        gap_closed=gains.mean() / gap if gap > 0 else None)
+            line.update(gain=paired(gains), gap_closed=gains.mean() / gap if gap > 0 else None)
+        one_teacher = one_teacher_of(name)
+        if one_teacher in by_seed.columns:
+            line["over_one"] = paired((by_seed[name] - by_seed[one_teacher]).dropna())
         lines.append(line)
     percent = lambda value: f"{100 * value:.2f}"  # noqa: E731
-    return markdown_table(lines, [
+    columns = [
         ("model", "model", ""), ("mean", "test accuracy %", percent), ("std", "± std", percent),
-        ("seeds", "seeds", "d"),
-        ("gain", "gain over scratch (points)", lambda v: f"{100 * v:+.2f}"),
-        ("gain_std", "± std", percent), ("gap_closed", "gap closed", ".0%")])
+        ("seeds", "seeds", "d"), ("gain", "gain over scratch, points [95% interval]", ""),
+        ("gap_closed", "gap closed", ".0%")]
+    if any("over_one" in line for line in lines):
+        columns.append(("over_one", "gain over one teacher, points [95% interval]", ""))
+    return markdown_table(lines, columns)
+
+
+def paired(differences: pd.Series) -> str:
+    """A paired difference in points: its mean and the 95% interval of the mean (Student's t
+    with n-1 degrees of freedom), or the mean alone for one seed."""
+    mean = 100 * differences.mean()
+    if len(differences) < 2:
+        return f"{mean:+.2f}"
+    half = (stats.t.ppf(0.975, len(differences) - 1) * 100 * differences.std(ddof=1)
+            / len(differences) ** 0.5)
+    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+
+
+def one_teacher_of(name: str) -> str | None:
+    """What a student of several teachers is compared with: the same method from one."""
+    variant, at, student = name.partition("@")
+    for suffix in ("-ensemble", "-folds"):
+        if variant.endswith(suffix):
+            return variant.removesuffix(suffix) + at + student
+    return None
 
 
 def scratch_of(name: str) -> str:
@@ -62,6 +89,9 @@ def scratch_of(name: str) -> str:
                                                                   else "")
 
 
-def write_result(run_dir: RunDir, seed: int, model: str, accuracy: float) -> None:
-    atomic.write_csv(pd.DataFrame([{"seed": seed, "model": model, "accuracy": accuracy}]),
-                     run_dir.path / RESULT)
+def write_result(run_dir: RunDir, seed: int, model: str, accuracy: float,
+                 others: dict[str, float] | None = None) -> None:
+    """The run's accuracy, and `others` (another model's name -> its accuracy) it measured."""
+    rows = [{"seed": seed, "model": name, "accuracy": value}
+            for name, value in {model: accuracy, **(others or {})}.items()]
+    atomic.write_csv(pd.DataFrame(rows), run_dir.path / RESULT)

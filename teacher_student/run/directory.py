@@ -124,11 +124,12 @@ class RunDir:
         return [RunDir(path) for path in sorted(folder.iterdir())] if folder.is_dir() else []
 
     def seed_from(self, teacher_run: RunDir) -> RunDir:
-        """This directory holding `teacher_run`'s config, split, teacher and decoded images
-        (the cache linked), unless it has its own: distilling here neither trains the teacher
-        nor decodes the images again."""
+        """This directory holding `teacher_run`'s config, split, teacher (and each fold's,
+        with data.folds) and decoded images (the cache linked), unless it has its own:
+        distilling here neither trains the teachers nor decodes the images again."""
         self.path.mkdir(parents=True, exist_ok=True)
-        for name in SEEDED:
+        folds = [f"{name}.keras" for name in teacher_run.fold_teachers()]
+        for name in [*SEEDED, *folds]:
             if (teacher_run.path / name).exists() and not (self.path / name).exists():
                 shutil.copy2(teacher_run.path / name, self.path / name)
         if teacher_run.cache.exists() and not self.cache.exists():

@@ -292,3 +292,51 @@ def test_distill_bench_with_a_share_of_unlabeled_images(tmp_path):
     assert split["split"].value_counts().to_dict() == labeled
     assert len(pd.read_csv(seed / "kd" / "unlabeled.csv")) == stripped
     assert not (seed / "scratch" / "unlabeled.csv").exists()  # the baseline has labels alone
+
+
+@pytest.mark.slow  # 70 s: three teachers; test_folds covers a run's fold teachers
+def test_a_student_of_fold_teachers_is_compared_with_one_of_one_teacher(tmp_path):
+    """bench distill --folds 2 with kd-folds: the seed's fold teachers share its test split."""
+    from helpers import write_image_folder
+
+    from teacher_student.bench import distill
+
+    images = write_image_folder(tmp_path / "images")
+    settings = ["data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0",
+                "distill.epochs=1"]
+    frame = distill.run(str(images), [0], ["kd", "kd-folds"], tmp_path / "out", "tiny",
+                        settings, folds=2)
+    assert sorted(frame["model"]) == sorted(["teacher", "teacher-folds",
+                                             "teacher-folds out of fold", "kd", "kd-folds"])
+    seed = tmp_path / "out" / "seed0"
+    assert (seed / "teacher-folds" / "split.csv").read_text() == \
+        (seed / "teacher" / "split.csv").read_text()
+    for fold in ("teacher_fold1", "teacher_fold2"):  # taught by the folds, not trained again
+        assert (seed / "kd-folds" / f"{fold}.keras").read_bytes() == \
+            (seed / "teacher-folds" / f"{fold}.keras").read_bytes()
+    assert not (seed / "kd-folds" / "teacher").exists()
+    table = (tmp_path / "out" / "distillation.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    expected = frame.set_index("model")["accuracy"]
+    over_one = 100 * (expected["kd-folds"] - expected["kd"])
+    assert "gain over one teacher" in table and rows["kd-folds"].rstrip(" |").endswith(
+        f"{over_one:+.2f}")
+
+
+def test_the_table_pairs_gains_by_seed_with_their_95_percent_interval():
+    from teacher_student.bench.distill_results import format_table
+
+    accuracy = {"teacher": [0.91, 0.90, 0.92], "teacher-folds": [0.92, 0.91, 0.93],
+                "scratch": [0.85, 0.86, 0.84], "kd": [0.86, 0.88, 0.85],
+                "kd-folds": [0.87, 0.88, 0.87]}
+    frame = pd.DataFrame([{"seed": seed, "model": model, "accuracy": value}
+                          for model, values in accuracy.items()
+                          for seed, value in enumerate(values)])
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in format_table(frame).splitlines()[2:]}
+    # kd - scratch: +1, +2, +1 points; mean 4/3, sd 0.577, t(0.975, 2) = 4.303: +-1.43
+    assert rows["kd"][3] == "+1.33 [-0.10, +2.77]"
+    assert rows["kd"][4] == "22%"  # 1.33 of the teacher's 6 points over scratch
+    # kd-folds - kd: +1, 0, +2 points: mean +1, sd 1, half-width 2.48
+    assert rows["kd-folds"][5] == "+1.00 [-1.48, +3.48]"
+    assert rows["kd"][5] == "-" and rows["teacher-folds"][3] == "-"
