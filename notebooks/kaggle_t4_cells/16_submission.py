@@ -1,4 +1,5 @@
 from teacher_student.outputs import predictions
+from teacher_student.outputs.classifier import averaged_with_mirror, from_run
 
 SUBMISSION = Path(WORK) / "submission.csv"
 if TEST_DIR is None:
@@ -12,9 +13,9 @@ else:
     if test_images is None or not Path(test_images).exists():
         raise Stop(f"TEST_DIR {TEST_DIR!r} was not found: attach the competition's data and "
                    "set TEST_DIR to its test images (a folder or a CSV with a 'path' column)")
-    classifier = predictions.from_run(run)
+    classifier = from_run(run)
     if config.data.flip:  # photos: the model learnt that a mirror is the same class
-        classifier = predictions.averaged_with_mirror(classifier)
+        classifier = averaged_with_mirror(classifier)
     print(f"predicting with {classifier.description}")
     written = predictions.write_predictions(classifier, Path(test_images), SUBMISSION)
     print(written.summary())

@@ -1,6 +1,7 @@
 """Running any exported file: a predictor from uint8 images to probabilities for a `.keras`,
 `.tflite`, `.onnx` or SavedModel export, and the meta file that says what it takes and answers.
-(The `predict` command that classifies image files with one is predictions.py.)
+(The `predict` command that classifies image files with one: commands.py, the model it asks
+classifier.py, the CSV it writes predictions.py.)
 
 Every format `export` writes answers probabilities. A `.keras` file says itself what it answers
 (convert.answers_probabilities): an export, probabilities; a run's own model, or an export of an

@@ -1,26 +1,22 @@
-"""The `predict` command: which model answers, which images it is shown, and the CSV of answers.
+"""The `predict` command's images and answers: which images the model is shown, and the CSV of
+its answers. (Which model answers is classifier.py.)
 
-The model is a run's (`--run-dir`: its distilled student unless `--which` says otherwise; the
-float32 copy that `export` wrote in `RUN/export/` when there is one, else the run's own
-`.keras`, with the run's classes and image size) or a file (`--model`: anything `export`
-wrote, found through the `*_meta.json` beside it, or a `.keras` file of a run directory, such
-as `RUN/student_distilled.keras` or a checkpoint's `best.keras`). The images are a folder
-(searched recursively), a CSV with a `path` column (relative paths from the CSV's folder, as
-written) or one image file, by the rules of every source (data/candidates.py): hidden files,
-system folders such as `__MACOSX` and macOS's `._x.png` are left out, and counted.
+The images are a folder (searched recursively), a CSV with a `path` column (relative paths from
+the CSV's folder, as written) or one image file, by the rules of every source
+(data/candidates.py): hidden files, system folders such as `__MACOSX` and macOS's `._x.png` are
+left out, and counted.
 
 The CSV is a submission in Kaggle's usual shape (`CsvShape`): one row per image that could be
 read, `id` and `label`. The id is the file's name without its extension, or its path relative to
 the input folder (for a CSV input, the path as the CSV writes it); two images that would share
 an id are an error before anything runs. The label is the class name; with `top` > 1, the most
 likely classes, most likely first, separated by spaces (the MAP@k shape). With `probabilities`,
-a column per class holds its probability. Every model answers probabilities; with test-time
-augmentation (`averaged_with_mirror`) they are averaged with each image's left-right mirror's.
+a column per class holds its probability, as the classifier answers them (averaged with each
+image's mirror's under test-time augmentation, classifier.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,35 +29,15 @@ from teacher_student import atomic
 from teacher_student.data.candidates import Candidate, Listing, printable
 from teacher_student.data.decoding import Decoding, decode_candidates
 from teacher_student.data.sources.registry import PREDICT, list_source
-from teacher_student.errors import RunDirError, UserError
-from teacher_student.outputs.predict import Predictor, find_meta, load_predictor, with_mirror
-from teacher_student.run.checkpoints import unreadable_model
-from teacher_student.run.config import saved_config
-from teacher_student.run.directory import (
-    DEFAULT_MODELS,
-    STUDENT_DISTILLED,
-    STUDENT_SCRATCH,
-    RunDir,
-)
+from teacher_student.errors import UserError
+from teacher_student.outputs.classifier import Classifier
+from teacher_student.run.directory import RunDir
+from teacher_student.words import counted
 
 PREDICT_CHUNK = 64  # images decoded and classified together
-RUN_LEVELS = 3  # a run's .keras: RUN/x.keras, RUN/student_distilled/, RUN/teacher/phase1_x/
 IDS = {"stem": "the file name without its extension",
        "path": "the path relative to the input folder"}
 SKIPPED_NAMED = 3  # skipped files the summary names; the others are counted
-
-
-@dataclass(frozen=True)
-class Classifier:
-    """A model ready to answer: what it takes, what its outputs mean, and in words which it
-    is (printed before the predictions)."""
-    path: Path
-    predictor: Predictor  # uint8 images -> probabilities
-    class_names: list[str]
-    image_size: int
-    channels: int
-    description: str
-    flips: bool | None = None  # whether it trained on mirrored images (data.flip), if known
 
 
 @dataclass(frozen=True)
@@ -160,87 +136,11 @@ class Written:
         return line + (f"; {skipped_words(self.skipped)}" if self.skipped else "")
 
 
-def from_run(run_dir: RunDir, which: str | None = None) -> Classifier:
-    """The run's model `which` (default: the distilled student, else the scratch one): its
-    export in `RUN/export/` when there is one, else the run's own `.keras`."""
-    config = saved_config(run_dir)
-    if config is None:
-        raise RunDirError(f"{run_dir.path} holds no run (no config.yaml): train one there, or "
-                          "give a model file with --model")
-    names = [which] if which else [n for n in DEFAULT_MODELS if run_dir.model_file(n).exists()]
-    if not names:
-        raise RunDirError(f"no student in {run_dir.path}: run distill with this --run-dir "
-                          "first, or choose a model with --which")
-    name = names[0]
-    exported = run_dir.export_dir / f"{name}.keras"
-    if exported.exists() and find_meta(exported) is not None:
-        return dataclasses.replace(
-            from_file(exported, f"{exported}: the run's {_words(name)} as exported (float32)"),
-            flips=config.data.flip)
-    path = run_dir.require_model(name, "run the job that trains it with this --run-dir first")
-    return _run_model(path, run_dir, config,
-                      f"{path}: the run's {_words(name)} (`export` writes a float32 copy for "
-                      "deployment)")
-
-
-def from_file(path: Path, description: str | None = None) -> Classifier:
-    """A file `export` wrote (its `*_meta.json` beside it), or a `.keras` file of a run."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such model file or folder")
-    found = find_meta(path)
-    if found is not None:
-        meta, output = found
-        return Classifier(path, load_predictor(path, output), list(meta["class_names"]),
-                          meta["image_size"], meta["channels"],
-                          description or f"{path} ({meta['model']}, exported)")
-    run_dir = _run_above(path) if path.suffix == ".keras" else None
-    if run_dir is None:
-        raise UserError(f"{path}: no *_meta.json beside it lists this file, and no run "
-                        "directory (config.yaml, split.csv) holds it: use a file written by "
-                        "the export command, a run's .keras file, or --run-dir")
-    return _run_model(path, run_dir, saved_config(run_dir),
-                      description or f"{path} (a model of the run in {run_dir.path})")
-
-
-def _run_model(path: Path, run_dir: RunDir, config, description: str) -> Classifier:
-    if why := unreadable_model(path):
-        raise RunDirError(f"{path} cannot be read ({why}): `evaluate` with this --run-dir "
-                          "rebuilds the run's models from their checkpoints")
-    return Classifier(path, load_predictor(path, "logits"), run_dir.class_names(),
-                      config.data.image_size, config.data.channels, description,
-                      config.data.flip)
-
-
-def _run_above(path: Path) -> RunDir | None:
-    for folder in list(path.resolve().parents)[:RUN_LEVELS]:
-        if (folder / "config.yaml").is_file() and (folder / "split.csv").is_file():
-            return RunDir(folder)
-    return None
-
-
-def _words(name: str) -> str:
-    return {STUDENT_DISTILLED: "distilled student",
-            STUDENT_SCRATCH: "student trained from scratch"}.get(name, name)
-
-
 def images_in(source: Path) -> Listing:
     """The images of `source` (a folder's files at any depth, sorted; a CSV's `path` column in
     its order; or one file), and what was left out, by the rules of every source
     (data/candidates.py: hidden files, `__MACOSX`, AppleDouble `._x.png`...)."""
     return list_source(PREDICT, str(source))
-
-
-def averaged_with_mirror(classifier: Classifier) -> Classifier:
-    """Test-time augmentation: the classifier answering each image's probabilities averaged
-    with its left-right mirror's (for photos: a mirrored digit, letter or word is another
-    image); its description says so, and says when the model never saw a mirrored image."""
-    note = "; each image averaged with its left-right mirror (TTA)"
-    if classifier.flips is False:
-        note += (", although the run trained on no mirrored image (data.flip: false): right "
-                 "for photos, wrong for digits and text")
-    return dataclasses.replace(classifier, predictor=with_mirror(classifier.predictor),
-                               description=classifier.description + note)
 
 
 def classify(classifier: Classifier, images: Listing,
@@ -313,11 +213,6 @@ def skipped_words(skipped: Sequence[tuple[str, str]]) -> str:
     named = ", ".join(f"{name} ({reason})" for name, reason in skipped[:SKIPPED_NAMED])
     more = len(skipped) - SKIPPED_NAMED
     return f"{len(skipped)} skipped: {named}" + (f", and {more} more" if more > 0 else "")
-
-
-def counted(count: int, word: str) -> str:
-    """"1 prediction", "2 predictions", "10,000 predictions"."""
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def default_csv(source: Path, classifier: Classifier, run_dir: RunDir | None) -> Path:

@@ -15,12 +15,11 @@ import pytest
 from helpers import write_png
 
 from teacher_student.errors import UserError
+from teacher_student.outputs.classifier import Classifier, averaged_with_mirror
 from teacher_student.outputs.predictions import (
-    Classifier,
     CsvShape,
     Naming,
     Prediction,
-    averaged_with_mirror,
     classify,
     images_in,
     write_predictions,
