@@ -119,7 +119,7 @@ def test_default_yaml_is_the_built_in_default():
     assert cfg.load("default") == cfg.Config()
 
 
-@pytest.mark.parametrize("name", ["kaggle_t4", "tiny"])
+@pytest.mark.parametrize("name", ["kaggle_t4", "tiny", "first_run"])
 def test_packaged_configs_load(name):
     assert isinstance(cfg.load(name), cfg.Config)
 
