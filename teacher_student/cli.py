@@ -123,7 +123,7 @@ The main path, each command on one run directory (--run-dir, default runs/defaul
   distill                       the student, its from-scratch baseline, and the comparison
   export                        .keras, SavedModel, TFLite and ONNX, each checked
   predict TEST_IMAGES           a submission CSV (id,label)
---config tiny is a first look in minutes on a CPU; --config kaggle_t4 a Kaggle T4."""
+--config first_run is a first look in minutes on a CPU; --config kaggle_t4 a Kaggle T4."""
 
 PROGRAM_EPILOG = """\
 python -m teacher_student COMMAND --help lists a command's options;
