@@ -1,6 +1,7 @@
 """The whole job on JAX with TensorFlow not installed (the GPU machine has none): train-teacher,
-distill (feature distillation with cutmix, in mixed_float16) and evaluate run end to end in a
-subprocess that cannot import TensorFlow, and what truly needs TensorFlow says so in one line."""
+distill (feature distillation with cutmix, in mixed_float16; the teacher with erasing, mixup,
+label smoothing and weight averaging) and evaluate run end to end in a subprocess that cannot
+import TensorFlow, and what truly needs TensorFlow says so in one line."""
 
 from __future__ import annotations
 
@@ -32,7 +33,11 @@ WITHOUT_TENSORFLOW = textwrap.dedent("""
 """)
 SETTINGS = ["--config", "tiny", "--precision", "mixed_float16", "--set", "data.batch_size=4",
             "--set", "phases.1.epochs=0", "--set", "phases.2.epochs=0",
-            "--set", "distill.method=feature", "--set", "distill.mix=cutmix"]
+            "--set", "distill.method=feature", "--set", "distill.mix=cutmix",
+            # The teacher's recipe, weight averaging's swaps included.
+            "--set", "phases.0.erasing=0.5", "--set", "phases.0.mix=mixup",
+            "--set", "phases.0.label_smoothing=0.1", "--set", "phases.0.ema_momentum=0.9",
+            "--set", "distill.ema_momentum=0.9"]
 
 
 def without_tensorflow(*arguments: str) -> subprocess.CompletedProcess:

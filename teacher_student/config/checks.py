@@ -61,6 +61,10 @@ CHECKS: dict[str, Any] = {
     "phases.trainable": one_of(TRAINABLE),
     "phases.unfreeze_top": non_negative,
     "phases.augment": one_of(AUGMENT),
+    "phases.erasing": lambda v: None if 0 <= v <= 1 else f"must be in [0, 1], got {v!r}",
+    "phases.mix": one_of(MIXES),
+    "phases.label_smoothing": fraction,
+    "phases.ema_momentum": fraction,
     "phases.early_stopping_patience": non_negative,
     "phases.reduce_lr_patience": non_negative,
     "distill.epochs": non_negative,
@@ -72,6 +76,7 @@ CHECKS: dict[str, Any] = {
     "distill.augment": one_of(AUGMENT),
     "distill.method": one_of(tuple(METHODS)),
     "distill.mix": one_of(MIXES),
+    "distill.ema_momentum": fraction,
     "distill.early_stopping_patience": non_negative,
     "distill.unlabeled": lambda v: None if v.strip() else
     "must name a folder of images, a .csv or a .npz file, or be null",
@@ -104,7 +109,10 @@ def check_config(config: Config) -> None:
                               f"(the '{phase.schedule}' schedule already sets the rate)")
     if config.data.val_fraction + config.data.test_fraction >= 1:
         raise ConfigError("data.test_fraction: val_fraction + test_fraction must be < 1")
-    if config.distill.mix != "none" and config.data.batch_size < 2:
-        raise ConfigError(f"distill.mix: {config.distill.mix} mixes the images of a batch; "
-                          f"data.batch_size {config.data.batch_size} has nothing to mix with")
+    mixing = [(f"phases.{i}.mix", phase.mix) for i, phase in enumerate(config.phases)]
+    for key, mix in [*mixing, ("distill.mix", config.distill.mix)]:
+        if mix != "none" and config.data.batch_size < 2:
+            raise ConfigError(f"{key}: {mix} mixes the images of a batch; "
+                              f"data.batch_size {config.data.batch_size} has nothing to mix "
+                              "with")
     METHODS[config.distill.method].check(config.distill)

@@ -77,6 +77,14 @@ class PhaseConfig:
     trainable: str = "all"  # "all", "head" (trunk frozen) or "top" (top trunk layers)
     unfreeze_top: int = 0  # with trainable "top": how many trunk stages (or layers) train
     augment: str = "light"
+    # Random erasing: the share of images that get a box of noise (0: none; 0.25 is a
+    # common choice)
+    erasing: float = 0.0
+    mix: str = "none"  # mixing of each batch: none, mixup or cutmix
+    label_smoothing: float = 0.0  # the share of each label spread over all classes
+    # Keep an exponential moving average of the weights with this momentum (0: none); the
+    # averaged weights are validated and kept. 0.999 averages about the last 1,000 steps
+    ema_momentum: float = 0.0
     early_stopping_patience: int = 0  # 0 turns it off
     reduce_lr_patience: int = 0  # 0 turns it off
 
@@ -99,6 +107,9 @@ class DistillOptions:
     # Mixing of each batch, seen alike by teacher and student (and the baseline): none,
     # mixup or cutmix
     mix: str = "none"
+    # The student's weights averaged over its steps with this momentum (0: none), as for a
+    # teacher phase
+    ema_momentum: float = 0.0
     baseline: bool = True  # also train the student from scratch with the same budget
     # Stop a student (the distilled one and the baseline alike) after this many epochs without
     # a better validation accuracy; its best epoch is kept. 0: every epoch runs

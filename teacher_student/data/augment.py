@@ -9,6 +9,7 @@ with what weight each image's own label counts.
 
 Both draw their random numbers from a Keras `SeedGenerator`, whose state is saved with the
 training checkpoints, so a run is reproducible and a resumed run continues the same stream. They
+`Erasing` (random erasing) then covers a box of some images with noise. They
 use `keras.ops` only (the warp is written with gathers: TensorFlow's own projective transform
 has no XLA kernel), so they compile under XLA on every backend.
 
@@ -191,6 +192,50 @@ def scale_contrast(images, factor):
     return (images - mean) * factor[:, None, None, None] + mean
 
 
+# Random erasing's boxes (Zhong et al., AAAI 2020, their defaults): 2-40% of the image,
+# height over width from 0.3 to 1 / 0.3.
+ERASED_AREA = (0.02, 0.4)
+ERASED_ASPECT = 0.3
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Erasing(SeededLayer):
+    """uint8 images [B, H, W, C] -> uint8 images in which each image, with probability
+    `probability`, has one box filled with uniform noise (Zhong et al., "Random Erasing Data
+    Augmentation"): the network learns to use every part of an object, not the one that
+    happens to be most telling."""
+
+    def __init__(self, probability: float, seed: int = 0, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(seed, **kwargs)
+        if not 0 < probability <= 1:
+            raise ValueError(f"erasing must be in (0, 1], got {probability!r}")
+        self.probability = probability
+
+    def call(self, images):
+        size, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        draws = keras.random.uniform((size, 5), seed=self.seed_generator)
+        low, high = ERASED_AREA
+        area = low + draws[:, 0] * (high - low)
+        aspect = ops.exp((2 * draws[:, 1] - 1) * math.log(1 / ERASED_ASPECT))
+        box_height = ops.minimum(ops.sqrt(area * aspect), 1.0)
+        box_width = ops.minimum(ops.sqrt(area / aspect), 1.0)
+        # The box's centre, placed so that the box lies inside the image.
+        centre_y = box_height / 2 + draws[:, 2] * (1 - box_height)
+        centre_x = box_width / 2 + draws[:, 3] * (1 - box_width)
+        inside = _box_mask(centre_y, centre_x, box_height, box_width, height, width)
+        erased = ops.logical_and(inside, (draws[:, 4] < self.probability)[:, None, None])
+        noise = keras.random.randint(ops.shape(images), 0, 256, dtype="int32",
+                                     seed=self.seed_generator)
+        return ops.where(erased[..., None], ops.cast(noise, "uint8"), images)
+
+    def compute_output_spec(self, images):
+        return keras.KerasTensor(images.shape, dtype="uint8")
+
+    def get_config(self):
+        return {**super().get_config(), "probability": self.probability}
+
+
 MIXES = ("none", "mixup", "cutmix")
 
 
@@ -240,13 +285,19 @@ class Mixing(SeededLayer):
 
 
 def _boxes(draws, height: int, width: int):
-    """bool [B, H, W]: per image, a box of 1 - draws[:, 0] of the area (clipped at the edges)
-    centred at (draws[:, 1], draws[:, 2]) as fractions of the height and width."""
-    side = ops.sqrt(1 - draws[:, 0])[:, None, None]
-    centre_y = (draws[:, 1] * height)[:, None, None]
-    centre_x = (draws[:, 2] * width)[:, None, None]
+    """bool [B, H, W]: per image, a square box of 1 - draws[:, 0] of the area (clipped at the
+    edges) centred at (draws[:, 1], draws[:, 2]) as fractions of the height and width."""
+    side = ops.sqrt(1 - draws[:, 0])
+    return _box_mask(draws[:, 1], draws[:, 2], side, side, height, width)
+
+
+def _box_mask(centre_y, centre_x, box_height, box_width, height: int, width: int):
+    """bool [B, H, W]: per image, the pixels whose centres lie in its box; the centre and the
+    sides [B] are fractions of the image's height and width."""
     ys = ops.arange(height, dtype="float32")[None, :, None] + 0.5
     xs = ops.arange(width, dtype="float32")[None, None, :] + 0.5
-    within_y = ops.abs(ys - centre_y) < side * height / 2
-    within_x = ops.abs(xs - centre_x) < side * width / 2
+    within_y = ops.abs(ys - (centre_y * height)[:, None, None]) \
+        < (box_height * height / 2)[:, None, None]
+    within_x = ops.abs(xs - (centre_x * width)[:, None, None]) \
+        < (box_width * width / 2)[:, None, None]
     return ops.logical_and(within_y, within_x)

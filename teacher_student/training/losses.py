@@ -11,22 +11,24 @@ from __future__ import annotations
 from keras import ops
 
 
-def label_loss(labels, logits, sample_weight=None, partner=None, share=None):
+def label_loss(labels, logits, sample_weight=None, partner=None, share=None,
+               smoothing: float = 0.0):
     """Cross-entropy with the labels, averaged over the labeled images: an image whose label
     is negative (UNLABELED, data/batches.py) has none. With mixing, image i counts `share[i]`
     of its own label and 1 - share[i] of the label of `partner[i]`, and its sample weight and
-    whether it is labeled are mixed the same way.
+    whether it is labeled are mixed the same way. `smoothing` (label smoothing, Szegedy et al.
+    2016) moves that share of each label's weight evenly onto every class.
     """
     log_p = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
     labels = ops.cast(labels, "int32")
     labeled = ops.cast(labels >= 0, "float32")
     labels = ops.maximum(labels, 0)
-    loss = -_pick(log_p, labels) * labeled
+    loss = _cross_entropy(log_p, labels, smoothing) * labeled
     weight = None if sample_weight is None else ops.cast(sample_weight, "float32")
     if partner is not None:
         partner_labeled = ops.take(labeled, partner, axis=0)
-        loss = share * loss - (1 - share) * _pick(log_p, ops.take(labels, partner, axis=0)) \
-            * partner_labeled
+        partner_loss = _cross_entropy(log_p, ops.take(labels, partner, axis=0), smoothing)
+        loss = share * loss + (1 - share) * partner_loss * partner_labeled
         labeled = share * labeled + (1 - share) * partner_labeled
         if weight is not None:
             weight = share * weight + (1 - share) * ops.take(weight, partner, axis=0)
@@ -53,6 +55,15 @@ def prepared_logits(teacher_logits, student_logits, standardized: bool):
     if standardized:
         return standardize(teacher_logits), standardize(student_logits)
     return ops.cast(teacher_logits, "float32"), ops.cast(student_logits, "float32")
+
+
+def _cross_entropy(log_p, labels, smoothing: float):
+    """Per image, -log p of its label; smoothed, (1 - smoothing) of it plus smoothing times
+    the mean of -log p over all classes."""
+    loss = -_pick(log_p, labels)
+    if smoothing:
+        loss = (1 - smoothing) * loss - smoothing * ops.mean(log_p, axis=-1)
+    return loss
 
 
 def _pick(log_p, labels):

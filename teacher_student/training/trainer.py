@@ -10,6 +10,7 @@ numpy, so it runs on every backend.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -43,21 +44,49 @@ class Progress:
 
 
 def make_optimizer(kind: str, learning_rate: float, schedule: str, decay_steps: int,
-                   weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+                   weight_decay: float = 0.0,
+                   ema_momentum: float = 0.0) -> keras.optimizers.Optimizer:
+    """`ema_momentum` > 0: the optimizer also keeps a moving average of the weights (Keras'
+    `use_ema`), which `fit_resumable` validates and saves."""
     if schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=max(decay_steps, 1), alpha=0.01)
+    ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum else {}
     if kind == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **ema)
     if kind == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
-    return keras.optimizers.Adam(learning_rate)
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, **ema)
+    return keras.optimizers.Adam(learning_rate, **ema)
 
 
 def step_optimizer(section: PhaseConfig | DistillConfig, steps_per_epoch: int):
     """The optimizer of a teacher phase or a student's step, its schedule over all its epochs."""
     return make_optimizer(section.optimizer, section.learning_rate, section.schedule,
-                          section.epochs * steps_per_epoch, section.weight_decay)
+                          section.epochs * steps_per_epoch, section.weight_decay,
+                          section.ema_momentum)
+
+
+def averages_weights(optimizer) -> bool:
+    """Whether `optimizer` (or the one inside its loss scaling) keeps a moving average of the
+    weights."""
+    return bool(getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False))
+
+
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Validation sees the moving average of the weights (Keras' swap), and `swapped()` holds
+    it in the model while the checkpoint saves the models. Between epochs the model holds the
+    weights that train, so a resume point keeps those and the optimizer keeps the average."""
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=False)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        self._swap_variables()
+        try:
+            yield
+        finally:
+            self._swap_variables()
 
 
 def recover_checkpoints(directory: CheckpointDir) -> None:
@@ -118,7 +147,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, directory: CheckpointDir, deployable: keras.Model, progress: Progress,
                  policy: PrecisionPolicy, keep: int = KEEP_RESUME_POINTS,
-                 images_per_epoch: int | None = None):
+                 images_per_epoch: int | None = None,
+                 averaged: AveragedWeights | None = None):
         super().__init__()
         self.directory = directory
         self.deployable = deployable
@@ -126,6 +156,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.progress.precision = policy.name
         self.keep = keep
         self.images_per_epoch = images_per_epoch
+        self.averaged = averaged  # the saved models are the averaged weights, when given
         self.non_finite = False
         self._started = self._trained = None
 
@@ -161,11 +192,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
         loss = logs.get("val_loss", logs.get("loss", math.inf))
         # A small validation split makes ties common; the tie with the lower loss is the
         # better trained model (an early epoch that happens to tie is not).
-        if (score, -loss) > (self.progress.best, -self.progress.best_loss):
-            self.progress.best, self.progress.best_loss = score, loss
-            self.progress.best_epoch = self.progress.epochs_done
-            atomic.save_model(self.deployable, self.directory.best_model)
-        atomic.save_model(self.deployable, self.directory.last_model)
+        with self.averaged.swapped() if self.averaged else contextlib.nullcontext():
+            if (score, -loss) > (self.progress.best, -self.progress.best_loss):
+                self.progress.best, self.progress.best_loss = score, loss
+                self.progress.best_epoch = self.progress.epochs_done
+                atomic.save_model(self.deployable, self.directory.best_model)
+            atomic.save_model(self.deployable, self.directory.last_model)
         self.directory.write_history(self.progress.history)
         self.directory.publish_resume_point(self.progress.epochs_done, self._fill_resume_point,
                                             self.keep)
@@ -198,8 +230,10 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
     progress = restore(model, directory, policy, deployable)
     if progress.epochs_done:
         print(f"  resuming {directory.name} after epoch {progress.epochs_done}/{epochs}")
+    averaged = AveragedWeights() if averages_weights(model.optimizer) else None
     checkpoint = EpochCheckpoint(directory, deployable, progress, policy,
-                                 images_per_epoch=getattr(train_data, "images", None))
+                                 images_per_epoch=getattr(train_data, "images", None),
+                                 averaged=averaged)
     if verbose is None:  # a live progress bar on a terminal, one line per epoch in a log
         verbose = 1 if sys.stdout.isatty() else 2
     if hasattr(train_data, "set_epoch"):  # its order follows the epoch (data/batches.py)
@@ -210,7 +244,8 @@ def fit_resumable(model: keras.Model, train_data, val_data, *, epochs: int,
     if progress.epochs_done < epochs:
         model.fit(train_data, validation_data=val_data, epochs=epochs,
                   initial_epoch=progress.epochs_done, shuffle=False,
-                  callbacks=[*(callbacks or []), checkpoint, StopWhenInterrupted(), *progbar,
+                  callbacks=[*(callbacks or []), *([averaged] if averaged else []), checkpoint,
+                             StopWhenInterrupted(), *progbar,
                              *([clock] if clock else [])],
                   verbose=verbose)
     if checkpoint.non_finite:

@@ -12,6 +12,7 @@ from keras import ops
 
 from teacher_student.data.augment import (
     Augmentation,
+    Erasing,
     Mixing,
     augmentation,
     output_to_input,
@@ -136,6 +137,20 @@ def test_mixing_blends_each_image_with_its_partner_by_its_share(kind):
             assert np.all(from_own | np.isclose(mixed[i], other))
             if own != other:
                 assert from_own.mean() == pytest.approx(share[i])
+
+
+def test_erasing_fills_one_box_of_about_its_share_of_the_images_with_noise():
+    flat = np.full((400, 20, 20, 1), 7, dtype=np.uint8)
+    erased = np.asarray(Erasing(0.5, seed=2)(flat))
+    changed = erased != 7
+    touched = changed.any(axis=(1, 2, 3))
+    assert 0.4 < touched.mean() < 0.6
+    for image in changed[touched][:50, ..., 0]:
+        rows, cols = np.nonzero(image)
+        box = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert box.mean() > 0.9  # one box of noise (a noise pixel may draw 7 by chance)
+        assert 0.02 * 400 * 0.5 <= box.size <= 0.4 * 400 * 1.3
+    np.testing.assert_array_equal(np.asarray(Erasing(0.5, seed=2)(flat)), erased)
 
 
 def test_unknown_strength_or_mix_names_the_known_ones():

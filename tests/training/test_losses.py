@@ -54,6 +54,22 @@ def test_mixed_label_loss_counts_each_label_by_its_share():
     assert float(got) == pytest.approx(expected, rel=1e-5)
 
 
+def test_smoothed_label_loss_spreads_its_share_of_each_label_over_every_class():
+    smoothing = 0.1
+    p = softmax(STUDENT)
+    target = np.full((6, 5), smoothing / 5)
+    target[np.arange(6), LABELS] += 1 - smoothing
+    expected = -(target * np.log(p)).sum(axis=-1).mean()
+    got = losses.label_loss(LABELS, STUDENT, smoothing=smoothing)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    partner = np.array([1, 0, 3, 2, 5, 4], dtype="int32")
+    share = np.full(6, 0.25, dtype="float32")
+    other = target[partner]
+    mixed = -((0.25 * target + 0.75 * other) * np.log(p)).sum(axis=-1).mean()
+    got = losses.label_loss(LABELS, STUDENT, None, partner, share, smoothing)
+    assert float(got) == pytest.approx(mixed, rel=1e-5)
+
+
 def test_label_loss_averages_over_the_labeled_images_only():
     labels = np.array([0, -1, 2, -1, 4, 0], dtype="int32")  # -1: UNLABELED
     labeled = labels >= 0

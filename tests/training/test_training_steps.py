@@ -1,6 +1,6 @@
-"""One real compiled (XLA) training step per model, policy and freezing, with augmentation and
-mixing inside the step, and per distillation method: the steps that fail with "mixed precision
-is disallowed" when precision is left to chance."""
+"""One real compiled (XLA) training step per model, policy and freezing, with augmentation,
+erasing, mixing and label smoothing inside the step, and per distillation method: the steps
+that fail with "mixed precision is disallowed" when precision is left to chance."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ BUILDERS = {"teacher": (build_teacher, TINY_TEACHER), "student": (build_student,
 
 def compile_for_training(model: keras.Model, policy: PrecisionPolicy) -> Trainee:
     """The model in a Trainee that augments and mixes inside the compiled step."""
-    trainee = Trainee(model, augment="strong", mix="cutmix", seed=0)
+    trainee = Trainee(model, augment="strong", mix="cutmix", seed=0, erasing=0.5,
+                      label_smoothing=0.1)
     compile_trainee(trainee, keras.optimizers.Adam(1e-2), policy, jit_compile=True)
     return trainee
 

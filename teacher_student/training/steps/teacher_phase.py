@@ -63,8 +63,10 @@ class TeacherPhase(Step):
         seed = data.seed + self.weights_seed
         teacher = seeded(seed, build_teacher, self.config.teacher, execution.policy)
         set_trainable(teacher, self.phase.trainable, self.phase.unfreeze_top)
-        trainee = Trainee(teacher, self.phase.augment, seed=seed + 10 * self.index,
-                          flip=self.config.data.flip)
+        phase = self.phase
+        trainee = Trainee(teacher, phase.augment, phase.mix, seed=seed + 10 * self.index,
+                          flip=self.config.data.flip, erasing=phase.erasing,
+                          label_smoothing=phase.label_smoothing)
         return Built(trainee, teacher, step_optimizer(self.phase, data.steps_per_epoch))
 
     def prepare(self, built: Built, resuming: bool) -> None:
@@ -78,7 +80,8 @@ class TeacherPhase(Step):
         return (f"{counted(phase.epochs, 'epoch')}, lr {phase.learning_rate} ({phase.schedule}), "
                 f"trunk parts training {sum(parts)}/{len(parts)}, "
                 f"{trainable:,} trainable parameters, augment {phase.augment}"
-                + (" with flips" if self.config.data.flip and phase.augment != "none" else ""))
+                + (" with flips" if self.config.data.flip and phase.augment != "none" else "")
+                + "".join(f", {words}" for words in recipe_words(phase)))
 
     def callbacks(self) -> list:
         return step_callbacks(self.directory, self.phase.early_stopping_patience,
@@ -96,3 +99,17 @@ class TeacherPhase(Step):
 
     def check(self, inputs) -> None:
         check_teacher_config(self.config.teacher)
+
+
+def recipe_words(phase) -> list[str]:
+    """What a teacher phase adds to its augmentation, in words."""
+    words = []
+    if phase.erasing:
+        words.append(f"erasing {phase.erasing:g}")
+    if phase.mix != "none":
+        words.append(phase.mix)
+    if phase.label_smoothing:
+        words.append(f"label smoothing {phase.label_smoothing:g}")
+    if phase.ema_momentum:
+        words.append(f"weights averaged (EMA {phase.ema_momentum:g})")
+    return words
