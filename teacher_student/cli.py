@@ -96,7 +96,7 @@ def job_command(args) -> int:
     run_dir = RunDir(Path(args.run_dir))
     if args.command == "evaluate":
         say_ignored(args, "evaluate")
-        rows = evaluation.evaluate(run_dir)
+        rows = evaluation.evaluate(run_dir, tta=args.tta)
         print(f"\ntest split ({run_dir.path}):\n{comparison_table(rows)}")
         return 0
     config = _config(args)
@@ -159,7 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "RUN_DIR/variants/NAME, its students added to the run's "
                              "comparison (other distill or student settings on a run whose "
                              "students are trained make one, named by the settings)")
-        if name != "evaluate":
+        if name == "evaluate":
+            job.add_argument("--tta", action="store_true",
+                             help="also each model with test-time augmentation (rows named "
+                             "MODEL+tta): each image's "
+                             "probabilities averaged with its left-right mirror's. For "
+                             "photos only: a mirrored digit, letter or word is another image")
+        else:
             checks = job.add_mutually_exclusive_group()
             checks.add_argument("--preflight", dest="preflight_only", action="store_true",
                                 help="only check that every step of the plan builds, compiles "

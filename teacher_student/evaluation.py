@@ -38,6 +38,7 @@ from teacher_student.training.teachers import ensemble, listed_teachers, teacher
 from teacher_student.words import counted
 
 ENSEMBLE = "teacher_ensemble"  # the listed teachers' ensemble, in the comparison
+TTA = "+tta"  # a model's row with test-time augmentation: `evaluate --tta`
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,13 @@ class RunModels:
     labeled_images: int  # of the training split
     plan: tuple[Step, ...]
     executions: Mapping[str, Execution]
+    tta: bool = False  # also each model averaged with the mirror images (rows name+tta)
 
 
-def evaluate(run_dir: RunDir) -> list[dict]:
+def evaluate(run_dir: RunDir, tta: bool = False) -> list[dict]:
     """Every model of a run on its own test split, with the run's own config (saved in it),
-    under the run's lock; writes only the reports. The comparison's rows."""
+    under the run's lock; writes only the reports. The comparison's rows; with `tta`, also each
+    model with test-time augmentation."""
     with lock.hold(run_dir.path):
         config = saved_config(run_dir)
         if config is None:
@@ -66,10 +69,14 @@ def evaluate(run_dir: RunDir) -> list[dict]:
         config = config.with_dataset(len(inputs.class_names))
         policy, why = resolve(config.precision)
         print(why)
+        if tta and not config.data.flip:
+            print("test-time augmentation averages each image with its mirror, although the "
+                  "run trained on no mirrored image (data.flip: false): right for photos, "
+                  "wrong for digits, letters or text")
         plan = tuple(plan_steps(config, run_dir))
         return compare(RunModels(config, run_dir, inputs.test, inputs.class_names,
                                  len(inputs.splits["train"].paths), plan,
-                                 {step.name: Execution(policy, False) for step in plan}))
+                                 {step.name: Execution(policy, False) for step in plan}, tta))
 
 
 def compare(run: RunModels) -> list[dict]:
@@ -82,6 +89,8 @@ def compare(run: RunModels) -> list[dict]:
     listed = _listed_teachers(run)
     folds = run.run_dir.fold_teachers()  # evaluated, not timed: the ensemble is the teacher
     evaluations = {**listed, **{name: evaluate_saved(run, name) for name in [*folds, *names]}}
+    if run.tta:
+        evaluations |= {name + TTA: evaluate_saved(run, name, mirrored=True) for name in names}
     # What the students are compared with: the teacher they learnt from.
     reference = next(reversed(listed)) if listed else TEACHER
     # The run's own models are timed (unless measure_latency says not to); no other.
@@ -166,11 +175,29 @@ def _comparison_rows(run_dir: RunDir) -> list[dict]:
     return pd.read_csv(path).to_dict("records") if path.exists() else []
 
 
-def evaluate_saved(run: RunModels, name: str) -> reports.Evaluation:
+def evaluate_saved(run: RunModels, name: str, mirrored: bool = False) -> reports.Evaluation:
+    """The run's model `name` on the test split; `mirrored`: with test-time augmentation."""
     path = readable_model(run.run_dir, run.plan, run.executions, name)
     model = keras.saving.load_model(path, safe_mode=True)
+    if mirrored:
+        model, name = averaged_with_mirror(model), name + TTA
     return reports.evaluate_classifier(name, model, run.test, run.class_names,
                                        run.run_dir.reports, path)
+
+
+def averaged_with_mirror(model: keras.Model) -> keras.Model:
+    """Test-time augmentation: a model whose logits are the log of `model`'s probabilities
+    averaged over each image and its left-right mirror (their softmax is that average)."""
+    images = keras.Input(model.input_shape[1:], dtype=model.inputs[0].dtype)
+    mirrored = keras.layers.Lambda(lambda batch: keras.ops.flip(batch, axis=2))(images)
+    average = keras.layers.Lambda(_log_mean_probabilities, dtype="float32")
+    return keras.Model(images, average([model(images), model(mirrored)]),
+                       name=f"{model.name}_tta")
+
+
+def _log_mean_probabilities(logits):
+    probabilities = [keras.ops.softmax(keras.ops.cast(each, "float32")) for each in logits]
+    return keras.ops.log(keras.ops.mean(keras.ops.stack(probabilities), axis=0) + 1e-12)
 
 
 def readable_model(run_dir: RunDir, plan: Sequence[Step], executions: Mapping[str, Execution],

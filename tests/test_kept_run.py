@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from helpers import write_image_folder
 from PIL import Image
@@ -190,3 +191,14 @@ def test_evaluate_waits_for_no_one_but_refuses_a_run_in_use(copy, capsys):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_evaluate_with_tta_adds_each_model_averaged_with_its_mirror(copy, capsys):
+    _, run = copy
+    assert cli.main(["evaluate", "--run-dir", str(run), "--tta"]) == 0
+    out = capsys.readouterr().out
+    assert "trained on no mirrored image (data.flip: false)" in out
+    rows = pd.read_csv(run / "reports" / "comparison.csv").set_index("model")
+    assert {"teacher", "teacher+tta"} <= set(rows.index)
+    assert rows.loc["teacher+tta", "params"] == rows.loc["teacher", "params"]
+    assert (run / "reports" / "teacher+tta_confusion.png").exists()

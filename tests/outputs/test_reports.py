@@ -8,7 +8,11 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import TINY_TEACHER
 
+from teacher_student.evaluation import averaged_with_mirror
+from teacher_student.models.precision import PrecisionPolicy
+from teacher_student.models.teacher import build_teacher
 from teacher_student.outputs import metrics, plots, reports
 
 PNG_MAGIC = b"\x89PNG"
@@ -229,3 +233,12 @@ def test_the_comparison_names_the_cpu_of_its_latency_columns(tmp_path: Path) -> 
     assert (tmp_path / "accuracy_vs_latency.png").exists()
     assert pd.read_csv(tmp_path / "comparison.csv")["latency_device"].tolist() == [
         "AMD EPYC, 2 cores"]
+
+
+def test_test_time_augmentation_averages_each_image_with_its_mirror():
+    model = build_teacher(TINY_TEACHER, PrecisionPolicy("float32"))
+    images = np.random.default_rng(4).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    expected = (metrics.softmax(model.predict(images, verbose=0))
+                + metrics.softmax(model.predict(images[:, :, ::-1], verbose=0))) / 2
+    averaged = averaged_with_mirror(model).predict(images, verbose=0)
+    np.testing.assert_allclose(metrics.softmax(averaged), expected, rtol=1e-4, atol=1e-6)
