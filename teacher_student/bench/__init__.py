@@ -17,6 +17,11 @@ MODELS = ("teacher", "student", "distill")
 # 9); DKD's are the config's (beta 2, for few classes) and its authors' CIFAR-100 ones (alpha 1,
 # beta 8, label loss weight 1), with a warm-up of one epoch. Names starting with "scratch" are
 # the baselines: the student alone, with that mixing.
+# The teacher recipe's arms (recipe.py): today's, one setting each, all, and both three
+# times as long.
+RECIPE_SETTINGS = ("smoothing", "erasing", "ema", "cutmix", "flip")
+RECIPE_ARMS = ("today", *RECIPE_SETTINGS, "all", "today-3x", "all-3x")
+
 DISTILL_VARIANTS = {
     "scratch": [],
     "scratch+cutmix": ["distill.mix=cutmix"],

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from teacher_student.bench import DISTILL_VARIANTS, MODELS, PRECISIONS
+from teacher_student.bench import DISTILL_VARIANTS, MODELS, PRECISIONS, RECIPE_ARMS
 from teacher_student.errors import UserError
 
 
@@ -69,6 +69,15 @@ def bench_distill(args) -> int:
             return 0
     print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n"
           f"{distill_results.format_table(frame)}")
+    return 0
+
+
+def bench_recipe(args) -> int:
+    from teacher_student.bench import recipe
+
+    frame = recipe.run(args.data, args.seeds, args.arms, Path(args.out), args.config, args.set,
+                       args.jobs)
+    print(f"\n{args.data}, the teacher over seeds {args.seeds}:\n{recipe.format_table(frame)}")
     return 0
 
 
@@ -167,6 +176,20 @@ def add_bench_commands(commands) -> None:
                            "(0.75): every model learns from the rest, the distilled students "
                            "from the unlabeled images too")
     gain.set_defaults(run=bench_distill)
+    recipe = kinds.add_parser("recipe", help="the teacher's training recipe, one setting at a "
+                              "time (label smoothing, erasing, weight averaging, cutmix, "
+                              "mirror images), all of them, and longer: test accuracy over "
+                              "seeds, paired with today's")
+    recipe.add_argument("--data", default="mnist", help="embedded name, image folder, CSV or "
+                        ".npz")
+    recipe.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    recipe.add_argument("--arms", nargs="+", default=list(RECIPE_ARMS), choices=RECIPE_ARMS)
+    recipe.add_argument("--out", default="runs/bench-recipe", help="run directories and tables")
+    recipe.add_argument("--config", default="default")
+    recipe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    recipe.add_argument("--jobs", type=int, default=1,
+                        help="runs at once, each in a process of its own (a GPU has room)")
+    recipe.set_defaults(run=bench_recipe)
     frontier = kinds.add_parser("frontier", help="the students of `bench distill --students`: "
                                 "accuracy from scratch and distilled against CPU latency "
                                 "(TFLite, one image) and size, with the teacher; a table and "

@@ -9,6 +9,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,3 +66,26 @@ def format_environment(env: dict) -> str:
     return (f"{env['date']}; {env['device']}; backend {env['backend']}; {versions}; "
             f"load average {env['load_average']} at the start\n"
             f"command: {env['command']}")
+
+
+def run_logged(command: list[str], log: Path, gpu: int | None = None) -> int:
+    """`command` in a process of its own, its output in `log`, on GPU `gpu` when given. Processes
+    sharing a GPU allocate its memory as they need it, not most of it up front. Its exit code."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    environment = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                   "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    if gpu is not None:
+        environment["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    with open(log, "w") as stream:
+        return subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT,
+                              env=environment, check=False).returncode
+
+
+def gpu_count() -> int:
+    """The GPUs `nvidia-smi` lists; 0 without one."""
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                check=False).stdout
+    except OSError:
+        return 0
+    return sum(line.startswith("GPU ") for line in listed.splitlines())

@@ -23,9 +23,7 @@ The table (distill_results.py) is written to `distillation.md`, with every run i
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +34,7 @@ import pandas as pd
 from teacher_student import atomic, jobs
 from teacher_student import config as config_module
 from teacher_student.bench import DISTILL_VARIANTS as VARIANTS
+from teacher_student.bench.common import gpu_count, run_logged
 from teacher_student.bench.distill_results import RESULT, format_table, results, write_result
 from teacher_student.bench.unlabeled import split_off_unlabeled
 from teacher_student.run.directory import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
@@ -191,13 +190,12 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
     ensembles and the students of the folds. Processes sharing a GPU allocate its memory as
     they need it, not most of it up front; a persistent compilation cache (JAX's
     JAX_COMPILATION_CACHE_DIR) lets later runs reuse the programs the first ones compiled."""
-    gpus = _gpu_count()
+    gpus = gpu_count()
 
     def one(task: tuple) -> None:
         index, (seed, what) = task
         folder = what if isinstance(what, str) else TEACHER + (f"{what + 1}" if what else "")
         log = out / f"seed{seed}" / folder / "bench.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "teacher_student", "bench", "distill", "--data", data,
                    "--seeds", str(seed), "--out", str(out), "--teachers", str(teachers),
                    "--folds", str(folds)]
@@ -211,14 +209,7 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
         command += ["--config", config] if config else []
         command += ["--unlabeled", str(unlabeled)] if unlabeled is not None else []
         command += [part for override in overrides for part in ("--set", override)]
-        environment = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-                       "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
-        if gpus > 1:
-            environment["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
-        with open(log, "w") as stream:
-            done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT,
-                                  env=environment, check=False)
-        if done.returncode:
+        if run_logged(command, log, index % gpus if gpus > 1 else None):
             raise RuntimeError(f"bench distill: seed {seed} {folder} failed, see {log}")
 
     for seed in seeds:  # the data first, once, before processes share it
@@ -243,12 +234,3 @@ def _student_of(name: str, students: Sequence[str]) -> str:
     label = name.partition("@")[2]
     return next(s for s in students if label == "" and s == DEFAULT_STUDENT
                 or label and student_label(s) == label)
-
-
-def _gpu_count() -> int:
-    try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
-                                check=False).stdout
-    except OSError:
-        return 0
-    return sum(line.startswith("GPU ") for line in listed.splitlines())

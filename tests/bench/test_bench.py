@@ -340,3 +340,37 @@ def test_the_table_pairs_gains_by_seed_with_their_95_percent_interval():
     # kd-folds - kd: +1, 0, +2 points: mean +1, sd 1, half-width 2.48
     assert rows["kd-folds"][5] == "+1.00 [-1.48, +3.48]"
     assert rows["kd"][5] == "-" and rows["teacher-folds"][3] == "-"
+
+
+def test_each_recipe_arm_changes_its_settings_in_the_phases_they_are_for():
+    from teacher_student.bench.recipe import arm_overrides
+    from teacher_student.config import Config
+
+    phases = Config().phases  # warmup 3, main 12, finetune 5
+    assert arm_overrides("today", phases) == []
+    assert arm_overrides("ema", phases) == ["phases.1.ema_momentum=0.995",
+                                            "phases.2.ema_momentum=0.995"]
+    longer = arm_overrides("all-3x", phases)
+    assert {"data.flip=true", "phases.0.label_smoothing=0.1", "phases.2.erasing=0.5",
+            "phases.1.mix=cutmix"} <= set(longer) and "phases.0.mix=cutmix" not in longer
+    assert longer[-3:] == ["phases.0.epochs=9", "phases.1.epochs=36", "phases.2.epochs=15"]
+
+
+@pytest.mark.slow  # 60 s: two teachers
+def test_the_recipe_bench_pairs_each_arm_with_todays_and_tests_mirrors_with_tta(tmp_path,
+                                                                                capsys):
+    from helpers import write_image_folder
+
+    images = write_image_folder(tmp_path / "images")
+    assert cli.main(["bench", "recipe", "--data", str(images), "--config", "tiny", "--seeds",
+                     "0", "--arms", "today", "flip", "--out", str(tmp_path / "out"),
+                     "--set", "data.batch_size=4", "--set", "phases.1.epochs=0",
+                     "--set", "phases.2.epochs=0"]) == 0
+    frame = pd.read_csv(tmp_path / "out" / "recipe.csv").set_index("model")
+    assert set(frame.index) == {"today", "flip", "flip+tta"}
+    assert frame.loc["flip", "seconds"] > 0
+    table = capsys.readouterr().out
+    gain = 100 * (frame.loc["flip", "accuracy"] - frame.loc["today", "accuracy"])
+    assert f"| {gain:+.2f} " in table.replace("  ", " ")
+    assert (tmp_path / "out" / "seed0" / "flip" / "reports" / "teacher+tta_confusion.png"
+            ).exists()
