@@ -150,9 +150,11 @@ def _listed_files(run: RunModels) -> dict[str, Path]:
 
 def _listed_teachers(run: RunModels) -> dict[str, reports.Evaluation]:
     """The listed teachers on the test split, and, when there are several, their ensemble
-    (averaged in probability), the last: what the distilled student learnt from."""
+    (averaged in probability), the last: what the distilled student learnt from (a teacher of
+    another input size sees the test images at the student's, resized, as it taught)."""
     files = _listed_files(run)
-    loaded = listed_teachers(run.config.distill.teachers, PrecisionPolicy("float32"))
+    loaded = listed_teachers(run.config.distill.teachers, PrecisionPolicy("float32"),
+                             run.config.student.input_shape)
     models = dict(zip(files, loaded))
     found = {name: reports.evaluate_classifier(name, model, run.test, run.class_names,
                                                run.run_dir.reports, files[name])

@@ -83,6 +83,30 @@ def test_a_new_run_learns_from_a_listed_teachers_feature_map(trained, tmp_path, 
     assert rows.loc["student_distilled", "teacher_agreement"] >= 0  # with listed_teacher
 
 
+def test_a_teacher_of_another_resolution_teaches_at_its_own_and_not_by_feature_maps(
+        trained, tmp_path, capsys):
+    """A teacher trained on the same images at 40 px grey teaches a 32 px colour student: it
+    sees the student's batch resized, in the distillation and in the comparison."""
+    images, _ = trained
+    teacher_run, run = tmp_path / "grey40", tmp_path / "new"
+    assert cli.main([*argv("train-teacher", teacher_run, images, "data.image_size=40",
+                           "data.channels=1"), "--no-preflight"]) == 0
+    teachers = f"distill.teachers=[{teacher_run}]"
+    before = snapshot(teacher_run)
+    assert cli.main([*argv("distill", run, images, "distill.method=feature", teachers),
+                     "--no-preflight"]) == 2
+    assert "the feature method compares feature maps of one image size" in \
+        capsys.readouterr().err
+    assert cli.main([*argv("distill", run, images, teachers), "--no-preflight"]) == 0
+    out = capsys.readouterr().out
+    assert "takes 40x40 grey images: it sees the student's 32x32 colour batch resized" in out
+    assert pd.read_csv(run / "student_distilled" / "history.csv")["distillation_loss"].iloc[0] > 0
+    rows = pd.read_csv(run / "reports" / "comparison.csv").set_index("model")
+    assert rows.loc["student_distilled", "teacher_agreement"] >= 0  # with listed_teacher
+    assert rows.loc["listed_teacher", "accuracy"] >= 0
+    assert snapshot(teacher_run) == before  # a listed run is read, never written
+
+
 def test_a_teacher_that_learnt_from_this_runs_test_images_is_refused(trained, tmp_path, capsys):
     """A teacher of another data.seed split the same images otherwise: some of this run's
     test images were its training images."""

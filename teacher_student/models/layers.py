@@ -93,3 +93,44 @@ class ProbabilityAverage(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "temperature": self.temperature}
+
+
+# ITU-R 601-2 luma, as PIL's "L" mode (data/decode.py) makes grey images from colour ones.
+LUMA = (0.299, 0.587, 0.114)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResizeTo(keras.layers.Layer):
+    """uint8 images [B, H, W, C] -> images [B, height, width, channels] in `output_dtype`,
+    resized bilinearly in float32 and rounded, grey repeated into colour or colour made grey
+    (PIL's luma): a teacher of another resolution sees the student's batch as its own images.
+    Made smaller by a factor of 2 or more, each block of pixels is averaged first, so that
+    the bilinear samples do not alias (TensorFlow's antialiased resize has no XLA kernel)."""
+
+    def __init__(self, height: int, width: int, channels: int, output_dtype: str = "uint8",
+                 **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.height, self.width, self.channels = height, width, channels
+        self.output_dtype = keras.backend.standardize_dtype(output_dtype)
+
+    def call(self, images):
+        resized = ops.cast(images, "float32")
+        factor = min(images.shape[1] // self.height, images.shape[2] // self.width)
+        if factor >= 2:
+            resized = ops.average_pool(resized, factor, factor, padding="valid")
+        resized = ops.image.resize(resized, (self.height, self.width))
+        have = images.shape[-1]
+        if have == 1 and self.channels == 3:
+            resized = ops.repeat(resized, 3, axis=-1)
+        elif have == 3 and self.channels == 1:
+            resized = ops.sum(resized * ops.array(LUMA, "float32"), axis=-1, keepdims=True)
+        return ops.cast(ops.clip(ops.round(resized), 0, 255), self.output_dtype)
+
+    def compute_output_spec(self, images):
+        return keras.KerasTensor((images.shape[0], self.height, self.width, self.channels),
+                                 dtype=self.output_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "height": self.height, "width": self.width,
+                "channels": self.channels, "output_dtype": self.output_dtype}

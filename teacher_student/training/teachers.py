@@ -1,8 +1,10 @@
 """The teachers a student learns from: the run's own, or others listed in `distill.teachers`
-(run directories or `.keras` files), checked against the run's classes, input and split (a
-listed run's teacher must not have learnt from this run's test or validation images), and averaged
+(run directories or `.keras` files), checked against the run's classes and split (a listed
+run's teacher must not have learnt from this run's test or validation images), and averaged
 in probability at the distillation's temperature when there are several (Hinton et al. 2015
-distil an ensemble this way). Each is rebuilt under the step's precision policy and frozen.
+distil an ensemble this way). Each is rebuilt under the step's precision policy and frozen. A
+teacher of another input size or channels sees the student's batch resized to its own input
+inside the compiled step (`at_input`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import keras
 from teacher_student.config import Config
 from teacher_student.data.inputs import Inputs
 from teacher_student.errors import ConfigError
-from teacher_student.models.layers import ProbabilityAverage
+from teacher_student.models.layers import ProbabilityAverage, ResizeTo
 from teacher_student.models.precision import PrecisionPolicy
 from teacher_student.outputs.convert import answers_probabilities
 from teacher_student.run.directory import TEACHER, RunDir, unreadable_model
@@ -49,10 +51,17 @@ def check_teachers(config: Config, inputs: Inputs) -> None:
                               "list the run directory, or its own teacher.keras, which "
                               "answers logits")
         shape, classes = tuple(model.input_shape[1:]), model.output_shape[-1]
-        if shape != tuple(config.student.input_shape) or classes != len(inputs.class_names):
-            raise ConfigError(f"{key}: {path} takes {shape} images and answers {classes} "
-                              f"classes; this run has {tuple(config.student.input_shape)} and "
+        if classes != len(inputs.class_names):
+            raise ConfigError(f"{key}: {path} answers {classes} classes; this run has "
                               f"{len(inputs.class_names)}")
+        ours = tuple(config.student.input_shape)
+        if shape != ours:
+            if config.distill.method == "feature":
+                raise ConfigError(f"{key}: {path} takes {shape} images, the student {ours}: "
+                                  "the feature method compares feature maps of one image "
+                                  "size; list a teacher of the student's input, or use kd")
+            print(f"{key}: {path} takes {_size(shape)} images: it sees the student's "
+                  f"{_size(ours)} batch resized to its own")
 
 
 def _check_their_split(key: str, theirs: RunDir, inputs: Inputs) -> None:
@@ -76,18 +85,40 @@ def _check_their_split(key: str, theirs: RunDir, inputs: Inputs) -> None:
             "teacher trained on this run's split")
 
 
+def _size(shape: Sequence[int]) -> str:
+    """(32, 32, 1) -> '32x32 grey'."""
+    height, width, channels = shape
+    return f"{height}x{width} " + ("grey" if channels == 1 else "colour")
+
+
 def _real(path: str) -> str:
     return str(Path(path).resolve())
 
 
-def listed_teachers(entries: Sequence[str], policy: PrecisionPolicy) -> list[keras.Model]:
-    """The listed teachers, with their weights, rebuilt under `policy`."""
+def listed_teachers(entries: Sequence[str], policy: PrecisionPolicy,
+                    input_shape: Sequence[int] | None = None) -> list[keras.Model]:
+    """The listed teachers, with their weights, rebuilt under `policy`; each taking images of
+    `input_shape` (the student's) when given."""
     models = []
     for index, entry in enumerate(entries):
         loaded = keras.saving.load_model(teacher_file(entry), safe_mode=True)
-        models.append(policy.rebuild(keras.Model(loaded.input, loaded.output,
-                                                 name=f"teacher{index}"), float32_outputs=True))
+        teacher = policy.rebuild(keras.Model(loaded.input, loaded.output, name=f"teacher{index}"),
+                                 float32_outputs=True)
+        models.append(at_input(teacher, input_shape) if input_shape else teacher)
     return models
+
+
+def at_input(teacher: keras.Model, shape: Sequence[int]) -> keras.Model:
+    """`teacher` taking images of `shape`: each resized to the teacher's own input size and
+    channels first (ResizeTo), inside whatever step calls it; the teacher itself if it takes
+    that shape."""
+    own = tuple(teacher.input_shape[1:])
+    if own == tuple(shape):
+        return teacher
+    images = keras.Input(tuple(shape), dtype="uint8", name="image")
+    resized = ResizeTo(*own, output_dtype=teacher.inputs[0].dtype,
+                       name=f"{teacher.name}_input")(images)
+    return keras.Model(images, teacher(resized), name=f"{teacher.name}_at_{shape[0]}px")
 
 
 def ensemble(teachers: Sequence[keras.Model], temperature: float) -> keras.Model:

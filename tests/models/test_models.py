@@ -209,3 +209,25 @@ def test_an_applications_trunk_trained_from_scratch_forgets_its_initial_statisti
     trunk = build_student(config, PrecisionPolicy()).get_layer("trunk")
     norms = [layer for layer in trunk.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and {layer.momentum for layer in norms} == {BN_MOMENTUM}
+
+
+def test_a_teacher_of_another_input_sees_the_students_images_resized_to_its_own():
+    from teacher_student.models.layers import ResizeTo
+    from teacher_student.training.teachers import at_input
+
+    flat = np.full((2, 16, 16, 3), [100, 50, 200], dtype=np.uint8)
+    grey = np.asarray(ResizeTo(24, 24, 1)(flat))
+    assert grey.shape == (2, 24, 24, 1) and grey.dtype == np.uint8
+    assert np.all(grey == round(0.299 * 100 + 0.587 * 50 + 0.114 * 200))  # PIL's "L"
+    ramp = np.tile(np.arange(0, 256, 16, dtype=np.uint8)[None, None, :, None], (1, 16, 1, 1))
+    colour = np.asarray(ResizeTo(8, 8, 3)(ramp))
+    assert colour.shape == (1, 8, 8, 3) and np.all(colour[..., 0] == colour[..., 2])
+    assert np.all(np.diff(colour[0, 0, :, 0].astype(int)) > 0)  # still a ramp, at half size
+
+    teacher = build_teacher(dataclasses.replace(TINY_TEACHER, input_shape=(24, 24, 1)),
+                            PrecisionPolicy("float32"))
+    taught = at_input(teacher, (16, 16, 3))
+    assert taught.input_shape == (None, 16, 16, 3)
+    np.testing.assert_allclose(taught.predict(flat, verbose=0),
+                               teacher.predict(grey, verbose=0), rtol=1e-5, atol=1e-6)
+    assert at_input(teacher, (24, 24, 1)) is teacher

@@ -133,16 +133,20 @@ def _loss_scale(trainee) -> float | None:
 
 def test_compiled_distillation_step_from_an_ensemble_of_two_frozen_teachers(policy, batch,
                                                                            tmp_path):
+    """One teacher at the student's input, one at its own (48x48 grey: the student's colour
+    batch resized to it inside the step)."""
     from teacher_student.training.teachers import ensemble, listed_teachers
 
     files = []
     # Two teachers of different weights, saved as runs save them: one trained in float32, one
     # in mixed_float16 (its casts and islands are in the file), adopted by every policy.
-    for seed, saved_under in ((1, "float32"), (2, "mixed_float16")):
+    for seed, saved_under, shape in ((1, "float32", TINY_TEACHER.input_shape),
+                                     (2, "mixed_float16", (48, 48, 1))):
         keras.utils.set_random_seed(seed)
         files.append(str(tmp_path / f"teacher{seed}.keras"))
-        build_teacher(TINY_TEACHER, PrecisionPolicy(saved_under)).save(files[-1])
-    teachers = listed_teachers(files, policy)
+        build_teacher(dataclasses.replace(TINY_TEACHER, input_shape=shape),
+                      PrecisionPolicy(saved_under)).save(files[-1])
+    teachers = listed_teachers(files, policy, TINY_STUDENT.input_shape)
     student = build_student(TINY_STUDENT, policy)
     config = DistillConfig(temperature=2.0)
     distiller = Distiller(ensemble(teachers, config.temperature), student,

@@ -46,7 +46,8 @@ class Distillation(StudentStep):
         distill, policy = self.config.distill, execution.policy
         student = self.fresh_student(execution, data.seed)
         teachers = (self._own_teachers(policy) if self.own_teacher
-                    else listed_teachers(distill.teachers, policy))
+                    else listed_teachers(distill.teachers, policy,
+                                         self.config.student.input_shape))
         distiller = Distiller(ensemble(teachers, distill.temperature), student,
                               method_terms(distill, data.steps_per_epoch), distill.alpha,
                               distill.augment, distill.mix, data.seed, policy,
