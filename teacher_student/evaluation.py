@@ -33,6 +33,7 @@ from teacher_student.run.checkpoints import unreadable_model
 from teacher_student.run.config import saved_config
 from teacher_student.run.directory import MODEL_NAMES, STUDENT_DISTILLED, TEACHER, RunDir
 from teacher_student.training.steps import Execution, Step, plan_steps
+from teacher_student.training.steps.self_training import best_teacher
 from teacher_student.training.steps.teacher_fold import fold_name
 from teacher_student.training.teachers import ensemble, listed_teachers, teacher_file
 from teacher_student.words import counted
@@ -87,12 +88,14 @@ def compare(run: RunModels) -> list[dict]:
         raise RunDirError(f"no trained model in {run.run_dir.path}: run train-teacher first")
     labels = run.test.labels.astype(np.int64)
     listed = _listed_teachers(run)
-    folds = run.run_dir.fold_teachers()  # evaluated, not timed: the ensemble is the teacher
-    evaluations = {**listed, **{name: evaluate_saved(run, name) for name in [*folds, *names]}}
+    # Evaluated, not timed: each fold's teacher (their ensemble is the teacher), each
+    # self-training round's network.
+    others = [*run.run_dir.fold_teachers(), *run.run_dir.round_teachers()]
+    evaluations = {**listed, **{name: evaluate_saved(run, name) for name in [*others, *names]}}
     if run.tta:
         evaluations |= {name + TTA: evaluate_saved(run, name, mirrored=True) for name in names}
     # What the students are compared with: the teacher they learnt from.
-    reference = next(reversed(listed)) if listed else TEACHER
+    reference = next(reversed(listed)) if listed else best_teacher(run.run_dir)
     # The run's own models are timed (unless measure_latency says not to); no other.
     paths = ({name: run.run_dir.model_file(name) for name in names}
              if run.config.measure_latency else {})
@@ -228,6 +231,6 @@ def _notes(run: RunModels, names: Sequence[str]) -> list[str]:
     if STUDENT_DISTILLED not in names or unlabeled is None:
         return []
     return [f"{STUDENT_DISTILLED} learnt from the {run.labeled_images:,} labeled training "
-            f"images and {counted(unlabeled, 'unlabeled one')} ({run.config.distill.unlabeled}, "
+            f"images and {counted(unlabeled, 'unlabeled one')} ({run.config.unlabeled_images}, "
             f"listed in {run.run_dir.unlabeled_file.name}); the other models from the labeled ones "
             "alone."]

@@ -50,6 +50,7 @@ from teacher_student.training.steps import (
     TrainingData,
     plan_steps,
 )
+from teacher_student.training.steps.self_training import best_teacher
 from teacher_student.training.timekeeping import Timekeeper
 
 
@@ -147,10 +148,9 @@ def prepare(config: Config, run_dir: RunDir, command: str,
     run_dir.check_writable()
     config = resolve_run_config(config, run_dir)
     global_batch = config.data.batch_size * distribution.replicas
-    distills = distilled and command == DISTILL
     inputs = prepare_inputs(config.data, run_dir, global_batch, distribution.replicas,
                             distribution.batches_to_device,
-                            config.distill.unlabeled if distills else None)
+                            _unlabeled_source(config, command, distilled))
     resolved = config.with_dataset(len(inputs.class_names))
     policy, why = resolve(resolved.precision)
     jit_compile, why_xla = distribute.choose_jit_compile(resolved.jit_compile, distribution)
@@ -166,6 +166,14 @@ def prepare(config: Config, run_dir: RunDir, command: str,
                tuple(step for step in plan if step.job == command),
                Timekeeper(plan, run_dir.status_file, budget, started),
                {step.name: Execution(policy, jit_compile) for step in plan})
+
+
+def _unlabeled_source(config: Config, command: str, distilled: bool) -> str | None:
+    """The unlabeled images a job reads: the distillation's (data.unlabeled, or the older
+    distill.unlabeled), or those of the teacher's self-training rounds (data.unlabeled)."""
+    if command == DISTILL:
+        return config.unlabeled_images if distilled else None
+    return config.data.unlabeled if config.teacher.self_training.rounds else None
 
 
 def _concerning(command: str, plan: list[Step], run_dir: RunDir) -> tuple[Step, ...]:
@@ -209,7 +217,9 @@ def _run(job: Job) -> None:
 
 
 def train_teacher(config: Config, run_dir: RunDir, preflight: bool = True) -> dict:
-    """The teacher's phases; the teacher's row of the comparison (on the test split)."""
+    """The teacher's phases (and self-training rounds); the teacher's row of the comparison
+    (on the test split), with each round's network's test accuracy (`rounds`) and which of
+    them teaches (`teaches`) when there are rounds."""
     with training_job(config, run_dir, TRAIN_TEACHER, preflight) as job, job.clock.tracking():
         _run(job)
         histories = {step.title: step.directory.read_history() for step in job.steps}
@@ -217,8 +227,17 @@ def train_teacher(config: Config, run_dir: RunDir, preflight: bool = True) -> di
         row = evaluation.evaluate_saved(job.models, TEACHER).row
         if job.inputs.folds:
             row["out_of_fold_accuracy"] = evaluation.out_of_fold(job.run_dir, job.inputs)
+        rounds = job.run_dir.round_teachers()
+        if rounds:
+            row["rounds"] = {name: evaluation.evaluate_saved(job.models, name).row["accuracy"]
+                             for name in rounds}
+            row["teaches"] = best_teacher(job.run_dir)
     print(f"\nteacher test accuracy {row['accuracy']:.2%} (macro-F1 {row['macro_f1']:.4f}); "
           f"saved {job.run_dir.model_file(TEACHER)}")
+    for name, accuracy in row.get("rounds", {}).items():
+        print(f"{name} test accuracy {accuracy:.2%}")
+    if rounds:
+        print(f"the student learns from {row['teaches']} (the highest validation accuracy)")
     return row
 
 

@@ -16,7 +16,8 @@ run writes its `result.csv` when it is done, so runs can go in parallel processe
 `--out` (`--jobs N`: N processes at a time, the first seed's runs first, each logging to its
 run's `bench.log`), and a rerun skips them. With `--unlabeled SHARE`, that share of each seed's
 training images loses its labels (unlabeled.py): every model learns from the labeled rest, and
-the distilled students from the unlabeled images too (`distill.unlabeled`).
+the distilled students from the unlabeled images too (`data.unlabeled`), as do the teacher's
+self-training rounds with `--set teacher.self_training.rounds=N` (rows `teacher roundK`).
 The table (distill_results.py) is written to `distillation.md`, with every run in
 `distillation.csv`. `bench frontier` sets the students against their CPU latency and size.
 """
@@ -104,7 +105,8 @@ def _data(data: str, seed: int, unlabeled: float | None, out: Path, config: str 
     fractions = config_module.load(config, overrides).data
     labeled, images = split_off_unlabeled(data, unlabeled, seed, out / f"seed{seed}" / "data",
                                           fractions.val_fraction, fractions.test_fraction)
-    return [f"data.source={labeled.resolve()}", f"distill.unlabeled={images.resolve()}"]
+    # data.unlabeled: the teacher's self-training rounds learn from them too, when it has any
+    return [f"data.source={labeled.resolve()}", f"data.unlabeled={images.resolve()}"]
 
 
 def run_name(variant: str, student: str) -> str:
@@ -152,7 +154,9 @@ def _trained_teacher(out: Path, seed: int, index: int, config: str | None,
         own = config_module.load(config, overrides).with_dataset(saved.teacher.num_classes)
         teacher_run.write_config(config_module.to_yaml(own))
     row = jobs.train_teacher(config_module.load(config, overrides), teacher_run, preflight=False)
-    write_result(teacher_run, seed, name, row["accuracy"])
+    rounds = {f"{name} {model.removeprefix('teacher_')}": accuracy
+              for model, accuracy in row.get("rounds", {}).items()}
+    write_result(teacher_run, seed, name, row["accuracy"], rounds)
     return teacher_run
 
 

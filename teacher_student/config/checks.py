@@ -51,6 +51,15 @@ CHECKS: dict[str, Any] = {
     "teacher.upsampling": one_of(UPSAMPLING),
     "teacher.cbam_reduction": positive,
     "teacher.dropout": fraction,
+    "teacher.self_training.rounds": non_negative,
+    "teacher.self_training.epochs": positive,
+    "teacher.self_training.learning_rate": positive,
+    "teacher.self_training.augment": one_of(AUGMENT),
+    "teacher.self_training.alpha": lambda v: None if 0 <= v <= 1 else
+    f"must be in [0, 1], got {v!r}",
+    "teacher.self_training.temperature": positive,
+    "data.unlabeled": lambda v: None if v.strip() else
+    "must name a folder of images, a .csv or a .npz file, or be null",
     "student.widths": widths,
     "student.width_multiplier": positive,
     "student.dropout": fraction,
@@ -115,4 +124,23 @@ def check_config(config: Config) -> None:
             raise ConfigError(f"{key}: {mix} mixes the images of a batch; "
                               f"data.batch_size {config.data.batch_size} has nothing to mix "
                               "with")
+    _check_unlabeled_and_rounds(config)
     METHODS[config.distill.method].check(config.distill)
+
+
+def _check_unlabeled_and_rounds(config: Config) -> None:
+    """One source of unlabeled images, and self-training rounds where they can run."""
+    data, distill = config.data, config.distill
+    if data.unlabeled and distill.unlabeled and data.unlabeled != distill.unlabeled:
+        raise ConfigError(f"distill.unlabeled: {distill.unlabeled} differs from data.unlabeled "
+                          f"{data.unlabeled}; data.unlabeled serves every step, the teacher's "
+                          "rounds and the distillation: set that one alone")
+    if not config.teacher.self_training.rounds:
+        return
+    if data.folds > 1:
+        raise ConfigError("teacher.self_training.rounds: with data.folds > 1 there are K "
+                          "teachers, and rounds start from one: set data.folds: 1 or rounds: 0")
+    if distill.teachers:
+        raise ConfigError("teacher.self_training.rounds: the student learns from the listed "
+                          "distill.teachers, never from the run's own teacher and its rounds: "
+                          "set rounds: 0, or list no teacher")

@@ -30,10 +30,29 @@ class DataConfig:
     # Mirror training images left to right at random (half of them) in every step whose
     # augment is light or strong: for photos; never for digits, letters or text
     flip: bool = False
+    # Images without labels (a folder of any layout, a CSV with a `path` column or a .npz of
+    # `images`) for every step that can learn from them: the teacher's self-training rounds
+    # (teacher.self_training) and the distillation. null: none
+    unlabeled: str | None = None
     # K >= 2: K teachers, each trained on the training and validation images but one fold of
     # them (stratified, seeded) and validated on that fold, the test split held out from all;
     # the student learns from their ensemble. 1: one teacher on the run's own split
     folds: int = 1
+
+
+@dataclass(frozen=True)
+class SelfTrainingConfig:
+    """Rounds after the teacher's phases (Noisy Student, Xie et al. 2020; born-again networks,
+    Furlanello et al. 2018): each trains a fresh network of the teacher's architecture on the
+    labels and on the best teacher so far's soft labels of every training image (and of
+    data.unlabeled's), the new network seeing them noised (`augment`, its dropout) where the
+    teacher sees them clean. It becomes the teacher only if its validation accuracy is higher."""
+    rounds: int = 0  # 0: none
+    epochs: int = 20
+    learning_rate: float = 2e-3
+    augment: str = "strong"  # the noise on the images the new network learns from
+    alpha: float = 0.5  # weight of the label loss; the soft labels get 1 - alpha
+    temperature: float = 1.0  # of the soft labels (Noisy Student's are at 1)
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,7 @@ class TeacherConfig:
     dropout: float = 0.2
     trunk: str | None = None  # a keras.applications name, e.g. "EfficientNetB0"
     trunk_weights: str | None = None  # None, "imagenet" or a local weights file
+    self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
 
 
 @dataclass(frozen=True)
@@ -162,6 +182,12 @@ class Config:
         PhaseConfig(name="finetune", epochs=5, learning_rate=2e-4),
     )
     distill: DistillConfig = field(default_factory=DistillConfig)
+
+    @property
+    def unlabeled_images(self) -> str | None:
+        """The unlabeled images the distillation learns from: data.unlabeled's, or those of
+        the older key distill.unlabeled (which serves the distillation alone)."""
+        return self.data.unlabeled or self.distill.unlabeled
 
     def with_dataset(self, num_classes: int) -> Config:
         """The config with model input shapes and class count taken from the data."""

@@ -57,6 +57,10 @@ class CheckpointDir:
     def mark_done(self, summary: Mapping) -> None:
         atomic.write_json(self.path / "done.json", dict(summary))
 
+    def done_summary(self) -> dict:
+        """What `mark_done` recorded (epochs, best validation accuracy...)."""
+        return json.loads((self.path / "done.json").read_text())
+
     def resume_points(self) -> list[Path]:
         """Finished epochs' resume folders, oldest first."""
         return sorted(self.resume.glob("epoch-*"))

@@ -56,12 +56,14 @@ from teacher_student.run.checkpoints import (  # noqa: F401 - what callers impor
 TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED = "teacher", "student_scratch", "student_distilled"
 MODEL_NAMES = (TEACHER, STUDENT_SCRATCH, STUDENT_DISTILLED)
 FOLD_TEACHER = re.compile(r"teacher_fold[1-9][0-9]*")  # each fold's teacher (data.folds)
+# Each self-training round's network (teacher.self_training)
+ROUND_TEACHER = re.compile(r"teacher_round[1-9][0-9]*")
 # The model that stands for the run where one is asked for (export, predict): the first it has.
 DEFAULT_MODELS = (STUDENT_DISTILLED, STUDENT_SCRATCH)
 SPLIT_COLUMNS = ["path", "label", "class_name", "split"]
 # What a run directory seeded from another takes from it (`seed_from`).
 SEEDED = ("config.yaml", "split.csv", "split.csv.sha256", "skipped_files.csv",
-          f"{TEACHER}.keras")
+          f"{TEACHER}.keras", "self_training.json")
 
 
 def _sha256(path: Path) -> str:
@@ -83,6 +85,9 @@ class RunDir:
     compile_cache = inside("compile_cache")  # compiled steps on JAX (compile_cache.py)
     status_file = inside("status.json")  # where the run is: step, epoch, time left
     preflight_file = inside("preflight.json")  # what the preflight measured and chose
+    # The teacher and each self-training round's network, their validation accuracy, and which
+    # teaches the student (teacher.self_training)
+    self_training_file = inside("self_training.json")
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
@@ -90,9 +95,10 @@ class RunDir:
     def model_file(self, name: str) -> Path:
         """One of `MODEL_NAMES`, or a fold's teacher (`fold_teacher`), as a final `.keras`
         file."""
-        if name not in MODEL_NAMES and not FOLD_TEACHER.fullmatch(name):
+        if name not in MODEL_NAMES and not (FOLD_TEACHER.fullmatch(name)
+                                            or ROUND_TEACHER.fullmatch(name)):
             raise ValueError(f"no model {name!r} in a run (known: {', '.join(MODEL_NAMES)}, "
-                             "teacher_fold1...)")
+                             "teacher_fold1..., teacher_round1...)")
         return self.path / f"{name}.keras"
 
     def fold_teachers(self) -> list[str]:
@@ -100,6 +106,16 @@ class RunDir:
         found = [path.stem for path in self.path.glob("teacher_fold*.keras")
                  if FOLD_TEACHER.fullmatch(path.stem)]
         return sorted(found, key=lambda name: int(name.removeprefix("teacher_fold")))
+
+    def round_teachers(self) -> list[str]:
+        """The names of the self-training rounds' networks the run has saved, in order."""
+        found = [path.stem for path in self.path.glob("teacher_round*.keras")
+                 if ROUND_TEACHER.fullmatch(path.stem)]
+        return sorted(found, key=lambda name: int(name.removeprefix("teacher_round")))
+
+    def teacher_round(self, round_: int) -> CheckpointDir:
+        """A self-training round's folder."""
+        return CheckpointDir(self.path / TEACHER / f"round{round_}")
 
     def teacher_phase(self, index: int, name: str, fold: int = 0) -> CheckpointDir:
         """A teacher phase's folder; of fold `fold`'s teacher when there are folds."""
@@ -125,11 +141,13 @@ class RunDir:
 
     def seed_from(self, teacher_run: RunDir) -> RunDir:
         """This directory holding `teacher_run`'s config, split, teacher (and each fold's,
-        with data.folds) and decoded images (the cache linked), unless it has its own:
-        distilling here neither trains the teachers nor decodes the images again."""
+        with data.folds; each round's, with teacher.self_training) and decoded images (the
+        cache linked), unless it has its own: distilling here neither trains the teachers nor
+        decodes the images again."""
         self.path.mkdir(parents=True, exist_ok=True)
-        folds = [f"{name}.keras" for name in teacher_run.fold_teachers()]
-        for name in [*SEEDED, *folds]:
+        made = [f"{name}.keras" for name in [*teacher_run.fold_teachers(),
+                                             *teacher_run.round_teachers()]]
+        for name in [*SEEDED, *made]:
             if (teacher_run.path / name).exists() and not (self.path / name).exists():
                 shutil.copy2(teacher_run.path / name, self.path / name)
         if teacher_run.cache.exists() and not self.cache.exists():

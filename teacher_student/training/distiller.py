@@ -38,7 +38,8 @@ def method_terms(distill, steps_per_epoch: int) -> list[Term]:
 class Distiller(Trainee):
     def __init__(self, teacher: keras.Model, student: keras.Model, terms: Sequence[Term],
                  alpha: float, augment: str = "none", mix: str = "none", seed: int = 0,
-                 policy: PrecisionPolicy | None = None, flip: bool = False, **kwargs):
+                 policy: PrecisionPolicy | None = None, flip: bool = False,
+                 clean_teacher: bool = False, **kwargs):
         """
         teacher: the classifier to learn from; frozen here, and run in inference mode.
         student: the classifier that trains (and is what gets deployed).
@@ -47,13 +48,18 @@ class Distiller(Trainee):
         augment, mix, seed, flip: the batch's augmentation and mixing, as for any `Trainee`;
             the teacher sees the same transformed batch as the student.
         policy: the precision policy that a feature adapter's casts follow.
+        clean_teacher: the teacher sees the batch as it came, not augmented (Noisy Student:
+            clean soft labels, noised images to learn them from); no mixing then.
         """
         super().__init__(student, augment, mix, seed, flip,
                          name=kwargs.pop("name", "distiller"), **kwargs)
         if not 0 <= alpha <= 1:
             raise ConfigError(f"distill.alpha: must be in [0, 1], got {alpha}")
+        if clean_teacher and mix != "none":
+            raise ValueError("a teacher of clean images answers for unmixed ones: no mixing")
         self.teacher = teacher
         self.teacher.trainable = False  # takes effect at the next compile()
+        self.clean_teacher = clean_teacher
         self.terms = tuple(terms)
         self.alpha = alpha
         self.step = keras.Variable(0.0, trainable=False, name="distillation_step")
@@ -77,10 +83,11 @@ class Distiller(Trainee):
     def call(self, images, training=False):
         if not training:
             return self.student(images, training=False)
+        clean = images
         outputs = self.transform(images)
         images = outputs.pop("images")
         # BatchNorm in inference mode, and no backward pass through the frozen teacher.
-        teacher_out = self.teacher(images, training=False)
+        teacher_out = self.teacher(clean if self.clean_teacher else images, training=False)
         student_out = self.model(images, training=True)
         if self.taps_features:
             (teacher_out, teacher_map), (student_out, student_map) = teacher_out, student_out

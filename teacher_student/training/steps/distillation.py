@@ -1,7 +1,8 @@
 """The distillation: the student trained on the labels and on its teachers (distiller.py, by
-the method of `distill.method`, training/methods/): the run's own teacher, or the ensemble of
-those `distill.teachers` lists (teachers.py); on the training images, and the unlabeled ones
-`distill.unlabeled` lists (the teachers' terms alone)."""
+the method of `distill.method`, training/methods/): the run's own teacher (the best of its
+self-training rounds), or the ensemble of those `distill.teachers` lists (teachers.py); on the
+training images, and the unlabeled ones `data.unlabeled` or `distill.unlabeled` lists (the
+teachers' terms alone)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from teacher_student.training.steps.base import (
     TrainingData,
     without_trunk_weights,
 )
+from teacher_student.training.steps.self_training import best_teacher, round_name
 from teacher_student.training.steps.student import StudentStep
 from teacher_student.training.steps.teacher_fold import fold_name
 from teacher_student.training.teachers import check_teachers, ensemble, listed_teachers
@@ -34,12 +36,15 @@ class Distillation(StudentStep):
         super().__init__(config, run_dir, run_dir.distillation, "distillation",
                          STUDENT_DISTILLED)
         self.own_teacher = not config.distill.teachers
-        self.needs = (TEACHER,) if self.own_teacher else ()
+        rounds = [round_name(k) for k in range(1, config.teacher.self_training.rounds + 1)]
+        self.needs = (TEACHER, *rounds) if self.own_teacher else ()
 
     def own_teacher_files(self) -> list[Path]:
-        """The run's own teacher's file; with folds, each fold's."""
+        """The run's own teacher's file (the best of its self-training rounds, with rounds);
+        with folds, each fold's."""
         folds = self.config.data.folds
-        names = [TEACHER] if folds == 1 else [fold_name(k) for k in range(1, folds + 1)]
+        names = ([best_teacher(self.run_dir)] if folds == 1 else
+                 [fold_name(k) for k in range(1, folds + 1)])
         return [self.run_dir.model_file(name) for name in names]
 
     def build(self, execution: Execution, data: TrainingData) -> Built:
@@ -80,8 +85,10 @@ class Distillation(StudentStep):
                 + (f", from {teachers} teachers" if several and distill.teachers else "")
                 + (f", from the {teachers} folds' teachers" if several and self.own_teacher
                    else "")
-                + (f", with the unlabeled images of {distill.unlabeled}" if distill.unlabeled
-                   else "")
+                + (f", from {best_teacher(self.run_dir)}"
+                   if self.config.teacher.self_training.rounds and self.own_teacher else "")
+                + (f", with the unlabeled images of {self.config.unlabeled_images}"
+                   if self.config.unlabeled_images else "")
                 + "; " + _sizes(student.count_params(), built.trainee.teacher.count_params(),
                                 "the teachers" if several else "the teacher"))
 
