@@ -50,7 +50,8 @@ def test_a_round_learns_from_the_teacher_and_the_student_from_the_best(tmp_path,
     assert history["distillation_loss"].iloc[0] > 0  # the soft labels counted
     assert (run / "teacher_round1.keras").exists()
 
-    assert cli.main([*argv("distill", run, images, f"data.unlabeled={unlabeled}"),
+    assert cli.main([*argv("distill", run, images, f"data.unlabeled={unlabeled}",
+                           "distill.baseline=false"),
                      "--no-preflight"]) == 0
     out = capsys.readouterr().out
     assert f"from {best}, with the unlabeled images of {unlabeled}" in out
