@@ -40,6 +40,9 @@ from teacher_student.words import counted
 
 ENSEMBLE = "teacher_ensemble"  # the listed teachers' ensemble, in the comparison
 TTA = "+tta"  # a model's row with test-time augmentation: `evaluate --tta`
+# Each model's class for each test image, in the test split's order: what a paired test over
+# test images (McNemar's, bench/distill_results.py) compares
+TEST_ANSWERS = "test_answers.csv"
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ def compare(run: RunModels) -> list[dict]:
         rows += variant_rows(_comparison_rows(variant), variant.path.name)
     rows.append(reports.chance_row(labels, len(run.class_names)))
     reports.write_comparison(rows, run.run_dir.reports, _notes(run, names))
+    write_test_answers(evaluations, labels, run.run_dir.reports / TEST_ANSWERS)
     model_plots.plot_reliability(
         {name: metrics.reliability(e.probabilities, e.labels) for name, e in evaluations.items()},
         run.run_dir.reports / "reliability.png")
@@ -117,6 +121,14 @@ def compare(run: RunModels) -> list[dict]:
         plots.plot_student_curves(students, teacher.row["accuracy"] if teacher else None,
                                   run.run_dir.reports / "student_curves.png")
     return rows
+
+
+def write_test_answers(evaluations: Mapping[str, reports.Evaluation], labels: np.ndarray,
+                       path: Path) -> None:
+    """One row per test image (the split's order): its label and each model's answer."""
+    frame = pd.DataFrame({"label": labels, **{name: evaluation.probabilities.argmax(axis=-1)
+                                              for name, evaluation in evaluations.items()}})
+    atomic.write_csv(frame, path)
 
 
 def out_of_fold(run_dir: RunDir, inputs: Inputs) -> float:

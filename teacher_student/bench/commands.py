@@ -58,17 +58,17 @@ def bench_distill(args) -> int:
     from teacher_student.bench import distill, distill_results
 
     if args.jobs > 1:
-        frame = distill.run_in_processes(args.data, args.seeds, args.variants, Path(args.out),
-                                         args.config, args.set, args.jobs, args.students,
-                                         args.teachers, args.unlabeled, args.folds)
+        distill.run_in_processes(args.data, args.seeds, args.variants, Path(args.out),
+                                 args.config, args.set, args.jobs, args.students,
+                                 args.teachers, args.unlabeled, args.folds)
     else:
-        frame = distill.run(args.data, args.seeds, args.variants, Path(args.out), args.config,
-                            args.set, args.students, args.teachers, args.only_teacher,
-                            args.unlabeled, args.folds, args.only_folds)
+        distill.run(args.data, args.seeds, args.variants, Path(args.out), args.config,
+                    args.set, args.students, args.teachers, args.only_teacher, args.unlabeled,
+                    args.folds, args.only_folds)
         if args.only_teacher is not None or args.only_folds:
             return 0
-    print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n"
-          f"{distill_results.format_table(frame)}")
+    _, text = distill_results.table(Path(args.out), args.seeds)
+    print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n{text}")
     return 0
 
 

@@ -36,7 +36,7 @@ from teacher_student import atomic, jobs
 from teacher_student import config as config_module
 from teacher_student.bench import DISTILL_VARIANTS as VARIANTS
 from teacher_student.bench.common import gpu_count, run_logged
-from teacher_student.bench.distill_results import RESULT, format_table, results, write_result
+from teacher_student.bench.distill_results import RESULT, table, write_result
 from teacher_student.bench.unlabeled import split_off_unlabeled
 from teacher_student.run.directory import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
 
@@ -86,11 +86,13 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
                     *([f"data.folds={folds}"] if name.endswith("-folds") else [])])
                 rows = jobs.distill(variant, run_dir, distilled=not baseline, preflight=False)
                 model = STUDENT_SCRATCH if baseline else STUDENT_DISTILLED
-                accuracy = next(row["accuracy"] for row in rows if row["model"] == model)
-                write_result(run_dir, seed, run_name(name, student), float(accuracy))
-    frame = results(out, seeds)
+                row = next(row for row in rows if row["model"] == model)
+                agreement = None if baseline else row.get("teacher_agreement")
+                write_result(run_dir, seed, run_name(name, student), float(row["accuracy"]),
+                             agreement=agreement)
+    frame, text = table(out, seeds)
     atomic.write_csv(frame, out / "distillation.csv")
-    atomic.write_text(out / "distillation.md", format_table(frame) + "\n")
+    atomic.write_text(out / "distillation.md", text + "\n")
     return frame
 
 

@@ -374,3 +374,34 @@ def test_the_recipe_bench_pairs_each_arm_with_todays_and_tests_mirrors_with_tta(
     assert f"| {gain:+.2f} " in table.replace("  ", " ")
     assert (tmp_path / "out" / "seed0" / "flip" / "reports" / "teacher+tta_confusion.png"
             ).exists()
+
+
+def test_the_table_tests_each_gain_over_the_test_images_with_mcnemar(tmp_path):
+    """Pooled over seeds: the images the student answers right and its baseline wrong, and
+    the reverse; and the student's agreement with its teacher, averaged over seeds."""
+    from scipy import stats
+
+    from teacher_student.bench.distill_results import table, write_result
+    from teacher_student.run.directory import RunDir
+
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    runs = {  # seed -> (the kd student's answers, the scratch student's)
+        0: ([0, 1, 2, 0, 1, 2, 0, 0], [0, 1, 0, 0, 0, 2, 0, 0]),  # 2 right only, 0 wrong only
+        1: ([0, 1, 2, 1, 1, 2, 0, 1], [0, 2, 2, 0, 1, 1, 1, 1]),  # 3 right only, 1 wrong only
+    }
+    for seed, (kd, scratch) in runs.items():
+        for name, column, answers in (("kd", "student_distilled", kd),
+                                      ("scratch", "student_scratch", scratch)):
+            run = RunDir(tmp_path / f"seed{seed}" / name)
+            (run.path / "reports").mkdir(parents=True)
+            pd.DataFrame({"label": labels, column: answers}).to_csv(
+                run.path / "reports" / "test_answers.csv", index=False)
+            accuracy = float(np.mean(np.array(answers) == labels))
+            write_result(run, seed, name, accuracy, agreement=0.9 if name == "kd" else None)
+        write_result(RunDir(tmp_path / f"seed{seed}" / "teacher"), seed, "teacher", 0.95)
+    _, text = table(tmp_path, [0, 1])
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in text.splitlines()[2:]}
+    p = stats.binomtest(5, 6, 0.5).pvalue
+    assert rows["kd"][5] == f"5 / 1, p {p:.2g}" and rows["scratch"][5] == "-"
+    assert rows["kd"][6] == "90.0%" and rows["teacher"][6] == "-"
