@@ -170,9 +170,10 @@ def prepare(config: Config, run_dir: RunDir, command: str,
 
 def _unlabeled_source(config: Config, command: str, distilled: bool) -> str | None:
     """The unlabeled images a job reads: the distillation's (data.unlabeled, or the older
-    distill.unlabeled), or those of the teacher's self-training rounds (data.unlabeled)."""
+    distill.unlabeled; a baseline alone counts them, to train as many steps), or those of the
+    teacher's self-training rounds (data.unlabeled)."""
     if command == DISTILL:
-        return config.unlabeled_images if distilled else None
+        return config.unlabeled_images if distilled or config.distill.baseline else None
     return config.data.unlabeled if config.teacher.self_training.rounds else None
 
 

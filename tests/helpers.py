@@ -66,3 +66,12 @@ def figures_saved(monkeypatch, module) -> list:
 
     monkeypatch.setattr(module, "save_figure", keep)
     return figures
+
+
+def optimizer_steps(folder) -> int:
+    """The optimizer's step counter in a step's last resume point."""
+    import h5py
+
+    (point, *_) = sorted((folder / "resume").glob("epoch-*"), reverse=True)
+    with h5py.File(point / "state.weights.h5", "r") as state:
+        return int(state["optimizer"]["vars"]["0"][()])

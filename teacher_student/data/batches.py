@@ -58,6 +58,19 @@ class Batches(keras.utils.PyDataset):
         """How many images one epoch yields."""
         return min(len(self) * self.batch_size, len(self.rows))
 
+    def stretched(self, count: int) -> Batches:
+        """These batches with `count` images an epoch (each epoch shuffled anew): every image
+        as many whole times as fit, then a seeded random choice of them once more. As many
+        steps as a larger set of `count` images takes."""
+        whole, extra = divmod(count, len(self.rows))
+        chosen = np.concatenate([np.tile(np.arange(len(self.rows)), whole),
+                                 np.random.default_rng(self.seed).permutation(len(self.rows))
+                                 [:extra]])
+        return Batches(self.pixels, self.rows[chosen], self.labels[chosen],
+                       self.batch_size, shuffle=self.shuffle, seed=self.seed,
+                       class_weights=self.class_weights, drop_remainder=self.drop_remainder,
+                       ahead=self.ahead, to_device=self.to_device)
+
     def set_epoch(self, epoch: int) -> None:
         """The order of `epoch`'s batches; called by the trainer before each epoch."""
         if epoch != self.epoch:

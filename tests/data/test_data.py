@@ -388,3 +388,17 @@ def test_write_split_and_skipped_make_readable_csvs(odd_folder: Path, tmp_path: 
     skipped = pd.read_csv(run.skipped_file)
     assert list(skipped.columns) == ["path", "reason"] and len(skipped) == 4
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_stretched_batches_show_every_image_and_repeat_a_random_few():
+    from teacher_student.data.batches import Batches
+
+    pixels = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    batches = Batches(pixels, range(10), np.arange(10) % 3, 5, shuffle=True, seed=4)
+    stretched = batches.stretched(25)
+    assert len(stretched) == 5  # the steps of 25 images
+    seen = np.concatenate([stretched[i][0].ravel() for i in range(len(stretched))])
+    counts = np.bincount(seen, minlength=10)
+    assert sorted(counts) == [2] * 5 + [3] * 5  # each twice, five of them once more
+    labels = np.concatenate([stretched[i][1] for i in range(len(stretched))])
+    np.testing.assert_array_equal(labels, seen % 3)  # each image keeps its label

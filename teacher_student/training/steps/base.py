@@ -63,6 +63,15 @@ class TrainingData:
             return self
         return dataclasses.replace(self, train=self.train_with_unlabeled)
 
+    def with_steps_of_unlabeled(self) -> TrainingData:
+        """The labeled images alone, as many an epoch as `with_unlabeled` has (repeated): a
+        baseline then gets the distillation's budget in optimizer steps, its schedule
+        completed over them."""
+        if self.train_with_unlabeled is None:
+            return self
+        count = len(self.train_with_unlabeled.rows)
+        return dataclasses.replace(self, train=self.train.stretched(count))
+
 
 @dataclass(frozen=True)
 class Built:

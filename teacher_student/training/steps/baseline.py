@@ -25,4 +25,9 @@ class Baseline(StudentStep):
 
     def describe(self, built: Built) -> str:
         return (f"the student from scratch, {counted(self.config.distill.epochs, 'epoch')}, the "
-                "distillation's budget")
+                "distillation's budget" + (", in optimizer steps: its labeled images repeated "
+                                           "as often as the unlabeled ones add"
+                                           if self.config.unlabeled_images else ""))
+
+    def training_data(self, data: TrainingData) -> TrainingData:
+        return data.with_steps_of_unlabeled()
