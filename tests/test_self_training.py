@@ -36,7 +36,8 @@ def test_a_round_learns_from_the_teacher_and_the_student_from_the_best(tmp_path,
     images = write_image_folder(tmp_path / "images")
     unlabeled = write_image_folder(tmp_path / "unlabeled", seed=5)
     run = tmp_path / "run"
-    assert cli.main(argv("train-teacher", run, images, f"data.unlabeled={unlabeled}")) == 0
+    assert cli.main([*argv("train-teacher", run, images, f"data.unlabeled={unlabeled}"),
+                     "--no-preflight"]) == 0
     out = capsys.readouterr().out
     assert "self-training round 1/1: a fresh network of the teacher's, 1 epoch, learning the " \
            "labels (alpha 0.5) and teacher's soft labels" in out
