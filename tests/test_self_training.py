@@ -75,15 +75,15 @@ def test_rounds_that_cannot_run_are_refused_naming_the_key(settings, message):
         check_config(config_module.load("tiny", settings))
 
 
-@pytest.mark.slow  # 80 s: a real SIGKILL in a round, then the rest of the job
+@pytest.mark.slow  # 2 minutes: the preflight, a real SIGKILL in a round, the rest of the job
 def test_a_round_killed_mid_way_resumes_after_its_last_epoch(tmp_path):
     images = write_image_folder(tmp_path / "images")
     run = tmp_path / "run"
     command = [sys.executable, "-m", "teacher_student",
-               *argv("train-teacher", run, images, "teacher.self_training.epochs=3"),
-               "--no-preflight"]
-    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+               *argv("train-teacher", run, images, "teacher.self_training.epochs=3")]
+    log = tmp_path / "first.log"
+    with open(log, "w") as stream:  # its preflight checks the round too
+        job = subprocess.Popen(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
     round_folder = run / "teacher" / "round1"
     first_epoch = round_folder / "history.csv"
     deadline = time.monotonic() + 300
@@ -92,6 +92,7 @@ def test_a_round_killed_mid_way_resumes_after_its_last_epoch(tmp_path):
         time.sleep(0.2)
     job.send_signal(signal.SIGKILL)
     job.wait()
+    assert "  self-training round 1/1: " in log.read_text()  # a line of the preflight
     assert first_epoch.exists() and not (run / "teacher_round1.keras").exists()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
