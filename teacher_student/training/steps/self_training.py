@@ -67,9 +67,10 @@ class SelfTrainingRound(Step):
         seed = data.seed + 1000 * self.round  # other initial weights than the teacher's
         network = seeded(seed, build_teacher, self.config.teacher, policy)
         teacher = build_teacher(without_trunk_weights(self.config.teacher), policy)
+        # Plain KD at the round's own alpha and temperature, whatever the student's method.
         soft_labels = dataclasses.replace(self.config.distill, alpha=settings.alpha,
                                           temperature=settings.temperature,
-                                          standardize_logits=False)
+                                          standardize_logits=False, kd=kd.Section())
         trainee = Distiller(teacher, network, kd.terms(soft_labels, data.steps_per_epoch),
                             settings.alpha, settings.augment, seed=seed, policy=policy,
                             flip=self.config.data.flip, clean_teacher=True,
