@@ -110,7 +110,7 @@ def compare(run: RunModels) -> list[dict]:
         rows += variant_rows(_comparison_rows(variant), variant.path.name)
     rows.append(reports.chance_row(labels, len(run.class_names)))
     reports.write_comparison(rows, run.run_dir.reports, _notes(run, names))
-    write_test_answers(evaluations, labels, run.run_dir.reports / TEST_ANSWERS)
+    write_test_answers(evaluations, run.run_dir.reports / TEST_ANSWERS)
     model_plots.plot_reliability(
         {name: metrics.reliability(e.probabilities, e.labels) for name, e in evaluations.items()},
         run.run_dir.reports / "reliability.png")
@@ -123,9 +123,10 @@ def compare(run: RunModels) -> list[dict]:
     return rows
 
 
-def write_test_answers(evaluations: Mapping[str, reports.Evaluation], labels: np.ndarray,
-                       path: Path) -> None:
-    """One row per test image (the split's order): its label and each model's answer."""
+def write_test_answers(evaluations: Mapping[str, reports.Evaluation], path: Path) -> None:
+    """One row per test image evaluated (the split's order; several replicas leave out a
+    ragged last batch): its label and each model's answer."""
+    labels = next(iter(evaluations.values())).labels
     frame = pd.DataFrame({"label": labels, **{name: evaluation.probabilities.argmax(axis=-1)
                                               for name, evaluation in evaluations.items()}})
     atomic.write_csv(frame, path)
