@@ -79,7 +79,8 @@ ALPHA, TEMPERATURE = 0.5, 4.0
 
 # Keras' count_params() (weights and BatchNorm's moving statistics) and trainable count of
 # build_teacher / build_student at the config's defaults, per (input shape, classes), Keras 3
-# on JAX: `--parameters` says when the Keras models have changed since.
+# on JAX (count them again when the models change); `--parameters` compares the torch
+# networks with them.
 KERAS_PARAMETERS = {
     ((224, 224, 3), 100): {"teacher": (1378019, 1374115), "student": (146932, 144628)},
     ((32, 32, 1), 10): {"teacher": (1365833, 1361929), "student": (111418, 109114)},
