@@ -655,7 +655,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="start no new measurement after this many seconds")
     parser.add_argument("--parameters", action="store_true",
                         help="print the parameter counts against Keras' and stop; exit 1 if one "
-                        f"is off by more than {TOLERANCE:.0%}")
+                        f"is off by more than {TOLERANCE:.0%}".replace("%", "%%"))
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one measurement, as JSON
     return parser.parse_args(argv)
 

@@ -105,7 +105,10 @@ class PhaseConfig:
     # Keep an exponential moving average of the weights with this momentum (0: none); the
     # averaged weights are validated and kept. 0.999 averages about the last 1,000 steps
     ema_momentum: float = 0.0
-    early_stopping_patience: int = 0  # 0 turns it off
+    # After this many epochs without a better validation accuracy a cosine schedule skips to
+    # its last this-many epochs and the phase ends after them (a constant rate stops at
+    # once); the best epoch is kept. 0 turns it off
+    early_stopping_patience: int = 0
     reduce_lr_patience: int = 0  # 0 turns it off
 
 
@@ -131,8 +134,10 @@ class DistillOptions:
     # teacher phase
     ema_momentum: float = 0.0
     baseline: bool = True  # also train the student from scratch with the same budget
-    # Stop a student (the distilled one and the baseline alike) after this many epochs without
-    # a better validation accuracy; its best epoch is kept. 0: every epoch runs
+    # After this many epochs without a better validation accuracy a student (the distilled one
+    # and the baseline alike) runs its cosine schedule's last this-many epochs and stops, so
+    # that no student keeps an undecayed learning rate; its best epoch is kept. 0: every
+    # epoch runs
     early_stopping_patience: int = 0
     # The teachers to learn from: run directories (their teacher.keras) or .keras files of
     # the same classes and input, averaged in probability at the temperature; empty: the

@@ -29,6 +29,7 @@ from teacher_student.models.precision import PrecisionPolicy, transfer_weights
 from teacher_student.run.checkpoints import RESUME_PROGRESS as PROGRESS_FILE
 from teacher_student.run.checkpoints import RESUME_STATE as STATE_FILE
 from teacher_student.run.checkpoints import CheckpointDir
+from teacher_student.training.plateau import DecayOnPlateau
 
 MONITOR = "val_accuracy"
 KEEP_RESUME_POINTS = 2  # the one before the newest stands in when the newest cannot be read
@@ -284,11 +285,11 @@ class EpochLine(keras.callbacks.ProgbarLogger):
 
 def step_callbacks(directory: CheckpointDir, early_stopping_patience: int = 0,
                     reduce_lr_patience: int = 0) -> list:
-    """Optional early stopping and LR reduction, and TensorBoard logs where TensorFlow is."""
+    """Optional early stopping (after the schedule's decay: plateau.py) and LR reduction, and
+    TensorBoard logs where TensorFlow is."""
     callbacks = []
     if early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            MONITOR, patience=early_stopping_patience, mode="max"))
+        callbacks.append(DecayOnPlateau(early_stopping_patience, directory.name))
     if reduce_lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             MONITOR, patience=reduce_lr_patience, mode="max", factor=0.3))
