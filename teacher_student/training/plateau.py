@@ -63,8 +63,9 @@ class DecayOnPlateau(keras.callbacks.Callback):
         steps = self.params["steps"]
         self.model.optimizer.iterations.assign(self._decay_steps() - self.patience * steps)
         self.stop_after = done + self.patience
-        print(f"  {self.name}: no better validation accuracy for {counted(self.patience, 'epoch')} after "
-              f"epoch {done}: the learning rate decays over epochs {done + 1}-{self.stop_after}, "
+        print(f"  {self.name}: no better validation accuracy for "
+              f"{counted(self.patience, 'epoch')} after epoch {done}: the learning rate decays "
+              f"over epochs {done + 1}-{self.stop_after}, "
               "then the step ends")
 
     def _skipped(self, epoch: int) -> bool:
