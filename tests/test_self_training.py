@@ -36,9 +36,11 @@ def test_a_round_learns_from_the_teacher_and_the_student_from_the_best(tmp_path,
     images = write_image_folder(tmp_path / "images")
     unlabeled = write_image_folder(tmp_path / "unlabeled", seed=5)
     run = tmp_path / "run"
-    assert cli.main([*argv("train-teacher", run, images, f"data.unlabeled={unlabeled}"),
+    assert cli.main([*argv("train-teacher", run, images, f"data.unlabeled={unlabeled}",
+                           "teacher.self_training.stochastic_depth=0.2"),
                      "--no-preflight"]) == 0
     out = capsys.readouterr().out
+    assert "with augment strong, stochastic depth 0.2" in out
     assert "self-training round 1/1: a fresh network of the teacher's, 1 epoch, learning the " \
            "labels (alpha 0.5) and teacher's soft labels" in out
     assert f"with the unlabeled images of {unlabeled}" in out
@@ -52,6 +54,7 @@ def test_a_round_learns_from_the_teacher_and_the_student_from_the_best(tmp_path,
     assert (run / "teacher_round1.keras").exists()
 
     assert cli.main([*argv("distill", run, images, f"data.unlabeled={unlabeled}",
+                           "teacher.self_training.stochastic_depth=0.2",
                            "distill.baseline=false"),
                      "--no-preflight"]) == 0
     out = capsys.readouterr().out
@@ -69,6 +72,9 @@ def test_a_round_learns_from_the_teacher_and_the_student_from_the_best(tmp_path,
     (["data.unlabeled=a", "distill.unlabeled=b"], "distill.unlabeled: b differs from "
                                                   "data.unlabeled a"),
     (["teacher.self_training.augment=heavy"], "teacher.self_training.augment: must be one of"),
+    (["teacher.self_training.rounds=1", "teacher.self_training.stochastic_depth=0.2",
+      "teacher.trunk=MobileNetV3Small"], "teacher.self_training.stochastic_depth: drops the "
+                                         "branches of the teacher's own residual stages"),
 ])
 def test_rounds_that_cannot_run_are_refused_naming_the_key(settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -58,6 +58,8 @@ CHECKS: dict[str, Any] = {
     "teacher.self_training.alpha": lambda v: None if 0 <= v <= 1 else
     f"must be in [0, 1], got {v!r}",
     "teacher.self_training.temperature": positive,
+    "teacher.self_training.stochastic_depth": lambda v: None if 0 <= v < 1 else
+    f"must be in [0, 1), got {v!r}",
     "data.unlabeled": lambda v: None if v.strip() else
     "must name a folder of images, a .csv or a .npz file, or be null",
     "student.widths": widths,
@@ -144,3 +146,7 @@ def _check_unlabeled_and_rounds(config: Config) -> None:
         raise ConfigError("teacher.self_training.rounds: the student learns from the listed "
                           "distill.teachers, never from the run's own teacher and its rounds: "
                           "set rounds: 0, or list no teacher")
+    if config.teacher.self_training.stochastic_depth and config.teacher.trunk:
+        raise ConfigError("teacher.self_training.stochastic_depth: drops the branches of the "
+                          f"teacher's own residual stages; teacher.trunk {config.teacher.trunk} "
+                          "has none of them: set it to 0")

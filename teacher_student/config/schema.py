@@ -45,14 +45,18 @@ class SelfTrainingConfig:
     """Rounds after the teacher's phases (Noisy Student, Xie et al. 2020; born-again networks,
     Furlanello et al. 2018): each trains a fresh network of the teacher's architecture on the
     labels and on the best teacher so far's soft labels of every training image (and of
-    data.unlabeled's), the new network seeing them noised (`augment`, its dropout) where the
-    teacher sees them clean. It becomes the teacher only if its validation accuracy is higher."""
+    data.unlabeled's), the new network seeing them noised (`augment`, its dropout, stochastic
+    depth) where the teacher sees them clean. It becomes the teacher only if its validation
+    accuracy is higher."""
     rounds: int = 0  # 0: none
     epochs: int = 20
     learning_rate: float = 2e-3
     augment: str = "strong"  # the noise on the images the new network learns from
     alpha: float = 0.5  # weight of the label loss; the soft labels get 1 - alpha
     temperature: float = 1.0  # of the soft labels (Noisy Student's are at 1)
+    # Stochastic depth of the new network: its last residual stage's branch dropped at this
+    # rate in training, the earlier ones' less (Noisy Student's 0.2); our own trunk only
+    stochastic_depth: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from teacher_student.models.layers import ChannelPool
+from teacher_student.models.layers import ChannelPool, DropPath
 from teacher_student.models.precision import PrecisionPolicy
 
 # Keras' default 0.99 needs a few hundred steps to forget its initial statistics; small
@@ -64,8 +64,9 @@ def apply_cbam(x, reduction: int, policy: PrecisionPolicy, name: str):
 
 
 def apply_residual_block(x, width: int, stride: int, policy: PrecisionPolicy, name: str,
-                         cbam: bool = True, cbam_reduction: int = 8):
-    """Two 3x3 convolutions, CBAM on the residual branch, a projection shortcut when needed."""
+                         cbam: bool = True, cbam_reduction: int = 8, drop_path: float = 0.0):
+    """Two 3x3 convolutions, CBAM on the residual branch, a projection shortcut when needed;
+    `drop_path` > 0: the branch dropped per image at that rate in training (stochastic depth)."""
     shortcut = x
     if stride != 1 or x.shape[-1] != width:
         shortcut = apply_conv_bn_act(x, width, 1, stride, policy, f"{name}_shortcut",
@@ -74,6 +75,8 @@ def apply_residual_block(x, width: int, stride: int, policy: PrecisionPolicy, na
     y = apply_conv_bn_act(y, width, 3, 1, policy, f"{name}_conv2", activation=None)
     if cbam:
         y = apply_cbam(y, cbam_reduction, policy, f"{name}_cbam")
+    if drop_path:
+        y = DropPath(drop_path, dtype=policy.layer_dtype, name=f"{name}_drop_path")(y)
     y = policy.merge("add", [shortcut, y], f"{name}_add")
     return layers.Activation("relu", dtype=policy.layer_dtype, name=f"{name}_out")(y)
 

@@ -100,6 +100,29 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class DropPath(keras.layers.Layer):
+    """Stochastic depth (Huang et al., ECCV 2016) on a residual branch: in training each image's
+    branch is dropped with probability `rate` and kept ones scaled by 1 / (1 - rate), so the
+    block is its shortcut alone for that image (timm's `drop_path`); identity otherwise."""
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or not self.rate:
+            return inputs
+        keep = 1.0 - self.rate
+        shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+        kept = keras.random.uniform(shape, seed=self.seed_generator) < keep
+        return inputs * ops.cast(kept, inputs.dtype) / ops.cast(keep, inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class ResizeTo(keras.layers.Layer):
     """uint8 images [B, H, W, C] -> images [B, height, width, channels] in `output_dtype`,
     resized bilinearly in float32 and rounded, grey repeated into colour or colour made grey

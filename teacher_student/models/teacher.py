@@ -33,7 +33,11 @@ SCALES = 3  # features are taken at the last three resolutions
 HEAD_POOL = "head_pool"
 
 
-def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model:
+def build_teacher(config: TeacherConfig, policy: PrecisionPolicy,
+                  stochastic_depth: float = 0.0) -> keras.Model:
+    """`stochastic_depth`: the rate at which the last residual stage's branch is dropped in
+    training (the earlier ones' rise linearly to it, Huang et al. 2016); a network trained so
+    and one built without it have the same weights, by name."""
     check_teacher_config(config)
     inputs = keras.Input(config.input_shape, dtype="uint8", name="image")
     if config.trunk:
@@ -42,7 +46,7 @@ def build_teacher(config: TeacherConfig, policy: PrecisionPolicy) -> keras.Model
         features = [GradientGate(dtype=policy.layer_dtype, name=f"trunk_gate{i}")(f)
                     for i, f in enumerate(features)]
     else:
-        features = _residual_trunk(inputs, config, policy)
+        features = _residual_trunk(inputs, config, policy, stochastic_depth)
     x = apply_multiscale_fusion(features, config.fusion_width, config.upsampling, policy,
                                 "fusion")
     x = apply_conv_bn_act(x, config.fusion_width, 1, 1, policy, "fusion_mix")
@@ -82,7 +86,8 @@ def check_teacher_config(config: TeacherConfig) -> None:
         raise ConfigError(f"num_classes must be at least 2, got {config.num_classes}")
 
 
-def _residual_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy) -> list:
+def _residual_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy,
+                    stochastic_depth: float) -> list:
     x = layers.Rescaling(1 / 255, dtype=policy.layer_dtype, name="stem_rescale")(inputs)
     x = apply_conv_bn_act(x, config.widths[0], 3, stem_stride(config.input_shape[0]), policy,
                           "stem")
@@ -91,7 +96,8 @@ def _residual_trunk(inputs, config: TeacherConfig, policy: PrecisionPolicy) -> l
     for i, width in enumerate(config.widths, start=1):
         name = f"stage{i}"
         x = apply_residual_block(x, width, 1 if i == 1 else 2, policy, name, config.cbam,
-                                 config.cbam_reduction)
+                                 config.cbam_reduction,
+                                 stochastic_depth * i / len(config.widths))
         x = GradientGate(dtype=policy.layer_dtype, name=f"{name}_gate")(x)
         outputs.append(x)
     return outputs[-SCALES:]

@@ -11,7 +11,7 @@ from helpers import TINY_STUDENT, TINY_TEACHER
 
 from teacher_student.config import StudentConfig, TeacherConfig
 from teacher_student.models.audit import audit_dtypes
-from teacher_student.models.layers import CastTo
+from teacher_student.models.layers import CastTo, DropPath
 from teacher_student.models.precision import PrecisionPolicy, is_resize, transfer_weights
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
@@ -231,3 +231,27 @@ def test_a_teacher_of_another_input_sees_the_students_images_resized_to_its_own(
     np.testing.assert_allclose(taught.predict(flat, verbose=0),
                                teacher.predict(grey, verbose=0), rtol=1e-5, atol=1e-6)
     assert at_input(teacher, (24, 24, 1)) is teacher
+
+
+def test_stochastic_depth_drops_whole_branches_in_training_only():
+    drop = DropPath(0.5, seed=1)
+    ones = np.ones((256, 2, 2, 3), "float32")
+    dropped = keras.ops.convert_to_numpy(drop(ones, training=True))
+    per_image = dropped.reshape(256, -1)
+    # Each image's branch is kept whole (scaled by 2) or dropped whole.
+    assert set(np.unique(per_image)) == {0.0, 2.0}
+    assert (per_image == per_image[:, :1]).all()
+    assert 0.35 < (per_image[:, 0] == 0).mean() < 0.65
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(drop(ones, training=False)), ones)
+
+
+def test_a_teacher_with_stochastic_depth_is_the_plain_teacher_at_inference(policy):
+    noisy = build_teacher(TINY_TEACHER, policy, stochastic_depth=0.5)
+    assert audit_dtypes(noisy, policy.name) == []
+    assert sum(isinstance(layer, DropPath) for layer in noisy.layers) == len(TINY_TEACHER.widths)
+    plain = build_teacher(TINY_TEACHER, policy)
+    transfer_weights(noisy, plain)
+    images = np.random.default_rng(0).integers(0, 256, (4, *TINY_TEACHER.input_shape), "uint8")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(noisy(images, training=False)),
+                               keras.ops.convert_to_numpy(plain(images, training=False)),
+                               rtol=1e-5, atol=1e-5)

@@ -1,10 +1,10 @@
 """A self-training round (`teacher.self_training`): after the teacher's phases, a fresh network
 of the teacher's architecture learns the labels and the best teacher so far's soft labels of
 every training image, and of the unlabeled images (`data.unlabeled`), which it sees noised
-(strong augmentation, its dropout) where the teacher sees them clean (Noisy Student, Xie et
-al., CVPR 2020; without unlabeled images, a born-again generation, Furlanello et al., ICML
-2018). The round's network replaces the teacher only if its validation accuracy is higher:
-`self_training.json` records each one's and which teaches the student.
+(strong augmentation, its dropout, stochastic depth) where the teacher sees them clean (Noisy
+Student, Xie et al., CVPR 2020; without unlabeled images, a born-again generation, Furlanello
+et al., ICML 2018). The round's network replaces the teacher only if its validation accuracy
+is higher: `self_training.json` records each one's and which teaches the student.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ class SelfTrainingRound(Step):
     def build(self, execution: Execution, data: TrainingData) -> Built:
         settings, policy = self.settings, execution.policy
         seed = data.seed + 1000 * self.round  # other initial weights than the teacher's
-        network = seeded(seed, build_teacher, self.config.teacher, policy)
+        network = seeded(seed, build_teacher, self.config.teacher, policy,
+                         settings.stochastic_depth)
         teacher = build_teacher(without_trunk_weights(self.config.teacher), policy)
         # Plain KD at the round's own alpha and temperature, whatever the student's method.
         soft_labels = dataclasses.replace(self.config.distill, alpha=settings.alpha,
@@ -101,6 +102,8 @@ class SelfTrainingRound(Step):
                 f"learning the labels (alpha {settings.alpha}) and {self.teaching()}'s soft "
                 f"labels at temperature {settings.temperature} of clean images, seeing them "
                 f"with augment {settings.augment}"
+                + (f", stochastic depth {settings.stochastic_depth:g}"
+                   if settings.stochastic_depth else "")
                 + (f", with the unlabeled images of {self.config.data.unlabeled}"
                    if self.config.data.unlabeled else ""))
 
