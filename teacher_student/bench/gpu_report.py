@@ -64,16 +64,20 @@ def _run_child(spec: TrainBench, model_name: str, precision: str, timeout: float
 
 
 def summarize(results: list[dict]) -> list[dict]:
-    """Rows with the derived figures: ratios between precisions, feeding, FLOP/s, peak share."""
-    by_key = {(r["model"], r["precision"]): r for r in results if "error" not in r}
+    """Rows with the derived figures: ratios between precisions, feeding, FLOP/s, peak share;
+    each backend's rows (ours on JAX, the PyTorch peer) compared within that backend."""
+    by_key = {(r["model"], r["precision"], r.get("backend")): r for r in results
+              if "error" not in r}
     rows = []
-    for (model_name, precision), r in by_key.items():
+    for (model_name, precision, backend), r in by_key.items():
         # The HLO count includes the convolutions, which the GPU's compiled count leaves out.
         flops = r.get("hlo_flops_per_step") or r.get("flops_per_step")
         rate = _rate(r)
         row = {**r, "images_per_s": rate,
-               "vs_float32": common.ratio(rate, _rate(by_key.get((model_name, FLOAT32)))),
-               "vs_full_float32": common.ratio(rate, _rate(by_key.get((model_name, FULL_FLOAT32)))),
+               "vs_float32": common.ratio(
+                   rate, _rate(by_key.get((model_name, FLOAT32, backend)))),
+               "vs_full_float32": common.ratio(
+                   rate, _rate(by_key.get((model_name, FULL_FLOAT32, backend)))),
                "trainer_vs_device": common.ratio(r.get("trainer_images_per_s"),
                                                  r.get("device_fed_images_per_s")),
                "host_vs_device": common.ratio(r.get("host_fed_images_per_s"),
@@ -84,13 +88,34 @@ def summarize(results: list[dict]) -> list[dict]:
             row["tflop_per_s"] = flops / r["step_ms"] / 1e9
             peak = _peak_tflops(r.get("device"), precision)
             row["share_of_peak"] = row["tflop_per_s"] / peak if peak else None
-        student = by_key.get(("student", precision))
+        student = by_key.get(("student", precision, backend))
         if model_name == "distill" and student and student.get("step_ms") and \
                 r.get("teacher_forward_ms"):
             row["student_plus_forward_ms"] = student["step_ms"] + r["teacher_forward_ms"]
             row["distill_vs_sum"] = r["step_ms"] / row["student_plus_forward_ms"]
         rows.append(row)
     return rows
+
+
+def peer_rows(rows: list[dict]) -> list[dict]:
+    """Ours (JAX) against the PyTorch peer (scripts/torch_peer.py) for each model and
+    precision both measured: images per second on the device, compile, peak memory."""
+    ours = {(r["model"], r["precision"]): r for r in rows if r.get("backend") == "jax"}
+    compared = []
+    for peer in rows:
+        mine = ours.get((peer["model"], peer["precision"]))
+        if peer.get("backend") != PEER_BACKEND or not mine:
+            continue
+        compared.append({
+            "model": peer["model"], "precision": peer["precision"],
+            "ours": mine.get("device_fed_images_per_s"),
+            "peer": peer.get("device_fed_images_per_s"),
+            "ours_vs_peer": common.ratio(mine.get("device_fed_images_per_s"),
+                                         peer.get("device_fed_images_per_s")),
+            "ours_compile_s": mine.get("compile_s"), "peer_first_step_s": peer.get("first_step_s"),
+            "ours_gib": mine.get("peak_gib"), "peer_gib": peer.get("peak_gib"),
+            "peer_finite": peer.get("finite")})
+    return compared
 
 
 def _rate(result: dict | None) -> float | None:
@@ -105,7 +130,9 @@ def _peak_tflops(device: str | None, precision: str) -> float | None:
     return PEAK_TFLOPS[precision] if known else None
 
 
+PEER_BACKEND = "pytorch"  # what scripts/torch_peer.py records as its backend
 TRAIN_COLUMNS = [("model", "model", ""), ("precision", "precision", ""),
+                 ("backend", "backend", ""),
                  ("parameters", "params", ","),
                  ("device_fed_images_per_s", "img/s on device", ".0f"),
                  ("host_fed_images_per_s", "img/s from host", ".0f"),
@@ -119,7 +146,15 @@ TRAIN_COLUMNS = [("model", "model", ""), ("precision", "precision", ""),
                  ("step_ms", "ms/step", ".1f"), ("gflop_per_step", "GFLOP/step", ".1f"),
                  ("tflop_per_s", "TFLOP/s", ".1f"), ("share_of_peak", "of peak", ".1%"),
                  ("peak_gib", "peak GiB", ".2f"), ("compile_s", "compile s", ".0f")]
-DISTILL_COLUMNS = [("precision", "precision", ""), ("step_ms", "distill ms/step", ".1f"),
+PEER_COLUMNS = [("model", "model", ""), ("precision", "precision", ""),
+                ("ours", "img/s ours (JAX)", ".0f"), ("peer", "img/s PyTorch peer", ".0f"),
+                ("ours_vs_peer", "ours / peer", ".2f"),
+                ("ours_compile_s", "ours compile s", ".0f"),
+                ("peer_first_step_s", "peer first step s", ".0f"),
+                ("ours_gib", "ours peak GiB", ".2f"), ("peer_gib", "peer peak GiB", ".2f"),
+                ("peer_finite", "peer loss finite", "")]
+DISTILL_COLUMNS = [("precision", "precision", ""), ("backend", "backend", ""),
+                   ("step_ms", "distill ms/step", ".1f"),
                    ("teacher_forward_ms", "teacher forward ms", ".1f"),
                    ("student_plus_forward_ms", "student step + forward ms", ".1f"),
                    ("distill_vs_sum", "distill / sum", ".2f")]
@@ -138,6 +173,10 @@ def format_report(report: dict) -> str:
     distill_rows = [r for r in rows if r["model"] == "distill" and r.get("step_ms")]
     if distill_rows:
         parts += ["", markdown_table(distill_rows, DISTILL_COLUMNS)]
+    peers = peer_rows(rows)
+    if peers:
+        parts += ["", "Ours against the PyTorch peer (images per second on the device):", "",
+                  markdown_table(peers, PEER_COLUMNS)]
     errors = [f"{r['model']} {r['precision']}: {r['error']}" for r in report["results"]
               if "error" in r]
     return "\n".join(parts + (["", "not measured:", *errors] if errors else []))
@@ -156,7 +195,9 @@ def merge_reports(reports: list[dict]) -> dict:
     results = {}
     for report in reports:
         for result in report["results"]:
-            key = (result["model"], result["precision"])
+            # Older runs of ours name their backend in the environment alone.
+            result.setdefault("backend", report["environment"].get("backend"))
+            key = (result["model"], result["precision"], result["backend"])
             if "error" not in result or key not in results:
                 results[key] = result
     return {**first, "results": list(results.values())}

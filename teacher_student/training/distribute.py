@@ -103,13 +103,18 @@ def choose_jit_compile(setting: bool | str, distribution: Distribution) -> tuple
     `auto` turns XLA on where there is a GPU: there mixed precision pays, and XLA fuses CBAM's
     many small ops. On a CPU with TensorFlow it stays off: XLA's CPU depthwise convolutions make
     the student's training step 5x slower (`bench cpu`, BENCHMARKS.md). JAX always compiles
-    (without it, JAX runs op by op). Under a multi-replica tf.distribute strategy it is off
-    whatever the setting (see above).
+    (without it, JAX runs op by op). On Keras' torch backend it stays off: there it means
+    torch.compile, which Keras' layers make recompile again and again (4x slower steps on a CPU;
+    BENCHMARKS.md, "Keras' torch backend"). Under a multi-replica tf.distribute strategy it is
+    off whatever the setting (see above).
     """
     if not distribution.allows_xla:
         return False, "XLA off: it fails under this tf.distribute strategy (see distribute.py)"
     if setting != "auto":
         return bool(setting), f"XLA {'on' if setting else 'off'} (as configured)"
+    if keras.backend.backend() == "torch":
+        return False, ("XLA off (auto: on the torch backend jit_compile is torch.compile, "
+                       "which recompiles layer by layer; --set jit_compile=true turns it on)")
     if gpu_compute_capability() is not None:
         return True, "XLA on (auto: a GPU)"
     if keras.backend.backend() == "jax":

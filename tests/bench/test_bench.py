@@ -141,8 +141,29 @@ def test_show_merges_runs_made_in_separate_calls(tmp_path, capsys):
     # The distillation row is compared with the student step of the other run: 5 / (2 + 2.5).
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
             if line.startswith("|")]
-    assert ["float32", "5.0", "2.5", "4.5", "1.11"] in rows
+    assert ["float32", "5.0", "2.5", "4.5", "1.11"] in [[row[0], *row[2:]] for row in rows]
     assert "time budget spent" not in text  # a failure does not replace a measurement
+
+
+def test_show_sets_ours_beside_the_pytorch_peer(tmp_path, capsys):
+    ours = {"model": "teacher", "precision": "mixed_float16", "step_ms": 1.0,
+            "device_fed_images_per_s": 300.0, "compile_s": 20.0}
+    peer = {"model": "teacher", "precision": "mixed_float16", "backend": "pytorch",
+            "step_ms": 2.0, "device_fed_images_per_s": 100.0, "first_step_s": 50.0,
+            "finite": True}
+    paths = [tmp_path / "ours.json", tmp_path / "peer.json"]
+    report = _report([ours])
+    report["environment"]["backend"] = "jax"
+    atomic.write_json(paths[0], report)
+    atomic.write_json(paths[1], _report([peer]))
+    assert cli.main(["bench", "show", *map(str, paths)]) == 0
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    # Both rows kept (the same model and precision on two backends), then compared.
+    assert [row[:3] for row in rows if row[0] == "teacher"][:2] == [
+        ["teacher", "mixed_float16", "jax"], ["teacher", "mixed_float16", "pytorch"]]
+    assert ["teacher", "mixed_float16", "300", "100", "3.00", "20", "50"] in [
+        row[:7] for row in rows]
 
 
 def test_show_refuses_runs_of_another_batch_size(tmp_path, capsys):
