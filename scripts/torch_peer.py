@@ -5,6 +5,7 @@ way `bench train` times ours. On the GPU machine, from the repository root:
     python3 scripts/torch_peer.py [--models M ...] [--precisions P ...] [--json FILE]
     python3 scripts/torch_peer.py --models teacher --json runs/peer-teacher.json  # one model
     python3 scripts/torch_peer.py --parameters     # only the parameter counts against Keras'
+    python3 scripts/torch_peer.py --models teacher --precisions mixed_float16 --profile 25
     python3 scripts/torch_peer.py --device cpu --threads 1 --image-size 32 --batch-size 8 \\
         --steps 2 --warmup 1 --windows 1 --num-workers 1 --no-compile     # a smoke test
 
@@ -521,6 +522,33 @@ def measure(spec: PeerBench, model_name: str, precision: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Every (model, precision), each in a fresh process, and the tables.
 
+def profile(spec: PeerBench, model_name: str, precision: str, rows: int) -> str:
+    """torch.profiler's table of `spec.steps` steps after the first and the warm-up: the
+    kernels and ops where a step's time goes, longest first."""
+    device = torch.device(spec.device)
+    torch.manual_seed(0)
+    set_float32_precision(precision)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    images, labels = host_images(spec)
+    batches = [(torch.from_numpy(images[:spec.batch_size]).to(device),
+                torch.from_numpy(labels[:spec.batch_size]).to(device))]
+    total_steps = 1 + spec.warmup + spec.steps
+    step, _, _ = training_step(model_name, precision, spec, device, total_steps)
+    for _ in range(1 + spec.warmup):
+        step(*batches[0])
+    synchronize(device)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(spec.steps):
+            step(*batches[0])
+        synchronize(device)
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    return (f"{model_name} {precision}: {spec.steps} steps profiled\n"
+            + profiler.key_averages().table(sort_by=key, row_limit=rows))
+
+
 def run_child(spec: PeerBench, model_name: str, precision: str, timeout: float) -> dict:
     """`measure` in a fresh process, with a fresh Inductor cache: its first step compiles cold,
     as bench train's children do."""
@@ -656,6 +684,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parameters", action="store_true",
                         help="print the parameter counts against Keras' and stop; exit 1 if one "
                         f"is off by more than {TOLERANCE:.0%}".replace("%", "%%"))
+    parser.add_argument("--profile", type=int, metavar="ROWS",
+                        help="instead of timing, print torch.profiler's ROWS longest ops and "
+                        "kernels of each (model, precision)'s steps, in this process")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one measurement, as JSON
     return parser.parse_args(argv)
 
@@ -677,6 +708,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(abs(r["ratio"] - 1) <= TOLERANCE for r in counts if r["ratio"]) else 1
     if spec.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here: --device cpu for a smoke test")
+    if args.profile:
+        for model_name in args.models:
+            for precision in args.precisions:
+                print(profile(spec, model_name, precision, args.profile), flush=True)
+        return 0
     report = {"environment": environment_of(spec.device), "spec": dataclasses.asdict(spec),
               "results": []}
     deadline = time.monotonic() + args.budget_s
