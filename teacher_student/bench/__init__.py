@@ -35,6 +35,9 @@ DISTILL_VARIANTS = {
     "kd-ensemble": ["distill.method=kd"],
     # A student taught by the seed's `--folds K` teachers (data.folds), averaged in probability.
     "kd-folds": ["distill.method=kd"],
+    # A student taught by the seed's teacher trained at `--teacher-size` px (its own
+    # resolution), which sees the student's batch resized.
+    "kd-resized": ["distill.method=kd"],
     "dkd": ["distill.method=dkd", "distill.alpha=1"],
     "dkd-beta8": ["distill.method=dkd", "distill.alpha=1", "distill.dkd.beta=8"],
     "dkd+ls": ["distill.method=dkd", "distill.alpha=1", "distill.standardize_logits=true",

@@ -60,12 +60,13 @@ def bench_distill(args) -> int:
     if args.jobs > 1:
         distill.run_in_processes(args.data, args.seeds, args.variants, Path(args.out),
                                  args.config, args.set, args.jobs, args.students,
-                                 args.teachers, args.unlabeled, args.folds)
+                                 args.teachers, args.unlabeled, args.folds,
+                                 args.teacher_size)
     else:
         distill.run(args.data, args.seeds, args.variants, Path(args.out), args.config,
                     args.set, args.students, args.teachers, args.only_teacher, args.unlabeled,
-                    args.folds, args.only_folds)
-        if args.only_teacher is not None or args.only_folds:
+                    args.folds, args.only_folds, args.teacher_size, args.only_sized_teacher)
+        if args.only_teacher is not None or args.only_folds or args.only_sized_teacher:
             return 0
     _, text = distill_results.table(Path(args.out), args.seeds)
     print(f"\n{args.data}, test accuracy over seeds {args.seeds}:\n{text}")
@@ -170,7 +171,11 @@ def add_bench_commands(commands) -> None:
     gain.add_argument("--folds", type=int, default=5,
                       help="fold teachers per seed (data.folds), for the *-folds variants")
     gain.add_argument("--only-teacher", type=int, help=argparse.SUPPRESS)  # --jobs' processes
+    gain.add_argument("--teacher-size", type=int, metavar="PX",
+                      help="a teacher per seed trained at PX px a side, for the *-resized "
+                           "variants: it sees the student's batch resized to its own")
     gain.add_argument("--only-folds", action="store_true", help=argparse.SUPPRESS)
+    gain.add_argument("--only-sized-teacher", action="store_true", help=argparse.SUPPRESS)
     gain.add_argument("--unlabeled", type=float, metavar="SHARE",
                       help="drop the labels of this share of each seed's training images "
                            "(0.75): every model learns from the rest, the distilled students "

@@ -1,25 +1,27 @@
 """Does distillation beat training the student alone, and by how much of the teacher's lead?
 
     python -m teacher_student bench distill --data mnist --seeds 0 1 2 --out runs/distill \
-        [--students 1 2 MobileNetV3Small] [--teachers 3] [--unlabeled 0.75]
+        [--students 1 2 MobileNetV3Small] [--teachers 3] [--unlabeled 0.75] [--teacher-size 64]
 
 Per seed (which re-splits the data and re-initialises every model): the teacher is trained once
 (with `--teachers N`, N teachers on the same split, of other initial weights, for the
 `*-ensemble` variants; with `--folds K`, K fold teachers on its training and validation images,
-the test split held out, for the `*-folds` variants); then every variant (a distillation method
-and its settings, or a baseline: the student trained from scratch with a kind of mixing), for
-every student (`--students`: width multipliers of our student, or keras.applications networks),
-runs in a run directory of its own, seeded with the teacher's files and decoded images, so the
-teacher is not trained, nor the images decoded, again. All student runs share the augmentation,
-budget and schedule; a method is compared with the baseline of its own mixing and student. Each
-run writes its `result.csv` when it is done, so runs can go in parallel processes sharing
-`--out` (`--jobs N`: N processes at a time, the first seed's runs first, each logging to its
-run's `bench.log`), and a rerun skips them. With `--unlabeled SHARE`, that share of each seed's
-training images loses its labels (unlabeled.py): every model learns from the labeled rest, and
-the distilled students from the unlabeled images too (`data.unlabeled`), as do the teacher's
-self-training rounds with `--set teacher.self_training.rounds=N` (rows `teacher roundK`).
-The table (distill_results.py) is written to `distillation.md`, with every run in
-`distillation.csv`. `bench frontier` sets the students against their CPU latency and size.
+the test split held out, for the `*-folds` variants; with `--teacher-size PX`, a teacher on its
+split at PX px, for the `*-resized` variants, which see the student's batch resized); then every
+variant (a distillation method and its settings, or a baseline: the student trained from scratch
+with a kind of mixing), for every student (`--students`: width multipliers of our student, or
+keras.applications networks), runs in a run directory of its own, seeded with the teacher's
+files and decoded images, so the teacher is not trained, nor the images decoded, again. All
+student runs share the augmentation, budget and schedule; a method is compared with the baseline
+of its own mixing and student. Each run writes its `result.csv` when it is done, so runs can go
+in parallel processes sharing `--out` (`--jobs N`: N processes at a time, the first seed's runs
+first, each logging to its run's `bench.log`), and a rerun skips them. With `--unlabeled SHARE`,
+that share of each seed's training images loses its labels (unlabeled.py): every model learns
+from the labeled rest, and the distilled students from the unlabeled images too
+(`data.unlabeled`), as do the teacher's self-training rounds with `--set
+teacher.self_training.rounds=N` (rows `teacher roundK`). The table (distill_results.py) is
+written to `distillation.md`, with every run in `distillation.csv`. `bench frontier` sets the
+students against their CPU latency and size.
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
         config: str | None = None, overrides: Sequence[str] = (),
         students: Sequence[str] = (DEFAULT_STUDENT,), teachers: int = 1,
         only_teacher: int | None = None, unlabeled: float | None = None, folds: int = 5,
-        only_folds: bool = False) -> pd.DataFrame:
+        only_folds: bool = False, teacher_size: int | None = None,
+        only_sized_teacher: bool = False) -> pd.DataFrame:
     """Every (seed, variant, student) run not done yet, then the results of all of them.
     `only_teacher`: train that teacher of each seed (0: the first), nothing else; `only_folds`:
-    the seed's `folds` fold teachers, nothing else.
+    the seed's `folds` fold teachers, nothing else; `only_sized_teacher`: the seed's teacher at
+    `teacher_size` px, nothing else.
     `unlabeled`: the share of the training images whose labels are dropped (unlabeled.py)."""
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
@@ -63,10 +67,15 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
         if only_teacher is not None:
             _trained_teacher(out, seed, only_teacher, config, base)
             continue
+        if only_sized_teacher:
+            _trained_sized_teacher(out, seed, teacher_size, config, base)
+            continue
         if only_folds or any(name.endswith("-folds") for name in variants):
             folds_run = _trained_fold_teachers(out, seed, folds, config, base)
             if only_folds:
                 continue
+        if any(name.endswith("-resized") for name in variants):
+            sized_run = _trained_sized_teacher(out, seed, teacher_size, config, base)
         ensembles = any(name.endswith("ensemble") for name in variants)
         teacher_runs = [_trained_teacher(out, seed, index, config, base)
                         for index in range(teachers if ensembles else 1)]
@@ -83,6 +92,8 @@ def run(data: str, seeds: Sequence[int], variants: Sequence[str], out: Path,
                     f"distill.baseline={str(baseline).lower()}",
                     # the table needs accuracy; `bench frontier` times the students it shows
                     "measure_latency=false", *_ensemble_override(name, teacher_runs),
+                    *([f"distill.teachers=[{sized_run.path.resolve()}]"]
+                      if name.endswith("-resized") else []),
                     *([f"data.folds={folds}"] if name.endswith("-folds") else [])])
                 rows = jobs.distill(variant, run_dir, distilled=not baseline, preflight=False)
                 model = STUDENT_SCRATCH if baseline else STUDENT_DISTILLED
@@ -177,6 +188,28 @@ def _trained_fold_teachers(out: Path, seed: int, folds: int, config: str | None,
     return run_dir
 
 
+def sized_teacher_name(size: int) -> str:
+    return f"{TEACHER}-{size}px"
+
+
+def _trained_sized_teacher(out: Path, seed: int, size: int | None, config: str | None,
+                           base: Sequence[str]) -> RunDir:
+    """The seed's teacher at `size` px a side: the seed's split (the same source and
+    data.seed), so it never learnt from the students' test images; they list it in
+    distill.teachers and it sees their batches resized to its own."""
+    if not size:
+        raise config_module.ConfigError("bench distill: the *-resized variants need "
+                                        "--teacher-size PX")
+    name = sized_teacher_name(size)
+    run_dir = RunDir(out / f"seed{seed}" / name)
+    if (run_dir.path / RESULT).exists():
+        return run_dir
+    row = jobs.train_teacher(config_module.load(config, [*base, f"data.image_size={size}"]),
+                             run_dir, preflight=False)
+    write_result(run_dir, seed, name, row["accuracy"])
+    return run_dir
+
+
 def _ensemble_override(name: str, teacher_runs: Sequence[RunDir]) -> list[str]:
     if not name.endswith("ensemble"):
         return []
@@ -189,7 +222,7 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
                      config: str | None, overrides: Sequence[str], jobs: int,
                      students: Sequence[str] = (DEFAULT_STUDENT,),
                      teachers: int = 1, unlabeled: float | None = None,
-                     folds: int = 5) -> pd.DataFrame:
+                     folds: int = 5, teacher_size: int | None = None) -> pd.DataFrame:
     """`run`, split into one process per run, `jobs` at a time, spread over the GPUs: every
     seed's first teacher and its fold teachers (for `*-folds` variants: the longest runs, so
     they start first), then its other teachers and the runs that need one teacher, then the
@@ -197,6 +230,8 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
     they need it, not most of it up front; a persistent compilation cache (JAX's
     JAX_COMPILATION_CACHE_DIR) lets later runs reuse the programs the first ones compiled."""
     gpus = gpu_count()
+    with_sized = any(name.endswith("-resized") for name in variants)
+    sized = sized_teacher_name(teacher_size) if with_sized and teacher_size else None
 
     def one(task: tuple) -> None:
         index, (seed, what) = task
@@ -207,6 +242,8 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
                    "--folds", str(folds)]
         if what == FOLD_TEACHERS:
             command += ["--only-folds"]
+        elif what == sized:
+            command += ["--only-sized-teacher"]
         elif isinstance(what, str):
             variant, _, _ = what.partition("@")
             command += ["--variants", variant, "--students", _student_of(what, students)]
@@ -214,6 +251,7 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
             command += ["--only-teacher", str(what)]
         command += ["--config", config] if config else []
         command += ["--unlabeled", str(unlabeled)] if unlabeled is not None else []
+        command += ["--teacher-size", str(teacher_size)] if teacher_size else []
         command += [part for override in overrides for part in ("--set", override)]
         if run_logged(command, log, index % gpus if gpus > 1 else None):
             raise RuntimeError(f"bench distill: seed {seed} {folder} failed, see {log}")
@@ -224,7 +262,8 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
     single = [name for name in runs if not name.split("@")[0].endswith(("ensemble", "-folds"))]
     with_folds = any(name.endswith("-folds") for name in variants)
     stages = ([*((seed, FOLD_TEACHERS) for seed in seeds if with_folds),
-               *((seed, 0) for seed in seeds)],
+               *((seed, 0) for seed in seeds),
+               *((seed, sized) for seed in seeds if sized)],
               [*((seed, k) for seed in seeds for k in range(1, teachers)),
                *((seed, name) for seed in seeds for name in single)],
               [(seed, name) for seed in seeds for name in runs if name not in single])
@@ -233,7 +272,7 @@ def run_in_processes(data: str, seeds: Sequence[int], variants: Sequence[str], o
             for future in [pool.submit(one, task) for task in enumerate(stage)]:
                 future.result()
     return run(data, seeds, variants, out, config, overrides, students, teachers,
-               unlabeled=unlabeled, folds=folds)
+               unlabeled=unlabeled, folds=folds, teacher_size=teacher_size)
 
 
 def _student_of(name: str, students: Sequence[str]) -> str:

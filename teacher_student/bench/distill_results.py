@@ -129,9 +129,10 @@ def paired(differences: pd.Series) -> str:
 
 
 def one_teacher_of(name: str) -> str | None:
-    """What a student of several teachers is compared with: the same method from one."""
+    """What a student of several teachers, or of a teacher at another resolution, is compared
+    with: the same method from the seed's one teacher."""
     variant, at, student = name.partition("@")
-    for suffix in ("-ensemble", "-folds"):
+    for suffix in ("-ensemble", "-folds", "-resized"):
         if variant.endswith(suffix):
             return variant.removesuffix(suffix) + at + student
     return None

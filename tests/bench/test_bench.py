@@ -209,6 +209,43 @@ def test_distill_bench_trains_one_teacher_per_seed_and_compares_with_the_matchin
         frame.sort_values("model").reset_index(drop=True))  # finished runs are read back
 
 
+@pytest.mark.slow  # 30 s: two teachers; test_distill_options covers a teacher of another size
+def test_a_teacher_at_its_own_resolution_teaches_the_students_batch_resized(tmp_path, capsys):
+    """bench distill --teacher-size 24 with kd-resized: the seed's second teacher learns at
+    24 px on the seed's split, and the 32 px student lists it and is paired with kd from the
+    seed's 32 px teacher."""
+    import keras
+    from helpers import write_image_folder
+
+    from teacher_student.bench import distill
+    from teacher_student.config import ConfigError
+
+    images = write_image_folder(tmp_path / "images")
+    settings = ["data.batch_size=4", "phases.1.epochs=0", "phases.2.epochs=0",
+                "distill.epochs=1"]
+    with pytest.raises(ConfigError, match="--teacher-size PX"):
+        distill.run(str(images), [0], ["kd-resized"], tmp_path / "out", "tiny", settings)
+
+    frame = distill.run(str(images), [0], ["kd", "kd-resized"], tmp_path / "out", "tiny",
+                        settings, teacher_size=24)
+
+    assert sorted(frame["model"]) == ["kd", "kd-resized", "teacher", "teacher-24px"]
+    assert "takes 24x24 colour images: it sees the student's 32x32 colour batch resized" \
+        in capsys.readouterr().out
+    seed = tmp_path / "out" / "seed0"
+    sized = keras.saving.load_model(seed / "teacher-24px" / "teacher.keras")
+    assert tuple(sized.input_shape[1:]) == (24, 24, 3)
+    listed = (seed / "kd-resized" / "config.yaml").read_text()
+    assert str((seed / "teacher-24px").resolve()) in listed
+    compared = pd.read_csv(seed / "kd-resized" / "reports" / "comparison.csv")
+    assert "listed_teacher" in set(compared["model"])
+    table = (tmp_path / "out" / "distillation.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    expected = frame.set_index("model")["accuracy"]
+    gain = 100 * (expected["kd-resized"] - expected["kd"])
+    assert "gain over one teacher" in table and f"{gain:+.2f}" in rows["kd-resized"]
+
+
 def test_the_frontier_of_students_taught_by_an_ensemble(tmp_path, capsys):
     """bench distill with two teachers per seed, then bench frontier."""
     from helpers import write_image_folder
