@@ -21,6 +21,9 @@ MODELS = ("teacher", "student", "distill")
 # times as long.
 RECIPE_SETTINGS = ("smoothing", "erasing", "ema", "cutmix", "flip")
 RECIPE_ARMS = ("today", *RECIPE_SETTINGS, "all", "today-3x", "all-3x")
+# All the settings but one (what each costs where the others are on), at both lengths.
+RECIPE_LEAVE_ONE_OUT = tuple(f"all-but-{setting}{length}" for length in ("", "-3x")
+                             for setting in RECIPE_SETTINGS)
 
 DISTILL_VARIANTS = {
     "scratch": [],

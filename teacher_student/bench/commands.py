@@ -7,7 +7,13 @@ import argparse
 import json
 from pathlib import Path
 
-from teacher_student.bench import DISTILL_VARIANTS, MODELS, PRECISIONS, RECIPE_ARMS
+from teacher_student.bench import (
+    DISTILL_VARIANTS,
+    MODELS,
+    PRECISIONS,
+    RECIPE_ARMS,
+    RECIPE_LEAVE_ONE_OUT,
+)
 from teacher_student.errors import UserError
 
 
@@ -188,7 +194,10 @@ def add_bench_commands(commands) -> None:
     recipe.add_argument("--data", default="mnist", help="embedded name, image folder, CSV or "
                         ".npz")
     recipe.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    recipe.add_argument("--arms", nargs="+", default=list(RECIPE_ARMS), choices=RECIPE_ARMS)
+    recipe.add_argument("--arms", nargs="+", default=list(RECIPE_ARMS),
+                        choices=(*RECIPE_ARMS, *RECIPE_LEAVE_ONE_OUT), metavar="ARM",
+                        help=f"default: {' '.join(RECIPE_ARMS)}; also all the settings but "
+                             "one: all-but-SETTING, all-but-SETTING-3x")
     recipe.add_argument("--out", default="runs/bench-recipe", help="run directories and tables")
     recipe.add_argument("--config", default="default")
     recipe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

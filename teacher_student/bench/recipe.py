@@ -3,13 +3,14 @@
     python -m teacher_student bench recipe --data DATA --seeds 0 1 2 --jobs 8 --out runs/recipe
 
 Each arm trains the config's teacher on each seed's split (`data.seed`: the split of `bench
-distill`'s teachers) with one change, in `OUT/seed<S>/<arm>`: today's recipe; label
-smoothing; random erasing; weight averaging; cutmix; mirror images (`data.flip`, for data whose
-mirror image is the same class); all of them; today's recipe and all of them at three times
-the epochs. The table gives each arm's test accuracy, its gain over today's paired by seed
-with its 95% interval, and the seconds its phases trained; arms with mirror images are also
-evaluated with test-time augmentation (`<arm>+tta`). With `--jobs N`, N runs at a time, each
-in a process of its own (seconds are then measured while sharing the machine).
+distill`'s teachers) with one change, in `OUT/seed<S>/<arm>`: today's recipe; label smoothing;
+random erasing; weight averaging; cutmix; mirror images (`data.flip`, for data whose mirror
+image is the same class); all of them; today's recipe and all of them at three times the epochs;
+and on request all of them but one (`all-but-cutmix`, `all-but-cutmix-3x`...). The table gives
+each arm's test accuracy, its gain over today's paired by seed with its 95% interval, and the
+seconds its phases trained; arms with mirror images are also evaluated with test-time
+augmentation (`<arm>+tta`). With `--jobs N`, N runs at a time, each in a process of its own
+(seconds are then measured while sharing the machine).
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ import pandas as pd
 
 from teacher_student import atomic, evaluation, jobs
 from teacher_student import config as config_module
-from teacher_student.bench import RECIPE_ARMS as ARMS
-from teacher_student.bench import RECIPE_SETTINGS
+from teacher_student.bench import RECIPE_ARMS, RECIPE_LEAVE_ONE_OUT, RECIPE_SETTINGS
 from teacher_student.bench.common import gpu_count, run_logged
 from teacher_student.bench.distill_results import RESULT, paired
 from teacher_student.run.directory import TEACHER, RunDir
@@ -49,15 +49,20 @@ SETTINGS: dict[str, Callable[[int], list[str]]] = {
     "cutmix": _phases("mix", "cutmix", first=1),
     "flip": lambda count: ["data.flip=true"],
 }
+ARMS = (*RECIPE_ARMS, *RECIPE_LEAVE_ONE_OUT)
+LONGER = "-3x"
 assert tuple(SETTINGS) == RECIPE_SETTINGS and ARMS[0] == TODAY
 
 
 def arm_overrides(arm: str, phases: Sequence) -> list[str]:
     """The config overrides of `arm`, for a config with these phases."""
-    recipe, _, longer = arm.partition("-")
-    names = list(SETTINGS) if recipe == "all" else [] if recipe == TODAY else [recipe]
+    recipe = arm.removesuffix(LONGER)
+    if recipe.startswith("all"):  # all, or all-but-SETTING
+        names = [name for name in SETTINGS if recipe != f"all-but-{name}"]
+    else:
+        names = [] if recipe == TODAY else [recipe]
     overrides = [o for name in names for o in SETTINGS[name](len(phases))]
-    if longer == "3x":
+    if arm.endswith(LONGER):
         overrides += [f"phases.{i}.epochs={3 * phase.epochs}" for i, phase in enumerate(phases)]
     return overrides
 
@@ -95,7 +100,7 @@ def run(data: str, seeds: Sequence[int], arms: Sequence[str], out: Path, config:
         raise config_module.ConfigError(f"bench recipe: unknown arm {unknown[0]!r} (known: "
                                         f"{', '.join(ARMS)})")
     tasks = sorted(((seed, arm) for arm in arms for seed in seeds),
-                   key=lambda task: not task[1].endswith("-3x"))
+                   key=lambda task: not task[1].endswith(LONGER))
     if jobs_at_once > 1:
         _in_processes(data, tasks, out, config, overrides, jobs_at_once)
     for seed, arm in tasks:

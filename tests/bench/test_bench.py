@@ -418,6 +418,10 @@ def test_each_recipe_arm_changes_its_settings_in_the_phases_they_are_for():
     assert {"data.flip=true", "phases.0.label_smoothing=0.1", "phases.2.erasing=0.5",
             "phases.1.mix=cutmix"} <= set(longer) and "phases.0.mix=cutmix" not in longer
     assert longer[-3:] == ["phases.0.epochs=9", "phases.1.epochs=36", "phases.2.epochs=15"]
+    but_cutmix = arm_overrides("all-but-cutmix-3x", phases)
+    assert set(but_cutmix) == set(longer) - {"phases.1.mix=cutmix", "phases.2.mix=cutmix"}
+    assert set(arm_overrides("all-but-flip", phases)) == \
+        set(arm_overrides("all", phases)) - {"data.flip=true"}
 
 
 @pytest.mark.slow  # 60 s: two teachers
