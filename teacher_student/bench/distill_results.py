@@ -113,7 +113,8 @@ def format_table(frame: pd.DataFrame,
            for line in lines):
         columns.append(("agreement", "agrees with teacher", ".1%"))
     if any("over_one" in line for line in lines):
-        columns.append(("over_one", "gain over one teacher, points [95% interval]", ""))
+        columns.append(("over_one", "gain over the same method from the seed's teacher, "
+                        "points [95% interval]", ""))
     return markdown_table(lines, columns)
 
 
