@@ -247,6 +247,8 @@ def test_a_teacher_at_its_own_resolution_teaches_the_students_batch_resized(tmp_
     assert f"{gain:+.2f}" in rows["kd-resized"]
 
 
+@pytest.mark.slow  # 80 s: two teachers, two students, a subprocess; test_distill_options
+# covers an ensemble teaching, the frontier plot test below the table's figure
 def test_the_frontier_of_students_taught_by_an_ensemble(tmp_path, capsys):
     """bench distill with two teachers per seed, then bench frontier."""
     from helpers import write_image_folder
