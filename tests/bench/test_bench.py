@@ -54,8 +54,8 @@ def test_jax_step_imports_no_tensorflow_and_runs_full_float32():
     script = textwrap.dedent(f"""
         import json, sys
         from teacher_student.bench import gpu as bench_gpu
-        spec = bench_gpu.TrainBench(**{{**json.loads({spec!r}), "keras_fit": ("teacher",)}})
-        result = bench_gpu.measure(spec, "teacher", "float32-highest")
+        spec = bench_gpu.TrainBench(**{{**json.loads({spec!r}), "keras_fit": ("student",)}})
+        result = bench_gpu.measure(spec, "student", "float32-highest")
         assert "tensorflow" not in sys.modules, "the GPU benchmark imported tensorflow"
         print(json.dumps(result))
     """)

@@ -102,6 +102,9 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+# 50-60 s: two processes each build and train the job; the strategy's step itself is in CI
+# above (MirroredStrategy, mixed_float16)
+@pytest.mark.slow
 def test_two_worker_multi_worker_mirrored_run_ends_with_identical_weights(tmp_path):
     images = write_image_folder(tmp_path / "images", per_class=24)
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
