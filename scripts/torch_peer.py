@@ -449,6 +449,14 @@ def timed_windows(run_steps, spec: PeerBench, device: torch.device) -> list[floa
     return durations
 
 
+def peer_backend(spec: PeerBench) -> str:
+    """`pytorch` for torch.compile's default mode, else the way the step ran (`pytorch eager`,
+    `pytorch reduce-overhead`...): `bench show` keeps each way as a row of its own."""
+    if not spec.compile:
+        return "pytorch eager"
+    return "pytorch" if spec.compile_mode == "default" else f"pytorch {spec.compile_mode}"
+
+
 def measure(spec: PeerBench, model_name: str, precision: str) -> dict:
     """Every figure for one model under one precision; best called in a fresh process."""
     device = torch.device(spec.device)
@@ -469,7 +477,7 @@ def measure(spec: PeerBench, model_name: str, precision: str) -> dict:
     step, trained, teacher = training_step(model_name, precision, spec, device, total_steps)
     result = {"model": model_name, "precision": precision,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "backend": "pytorch", "parameters": keras_counts(trained)[0]}
+              "backend": peer_backend(spec), "parameters": keras_counts(trained)[0]}
     if teacher is not None:
         result["teacher_parameters"] = keras_counts(teacher)[0]
 

@@ -104,10 +104,10 @@ def peer_rows(rows: list[dict]) -> list[dict]:
     compared = []
     for peer in rows:
         mine = ours.get((peer["model"], peer["precision"]))
-        if peer.get("backend") != PEER_BACKEND or not mine:
+        if not str(peer.get("backend")).startswith(PEER_BACKEND) or not mine:
             continue
         compared.append({
-            "model": peer["model"], "precision": peer["precision"],
+            "model": peer["model"], "precision": peer["precision"], "peer_way": peer["backend"],
             "ours": mine.get("device_fed_images_per_s"),
             "peer": peer.get("device_fed_images_per_s"),
             "ours_vs_peer": common.ratio(mine.get("device_fed_images_per_s"),
@@ -130,7 +130,9 @@ def _peak_tflops(device: str | None, precision: str) -> float | None:
     return PEAK_TFLOPS[precision] if known else None
 
 
-PEER_BACKEND = "pytorch"  # what scripts/torch_peer.py records as its backend
+# What scripts/torch_peer.py records as its backend begins so: `pytorch` (torch.compile's
+# default mode), `pytorch eager`, `pytorch reduce-overhead` (CUDA graphs)...
+PEER_BACKEND = "pytorch"
 TRAIN_COLUMNS = [("model", "model", ""), ("precision", "precision", ""),
                  ("backend", "backend", ""),
                  ("parameters", "params", ","),
@@ -147,6 +149,7 @@ TRAIN_COLUMNS = [("model", "model", ""), ("precision", "precision", ""),
                  ("tflop_per_s", "TFLOP/s", ".1f"), ("share_of_peak", "of peak", ".1%"),
                  ("peak_gib", "peak GiB", ".2f"), ("compile_s", "compile s", ".0f")]
 PEER_COLUMNS = [("model", "model", ""), ("precision", "precision", ""),
+                ("peer_way", "peer", ""),
                 ("ours", "img/s ours (JAX)", ".0f"), ("peer", "img/s PyTorch peer", ".0f"),
                 ("ours_vs_peer", "ours / peer", ".2f"),
                 ("ours_compile_s", "ours compile s", ".0f"),

@@ -151,19 +151,25 @@ def test_show_sets_ours_beside_the_pytorch_peer(tmp_path, capsys):
     peer = {"model": "teacher", "precision": "mixed_float16", "backend": "pytorch",
             "step_ms": 2.0, "device_fed_images_per_s": 100.0, "first_step_s": 50.0,
             "finite": True}
-    paths = [tmp_path / "ours.json", tmp_path / "peer.json"]
+    eager = {**peer, "backend": "pytorch eager", "device_fed_images_per_s": 150.0,
+             "first_step_s": 4.0}
+    paths = [tmp_path / "ours.json", tmp_path / "peer.json", tmp_path / "peer-eager.json"]
     report = _report([ours])
     report["environment"]["backend"] = "jax"
     atomic.write_json(paths[0], report)
     atomic.write_json(paths[1], _report([peer]))
+    atomic.write_json(paths[2], _report([eager]))
     assert cli.main(["bench", "show", *map(str, paths)]) == 0
     rows = [[cell.strip() for cell in line.strip("|").split("|")]
             for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
-    # Both rows kept (the same model and precision on two backends), then compared.
-    assert [row[:3] for row in rows if row[0] == "teacher"][:2] == [
-        ["teacher", "mixed_float16", "jax"], ["teacher", "mixed_float16", "pytorch"]]
-    assert ["teacher", "mixed_float16", "300", "100", "3.00", "20", "50"] in [
-        row[:7] for row in rows]
+    # Every row kept (the same model and precision run three ways), then compared.
+    assert [row[:3] for row in rows if row[0] == "teacher"][:3] == [
+        ["teacher", "mixed_float16", "jax"], ["teacher", "mixed_float16", "pytorch"],
+        ["teacher", "mixed_float16", "pytorch eager"]]
+    compared = [row[:8] for row in rows]
+    assert ["teacher", "mixed_float16", "pytorch", "300", "100", "3.00", "20", "50"] in compared
+    assert ["teacher", "mixed_float16", "pytorch eager", "300", "150", "2.00", "20", "4"] \
+        in compared
 
 
 def test_show_refuses_runs_of_another_batch_size(tmp_path, capsys):
