@@ -5,6 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# TensorFlow on a CPU frees and takes back large buffers at every step; with glibc's default
+# 128 KiB of slack, the heap's top shrinks and grows again each time and the new pages fault
+# in: 30% of a 2-core VM's CPU went to the kernel. 512 MiB of slack keeps them (BENCHMARKS.md,
+# "The kernel's share of a CPU training step").
+export MALLOC_TOP_PAD_ ?= 536870912
 
 # make train-teacher DATA=path/to/images CONFIG=kaggle_t4 PRECISION=mixed_float16 RUN=runs/x \
 #                    SET="phases.1.epochs=3 jit_compile=true"
