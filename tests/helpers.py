@@ -5,6 +5,7 @@ Tiny shapes keep every compile and step fast: 32x32, widths of 8, three classes.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,12 @@ def optimizer_steps(folder) -> int:
     (point, *_) = sorted((folder / "resume").glob("epoch-*"), reverse=True)
     with h5py.File(point / "state.weights.h5", "r") as state:
         return int(state["optimizer"]["vars"]["0"][()])
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module: the scripts are files to run, not a package."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _finder():
-    spec = importlib.util.spec_from_file_location("import_cycles",
-                                                  ROOT / "scripts" / "import_cycles.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("import_cycles")
 
 
 def test_a_cycle_hidden_in_a_function_is_found(tmp_path):
