@@ -8,12 +8,21 @@ workers in pytest-xdist 3.8, building each fixture twice)."""
 
 from __future__ import annotations
 
-import keras
-import numpy as np
-import pytest
+import os
 
-from teacher_student.config import POLICIES
-from teacher_student.models.precision import PrecisionPolicy
+# Set before anything compiles. The suite compiles hundreds of small XLA programs on two cores
+# and runs each for a few steps: LLVM's code generation at level 0 takes about a tenth off the
+# suite (BENCHMARKS.md, "The test suite's time") and leaves XLA's own passes, the dtypes and the
+# programs as they are. Subprocesses of the tests inherit it.
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [
+    os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from teacher_student.config import POLICIES  # noqa: E402
+from teacher_student.models.precision import PrecisionPolicy  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
