@@ -25,8 +25,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Words in the names of cuDNN's and cuBLAS' convolution and matmul kernels.
-CONVOLUTION_WORDS = ("xmma", "gemm", "cudnn", "cutlass", "conv2d", "wgrad", "dgrad", "fprop")
+# Words in the names of cuDNN's and cuBLAS' convolution and matmul kernels ("nvjet": cuBLAS'
+# matmuls on Hopper).
+CONVOLUTION_WORDS = ("xmma", "gemm", "cudnn", "cutlass", "conv2d", "wgrad", "dgrad", "fprop",
+                     "nvjet")
 
 
 def kind_of(kernel: str) -> str:
@@ -35,6 +37,8 @@ def kind_of(kernel: str) -> str:
         return "reduction fusion" if "reduce" in name else "other fusion"
     if "memcpy" in name or "memset" in name:
         return "copy or set"
+    if "padding" in name:  # cuDNN's channels padded for the tensor cores (nhwcAddPaddingKernel)
+        return "channel padding"
     if any(word in name for word in CONVOLUTION_WORDS):
         return "convolution or matmul"
     return "other"

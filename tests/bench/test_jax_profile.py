@@ -29,4 +29,6 @@ def test_kernel_names_fall_into_their_kinds():
     assert script.kind_of("loop_convert_fusion_2") == "other fusion"  # a cast, not a conv
     assert script.kind_of("memcpy32_post") == "copy or set"
     assert script.kind_of("Memset 3") == "copy or set"
-    assert script.kind_of("void nhwcAddPaddingKernel<__half>") == "other"
+    assert script.kind_of("void nhwcAddPaddingKernel<__half>") == "channel padding"
+    assert script.kind_of("nvjet_sm90_hsh_64x512_64x2_1x2_h_ssched_bx_coopB_bias_TNT") == (
+        "convolution or matmul")
