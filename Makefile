@@ -52,10 +52,10 @@ wheel: $(STAMP)
 # Two workers: most of the time goes to single-threaded XLA compiles. Each test module runs on one
 # worker (loadfile), so a module's costly fixture (a trained run, an executed notebook) is built once.
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 test-all: $(TEST_STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(TEST_STAMP)
 	$(PY) -m ruff check teacher_student tests scripts
