@@ -40,7 +40,7 @@ def test_a_round_learns_from_the_teacher_and_the_student_from_the_best(tmp_path,
                            "teacher.self_training.stochastic_depth=0.2"),
                      "--no-preflight"]) == 0
     out = capsys.readouterr().out
-    assert "with augment strong, stochastic depth 0.2" in out
+    assert "with augment light, stochastic depth 0.2" in out
     assert "self-training round 1/1: a fresh network of the teacher's, 1 epoch, learning the " \
            "labels (alpha 0.5) and teacher's soft labels" in out
     assert f"with the unlabeled images of {unlabeled}" in out

@@ -1,7 +1,7 @@
 """A self-training round (`teacher.self_training`): after the teacher's phases, a fresh network
 of the teacher's architecture learns the labels and the best teacher so far's soft labels of
 every training image, and of the unlabeled images (`data.unlabeled`), which it sees noised
-(strong augmentation, its dropout, stochastic depth) where the teacher sees them clean (Noisy
+(`augment`, its dropout, stochastic depth) where the teacher sees them clean (Noisy
 Student, Xie et al., CVPR 2020; without unlabeled images, a born-again generation, Furlanello
 et al., ICML 2018). The round's network replaces the teacher only if its validation accuracy
 is higher: `self_training.json` records each one's and which teaches the student.
