@@ -44,15 +44,20 @@ def changed(before, after) -> list[bool]:
 
 
 def train_until_updated(trainee, batch, weights) -> tuple[dict, list[bool]]:
-    """Training steps until `weights` change; the logs of the last, and which changed. float16
-    loss scaling starts at 2^15 and skips each step whose gradients overflow, halving the scale
-    (a batch of 2 through BatchNorm on 1x1 maps, or DKD's T^2 * beta on standardized logits,
-    take several): every step either updates the weights or halves the scale, nothing else."""
+    """Training steps until `weights` change (to finite values); the logs of the last, and
+    which changed. float16 loss scaling starts at 2^15 and skips each step whose gradients
+    overflow, halving the scale (a batch of 2 through BatchNorm on 1x1 maps, or DKD's T^2 * beta
+    on standardized logits, take several): every step either updates the weights or halves the
+    scale, nothing else."""
     before = [w.numpy().copy() for w in weights]
     for _ in range(16):
         scale = _loss_scale(trainee)
         logs = trainee.train_on_batch(*batch, return_dict=True)
         if any(updated := changed(before, [w.numpy() for w in weights])):
+            # An update to NaN changes the weights too: the step must leave them finite.
+            broken = [w.path for w in trainee.trainable_weights
+                      if not np.isfinite(w.numpy()).all()]
+            assert not broken, f"the update left non-finite weights: {broken[:3]}"
             return logs, updated
         assert scale is not None and _loss_scale(trainee) == scale / 2, "a step was lost"
     raise AssertionError("16 steps without an update")
