@@ -232,7 +232,7 @@ def readable_model(run_dir: RunDir, plan: Sequence[Step], executions: Mapping[st
         raise RunDirError(f"{path} " + ("does not exist" if why == "missing" else
                                         f"cannot be read ({why})")
                           + f": run {job} with this --run-dir first")
-    maker.publish(executions[maker.name])
+    maker.directory.mark_published(maker.publish(executions[maker.name]))
     print(f"{path} was {why if why == 'missing' else f'unreadable ({why})'}: rebuilt from the "
           f"checkpoints of {maker.label}")
     return path

@@ -68,12 +68,26 @@ def test_run_directory_holds_config_split_and_reports(trained_run):
 
 def test_rerun_skips_finished_work(trained_run, capsys):
     config, run_dir, _, _ = trained_run
-    before = (run_dir / "teacher.keras").stat().st_mtime_ns
+    models = [run_dir / f"{name}.keras" for name in ("teacher", "student_distilled",
+                                                    "student_scratch")]
+    before = [(path.stat().st_mtime_ns, path.read_bytes()) for path in models]
     jobs.distill(config, RunDir(run_dir), preflight=False)
     out = capsys.readouterr().out
     assert "Epoch" not in out  # nothing was trained again
     assert "distillation: finished earlier, skipped" in out
-    assert (run_dir / "teacher.keras").stat().st_mtime_ns == before
+    # Published once: the models are not written again (their digests key what was measured).
+    assert [(path.stat().st_mtime_ns, path.read_bytes()) for path in models] == before
+
+
+def test_a_rerun_publishes_again_a_finished_steps_model_that_is_gone(trained_run, capsys):
+    config, run_dir, _, rows = trained_run
+    (run_dir / "student_scratch.keras").unlink()
+    again = jobs.distill(config, RunDir(run_dir), preflight=False)
+    out = capsys.readouterr().out
+    assert "baseline: finished earlier, skipped" in out and "Epoch" not in out
+    assert zipfile.ZipFile(run_dir / "student_scratch.keras").testzip() is None
+    accuracy = {row["model"]: row["accuracy"] for row in again}
+    assert accuracy == pytest.approx({row["model"]: row["accuracy"] for row in rows})
 
 
 def test_another_config_on_an_existing_run_is_an_error_naming_the_key(trained_run):

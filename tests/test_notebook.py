@@ -204,6 +204,7 @@ def test_notebook_in_a_new_session_continues_from_resume_from(runs):
     assert "continuing the run copied from" in printed(second)
     # the teacher's three phases, distillation and the baseline
     assert printed(second).count("finished earlier, skipped") == 5
+    assert "exported before from the same model, the files kept" in printed(second)
     assert len(outputs(second, "image/png")) == FIGURES
     assert second_seconds < first_seconds
 

@@ -25,11 +25,14 @@ conversion is convert.py's.
 `verify_export` runs an export over the test images and reports its top-1 agreement with the
 Keras model, the largest probability difference, accuracy, calibration and size; `export_run`
 does all of it for a run directory, and times every file on the CPU, batch 1, in a fresh
-process (latency.py). Running the files is `predict.py`'s job.
+process (latency.py). The meta file keeps the digest of the model exported: exporting the same
+model again (a resumed session) checks the files it wrote and keeps them, so their latencies,
+kept by digest, are not measured twice. Running the files is `predict.py`'s job.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +66,7 @@ from teacher_student.run.checkpoints import unreadable_model
 from teacher_student.run.directory import DEFAULT_MODELS, RunDir
 from teacher_student.tables import markdown_table
 
+TFLITE_KINDS = ("float32", "float16", "int8")
 REPRESENTATIVE_IMAGES = 200  # int8 calibration: enough to see each activation's range
 EXPORT_COLUMNS = [
     ("model", "export", ""),
@@ -94,8 +98,8 @@ class ExportRecord:
 # Writing the exports.
 
 def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequence[str],
-                 image_size: int, channels: int,
-                 representative: np.ndarray) -> list[ExportRecord]:
+                 image_size: int, channels: int, representative: np.ndarray,
+                 source: str | None = None) -> list[ExportRecord]:
     """Writes every format of `model` and its meta file into `out_dir`.
 
     `representative` holds real uint8 training images; the int8 conversion calibrates its
@@ -109,7 +113,7 @@ def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequ
     saved_model = write_saved_model(deployable, out_dir / f"{name}_savedmodel")
     records = [ExportRecord(name, "keras", keras_path, "probabilities"),
                ExportRecord(name, "savedmodel", saved_model, "probabilities")]
-    for kind in ("float32", "float16", "int8"):
+    for kind in TFLITE_KINDS:
         path = out_dir / f"{name}_{kind}.tflite"
         tflite = convert_to_tflite(saved_model, kind, representative)
         atomic.write_bytes(path, tflite)
@@ -122,15 +126,39 @@ def export_model(model: keras.Model, out_dir: Path, name: str, class_names: Sequ
     else:
         onnx = write_onnx(deployable, out_dir / f"{name}.onnx")
         records.append(ExportRecord(name, "onnx", onnx, "probabilities"))
-    write_meta(out_dir / f"{name}_meta.json", name, records, class_names, image_size, channels)
+    write_meta(out_dir / f"{name}_meta.json", name, records, class_names, image_size, channels,
+               source)
+    return records
+
+
+def kept_exports(out_dir: Path, name: str, source: str) -> list[ExportRecord] | None:
+    """The exports of `name` already in `out_dir`, when its meta file says they were made from
+    the model of digest `source`, every file is as written, and every format is there (ONNX
+    where its packages are installed); else None."""
+    try:
+        meta = json.loads((Path(out_dir) / f"{name}_meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    formats = meta.get("formats", {})
+    order = ["keras", "savedmodel", *(f"tflite_{kind}" for kind in TFLITE_KINDS), "onnx"]
+    wanted = set(order[:-1] if missing_onnx_packages() else order)
+    if meta.get("source_sha256") != source or not wanted <= set(formats):
+        return None
+    records = [ExportRecord(name, kind, Path(out_dir) / formats[kind]["file"],
+                            formats[kind]["output"]) for kind in order if kind in formats]
+    if any(not record.path.exists() or content_digest(record.path) != formats[record.format]
+           ["sha256"] for record in records):
+        return None
     return records
 
 
 def write_meta(path: Path, name: str, records: Sequence[ExportRecord],
-               class_names: Sequence[str], image_size: int, channels: int) -> Path:
+               class_names: Sequence[str], image_size: int, channels: int,
+               source: str | None = None) -> Path:
     """What a user of any of the files needs: classes in output order and the input expected."""
     return atomic.write_json(path, {
         "model": name,
+        "source_sha256": source,  # the digest of the model file exported
         "class_names": list(class_names),
         "image_size": image_size,
         "channels": channels,
@@ -214,8 +242,13 @@ def _export_run(run_dir: RunDir, which: Sequence[str] | None, out_dir: Path) -> 
     rows, paths = [], []
     for name in names:
         model = keras.saving.load_model(run_dir.model_file(name), safe_mode=True)
-        records = export_model(model, out_dir, name, class_names, settings.image_size,
-                               settings.channels, representative)
+        source = content_digest(run_dir.model_file(name))
+        records = kept_exports(out_dir, name, source)
+        if records is not None:
+            print(f"{name}: exported before from the same model, the files kept")
+        else:
+            records = export_model(model, out_dir, name, class_names, settings.image_size,
+                                   settings.channels, representative, source)
         rows += [verify_export(record, model, test_images, test_labels) for record in records]
         paths += [record.path for record in records]
     # Batch 1 on the CPU, in a fresh process: what a deployment runs per image (latency.py).

@@ -7,6 +7,7 @@ A `CheckpointDir` holds
     best.keras           the deployable model of the best validation accuracy
     history.csv          one row per finished epoch
     done.json            written last: the step is finished
+    published.json       the run's model the finished step made is written (`Step.publish`)
     set_aside/           what could not be read back, moved out of the way (`recover`)
 
 Every file is written under a temporary name and renamed into place, and a resume folder
@@ -56,6 +57,13 @@ class CheckpointDir:
 
     def mark_done(self, summary: Mapping) -> None:
         atomic.write_json(self.path / "done.json", dict(summary))
+
+    def is_published(self) -> bool:
+        return (self.path / "published.json").exists()
+
+    def mark_published(self, model: Path | None) -> None:
+        atomic.write_json(self.path / "published.json",
+                          {"model": model.name if model is not None else None})
 
     def done_summary(self) -> dict:
         """What `mark_done` recorded (epochs, best validation accuracy...)."""

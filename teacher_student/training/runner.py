@@ -4,7 +4,8 @@ For each step: checkpoints that cannot be read back are set aside; a finished st
 otherwise its models are built and compiled under the step's execution (`Step.compiled`, as
 the preflight does), given the weights they need, and trained by one resumable fit
 (trainer.py). Once the step is done it publishes its model (the last teacher phase, the
-teacher).
+teacher), once: a rerun leaves a published model as it is (so its digest, which keys the
+latencies measured, stays), unless it is missing or cannot be read.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def run_step(step: Step, execution: Execution, data: TrainingData,
     recover_checkpoints(step.directory)  # before asking what it holds
     if step.directory.is_done():
         print(f"{step.label}: finished earlier, skipped")
+        if step.is_published():
+            return
     else:
         built = step.compiled(execution, data)
         step.prepare(built, step.directory.latest_resume_point() is not None)
@@ -47,4 +50,4 @@ def run_step(step: Step, execution: Execution, data: TrainingData,
                       deployable=built.deployable,
                       callbacks=[*callbacks, *step.callbacks()], clock=watch,
                       verbose=None if verbose == "auto" else verbose)
-    step.publish(execution)
+    step.directory.mark_published(step.publish(execution))

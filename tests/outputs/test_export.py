@@ -117,6 +117,27 @@ def test_exports_join_the_comparison_table(tiny_run):
     assert len(pd.read_csv(run_dir / "reports" / "comparison.csv")) == len(rows)
 
 
+def test_exporting_the_same_model_again_keeps_its_files(tiny_run, tmp_path, capsys):
+    """A resumed session exports the same student again: the files are checked and kept (their
+    latencies, kept by digest, are not measured twice); another model, or a damaged file, is
+    exported anew."""
+    run_dir, table, _, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    folder = copy / "export"
+    written = {path: path.stat().st_mtime_ns for path in folder.glob("student_distilled*")}
+    assert export.export_run(RunDir(copy)) == table
+    assert "student_distilled: exported before from the same model, the files kept" in \
+        capsys.readouterr().out
+    assert {path: path.stat().st_mtime_ns for path in written} == written
+    source = json.loads((folder / "student_distilled_meta.json").read_text())["source_sha256"]
+    assert source == predict.content_digest(copy / "student_distilled.keras")
+    assert export.kept_exports(folder, "student_distilled", source) is not None
+    assert export.kept_exports(folder, "student_distilled", "0" * 64) is None
+    (folder / "student_distilled_int8.tflite").write_bytes(b"cut short")
+    assert export.kept_exports(folder, "student_distilled", source) is None
+
+
 def test_predict_classifies_good_files_and_reports_bad_ones(tiny_run, tmp_path, capsys):
     run_dir, _, _, _ = tiny_run
     folder = write_image_folder(tmp_path / "new", per_class=2)

@@ -23,7 +23,7 @@ import keras
 
 from teacher_student.data.inputs import Inputs
 from teacher_student.models.precision import PrecisionPolicy, load_weights_from
-from teacher_student.run.checkpoints import CheckpointDir, latest_best
+from teacher_student.run.checkpoints import CheckpointDir, latest_best, unreadable_model
 from teacher_student.run.directory import RunDir
 from teacher_student.training.trainee import compile_trainee
 from teacher_student.training.trainer import load_progress
@@ -133,6 +133,13 @@ class Step(ABC):
     def publish(self, execution: Execution) -> Path | None:
         """The run's model `produces`, written once the step is done; None: it makes none."""
         return None
+
+    def is_published(self) -> bool:
+        """Whether `publish` completed after the step was done, and its model can be read."""
+        if not self.directory.is_published():
+            return False
+        return self.produces is None or unreadable_model(
+            self.run_dir.model_file(self.produces)) is None
 
     def check(self, inputs: Inputs) -> None:
         """A ConfigError for what the step needs and the config or the job's data lack."""
