@@ -72,24 +72,26 @@ def _slow(nodeid: str) -> bool:
 # pytest-xdist hands whole files to its two workers in the order of the collection (Makefile:
 # `--no-loadscope-reorder`, which would order them by their number of tests), a worker taking
 # the next file when it has fewer than two: the longest files go first, so that neither worker
-# is left alone with one of them at the end. Their seconds on two cores, 2026-12-06 (BENCHMARKS.md,
-# "The test suite's time"); the other files follow in the collection's order.
+# is left alone with one of them at the end. Their seconds on two cores, 2026-12-06 (the suite's
+# junit times; BENCHMARKS.md, "The test suite's time"); the other files follow in the
+# collection's order.
 LONGEST_FILES = (
-    "tests/test_notebook.py",  # 268 s
-    "tests/training/test_training_steps.py",  # 213
-    "tests/test_distill_options.py",  # 199
-    "tests/training/test_interruptions.py",  # 187
-    "tests/training/test_preflight.py",  # 184
-    "tests/bench/test_bench.py",  # 133
-    "tests/test_user_path.py",  # 127
-    "tests/training/test_sessions.py",  # 99
-    "tests/test_kept_run.py",  # 99
-    "tests/test_jax_backend.py",  # 91
-    "tests/test_folds.py",  # 91
-    "tests/training/test_distribute.py",  # 81
-    "tests/test_jobs.py",  # 60
+    "tests/training/test_training_steps.py",  # 265 s
+    "tests/test_distill_options.py",  # 191
+    "tests/training/test_interruptions.py",  # 180
+    "tests/training/test_preflight.py",  # 174
+    "tests/test_notebook.py",  # 162
+    "tests/bench/test_bench.py",  # 154
+    "tests/test_user_path.py",  # 126
+    "tests/test_jax_backend.py",  # 114
+    "tests/training/test_sessions.py",  # 104
+    "tests/test_kept_run.py",  # 98
+    "tests/training/test_distribute.py",  # 89
+    "tests/test_folds.py",  # 88
+    "tests/outputs/test_export.py",  # 67
+    "tests/test_jobs.py",  # 66
     "tests/training/test_distiller.py",  # 52
-    "tests/test_self_training.py",  # 46
+    "tests/test_self_training.py",  # 40
 )
 
 
