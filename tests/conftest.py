@@ -82,8 +82,8 @@ LONGEST_FILES = (
     "tests/training/test_preflight.py",  # 174
     "tests/test_notebook.py",  # 162
     "tests/bench/test_bench.py",  # 154
+    "tests/test_jax_backend.py",  # 145
     "tests/test_user_path.py",  # 126
-    "tests/test_jax_backend.py",  # 114
     "tests/training/test_sessions.py",  # 104
     "tests/test_kept_run.py",  # 98
     "tests/training/test_distribute.py",  # 89

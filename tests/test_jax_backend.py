@@ -1,7 +1,8 @@
 """The whole job on JAX with TensorFlow not installed (the GPU machine has none): train-teacher,
 distill (feature distillation with cutmix, in mixed_float16; the teacher with erasing, mixup,
 label smoothing and weight averaging) and evaluate run end to end in a subprocess that cannot
-import TensorFlow, and what truly needs TensorFlow says so in one line."""
+import TensorFlow, and what truly needs TensorFlow says so in one line; and both jobs on two
+devices, as on two GPUs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import write_image_folder
@@ -40,10 +42,14 @@ SETTINGS = ["--config", "tiny", "--precision", "mixed_float16", "--set", "data.b
             "--set", "distill.ema_momentum=0.9"]
 
 
-def without_tensorflow(*arguments: str) -> subprocess.CompletedProcess:
+def without_tensorflow(*arguments: str, devices: int = 1) -> subprocess.CompletedProcess:
+    """The command line on JAX's CPU, split into `devices` devices (XLA's host platform)."""
     # Every compiled program goes to the run's compilation cache, however fast it compiled.
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    if devices > 1:
+        env["XLA_FLAGS"] = " ".join(filter(None, [
+            env.get("XLA_FLAGS"), f"--xla_force_host_platform_device_count={devices}"]))
     return subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *arguments], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
 
@@ -78,3 +84,23 @@ def test_the_jobs_run_on_jax_without_tensorflow(tmp_path):
     assert exported.stderr.strip().splitlines()[-1] == (
         "error: export (SavedModel and TFLite files) needs TensorFlow, which is not installed "
         "here: pip install tensorflow (tensorflow-cpu on a machine without a GPU)")
+
+
+def test_two_devices_train_the_teacher_and_the_student_data_parallel(tmp_path):
+    """What two GPUs run (keras.distribution.DataParallel), on two CPU devices: each job splits
+    every batch over both, the batch size in the config being each device's."""
+    images = write_image_folder(tmp_path / "images")
+    run_dir = tmp_path / "run"
+    settings = ["--config", "tiny", "--set", "data.batch_size=2", "--set", "phases.1.epochs=0",
+                "--set", "phases.2.epochs=0", "--set", "distill.baseline=false",
+                "--set", "measure_latency=false", "--no-preflight"]
+    for job in ("train-teacher", "distill"):
+        done = without_tensorflow(job, "--data", str(images), "--run-dir", str(run_dir),
+                                  *settings, devices=2)
+        assert done.returncode == 0, (job, done.stdout[-2000:], done.stderr[-3000:])
+        assert "distribution jax DataParallel: 2 replicas, global batch 4" in done.stdout
+    for step in ("teacher/phase1_warmup", "student_distilled"):
+        history = pd.read_csv(run_dir / step / "history.csv")
+        assert len(history) == 1 and np.isfinite(history["loss"]).all(), step
+    comparison = pd.read_csv(run_dir / "reports" / "comparison.csv")
+    assert {"teacher", "student_distilled"} <= set(comparison["model"])
