@@ -22,7 +22,7 @@ def bench_train(args) -> int:
 
     spec = gpu.TrainBench(**_given(args, "image_size", "num_classes", "batch_size",
                                          "warmup", "steps", "windows", "config",
-                                         "steps_per_execution"),
+                                         "steps_per_execution", "devices"),
                                 keras_fit=tuple(args.keras_fit), overrides=tuple(args.set),
                                 flops_only=args.flops_only)
     report = gpu_report.run(spec, args.models, args.precisions, args.json, args.budget_s)
@@ -140,6 +140,9 @@ def add_bench_commands(commands) -> None:
         train.add_argument(option, type=int, help=text)
     train.add_argument("--steps-per-execution", type=int,
                        help="the trainer fit's steps per compiled call (default 1)")
+    train.add_argument("--devices", type=int,
+                       help="the trainer's fit data parallel over this many devices (JAX), "
+                            "the batch size each device's: the scaling against --devices 1")
     train.add_argument("--budget-s", type=float, default=3600.0,
                        help="start no new measurement after this many seconds")
     train.add_argument("--flops-only", action="store_true",

@@ -17,6 +17,9 @@ a fresh subprocess, so its peak memory is its own.
 - On every backend: Keras' own `fit` of the model alone on host uint8 arrays (the reference),
   and `fit` the way the trainer runs it: a `Trainee` (augmentation inside the step) or the
   `Distiller`, fed by `Batches`.
+- With `--devices N` (JAX): the trainer's `fit` alone, under `keras.distribution.DataParallel`
+  over N devices as a job on N GPUs runs it, the batch size being each device's: its images/s
+  against a run with `--devices 1` is the scaling.
 
 Imports only keras and numpy at module level: the GPU machine has no TensorFlow.
 """
@@ -59,6 +62,7 @@ class TrainBench:
     overrides: tuple[str, ...] = ()
     flops_only: bool = False  # count each step's FLOPs, nothing else: needs no accelerator
     steps_per_execution: int = 1  # of the trainer's fit
+    devices: int = 1  # data parallel over this many devices (JAX): the trainer's fit alone
 
 
 
@@ -69,6 +73,8 @@ def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
     """Every figure for one model under one precision; call it in a fresh process."""
     if precision == FULL_FLOAT32:
         use_full_float32()
+    if spec.devices > 1:
+        _data_parallel(spec.devices)
     policy = PrecisionPolicy(FLOAT32 if precision == FULL_FLOAT32 else precision)
     config = config_module.load(spec.config, list(spec.overrides))
     shape = (spec.image_size, spec.image_size, 3)
@@ -78,13 +84,15 @@ def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
                                          num_classes=spec.num_classes)
     batches = _host_batches(spec)
     result = {"model": model_name, "precision": precision, "device": accelerator_name(),
-              "backend": keras.backend.backend()}
+              "backend": keras.backend.backend(), "devices": spec.devices}
+    # The stateless steps and the plain fit run on one device: with several, the trainer alone.
+    single = spec.devices == 1
     if model_name == "distill":
         teacher = build_teacher(teacher_config, policy)
         student = build_student(student_config, policy)
         result["parameters"] = student.count_params()
         result["teacher_parameters"] = teacher.count_params()
-        if keras.backend.backend() == "jax":
+        if keras.backend.backend() == "jax" and single:
             step = jax_steps.distill_step(teacher, student, policy, config.distill, spec.steps)
             result.update(jax_steps.rates(step, batches, spec))
             forward = jax_steps.rates(jax_steps.forward_step(teacher), batches, spec)
@@ -97,19 +105,32 @@ def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
         build = build_teacher if model_name == "teacher" else build_student
         plain = build(teacher_config if model_name == "teacher" else student_config, policy)
         result["parameters"] = plain.count_params()
-        if keras.backend.backend() == "jax":
+        if keras.backend.backend() == "jax" and single:
             step = jax_steps.classifier_step(plain, policy)
             result.update(jax_steps.rates(step, batches, spec))
         trainee = Trainee(plain, config.phases[-1].augment, seed=0)
     result["peak_bytes"] = peak_memory_bytes()  # before Keras' fit adds its own copy of the state
     if model_name in spec.keras_fit and not spec.flops_only:
-        if plain is not None:
+        if plain is not None and single:
             result["keras_fit_images_per_s"] = _plain_fit_rate(plain, policy, batches, spec)
         result["trainer_images_per_s"] = _trainer_fit_rate(trainee, policy, spec)
-        if plain is not None:  # what the augmentation in the step costs
+        if plain is not None and single:  # what the augmentation in the step costs
             result["trainer_unaugmented_images_per_s"] = _trainer_fit_rate(
                 Trainee(plain, "none"), policy, spec)
     return result
+
+
+def _data_parallel(count: int) -> None:
+    """`keras.distribution.DataParallel` over the first `count` devices, as
+    training/distribute.py sets it for a job (JAX)."""
+    if keras.backend.backend() != "jax":
+        raise SystemExit("--devices needs KERAS_BACKEND=jax (keras.distribution)")
+    import jax
+
+    devices = jax.devices()
+    if len(devices) < count:
+        raise SystemExit(f"--devices {count}: this machine has {len(devices)}")
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices[:count]))
 
 
 def _host_batches(spec: TrainBench) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -156,7 +177,7 @@ def _fit_rate(model: keras.Model, data, spec: TrainBench, **fit_options) -> floa
     reading the metrics) would weigh on short ones, and a real epoch is hundreds of steps."""
     timer = EpochTimer()
     model.fit(data, epochs=2, verbose=0, callbacks=[timer], **fit_options)
-    return rate(_fit_steps(spec) * spec.batch_size, timer.durations[1:])
+    return rate(_fit_steps(spec) * spec.batch_size * spec.devices, timer.durations[1:])
 
 
 def _fit_steps(spec: TrainBench) -> int:
@@ -179,11 +200,13 @@ def _trainer_fit_rate(trainee: keras.Model, policy: PrecisionPolicy, spec: Train
     """What the trainer runs: a Trainee (augmentation in the step) or Distiller, fed by
     `Batches` (gathered, and put on the device on JAX, by background threads)."""
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (_fit_steps(spec) * spec.batch_size, spec.image_size,
+    global_batch = spec.batch_size * spec.devices
+    pixels = rng.integers(0, 256, (_fit_steps(spec) * global_batch, spec.image_size,
                                    spec.image_size, 3), dtype=np.uint8)
     labels = rng.integers(0, spec.num_classes, len(pixels))
-    batches = Batches(pixels, range(len(pixels)), labels, spec.batch_size, shuffle=True,
-                      to_device=keras.backend.backend() == "jax"
+    # On one accelerator the batches go to it in the input threads; DataParallel shards them.
+    batches = Batches(pixels, range(len(pixels)), labels, global_batch, shuffle=True,
+                      to_device=keras.backend.backend() == "jax" and spec.devices == 1
                       and accelerator_name() is not None)
     compile_trainee(trainee, keras.optimizers.Adam(), policy, jit_compile=True,
                     steps_per_execution=spec.steps_per_execution)

@@ -167,8 +167,10 @@ def format_report(report: dict) -> str:
     rows = summarize(report["results"])
     spec = report["spec"]
     parts = [common.format_environment(report["environment"]),
-             f"batch {spec['batch_size']}, {spec['image_size']} px, {spec['num_classes']} "
-             "classes; " + ("FLOPs only" if spec["flops_only"] else
+             f"batch {spec['batch_size']}"
+             + (f" per device on {spec['devices']} devices (DataParallel)"
+                if spec.get("devices", 1) > 1 else "")
+             + f", {spec['image_size']} px, {spec['num_classes']} classes; " + ("FLOPs only" if spec["flops_only"] else
                             f"median of {spec['windows']} window"
                             f"{'' if spec['windows'] == 1 else 's'} of {spec['steps']} step"
                             f"{'' if spec['steps'] == 1 else 's'}"),

@@ -68,6 +68,32 @@ def test_jax_step_imports_no_tensorflow_and_runs_full_float32():
     assert result["keras_fit_images_per_s"] > 0
 
 
+def test_the_trainer_fit_data_parallel_over_two_devices():
+    """`bench train --devices 2`: the trainer's fit under DataParallel, as a job on two GPUs
+    runs it (two CPU devices here), counting the global batch."""
+    pytest.importorskip("jax")
+    spec = json.dumps({**dataclasses.asdict(TINY_TRAIN), "keras_fit": ["student"],
+                       "devices": 2})
+    script = textwrap.dedent(f"""
+        import json
+        import keras
+        from teacher_student.bench import gpu as bench_gpu
+        spec = bench_gpu.TrainBench(**json.loads({spec!r}))
+        result = bench_gpu.measure(spec, "student", "float32")
+        result["distribution"] = type(keras.distribution.distribution()).__name__
+        print(json.dumps(result))
+    """)
+    env = {**JAX_ENV, "XLA_FLAGS": " ".join(filter(None, [
+        JAX_ENV.get("XLA_FLAGS"), "--xla_force_host_platform_device_count=2"]))}
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert (result["devices"], result["distribution"]) == (2, "DataParallel")
+    assert result["trainer_images_per_s"] > 0
+    assert "step_ms" not in result and "keras_fit_images_per_s" not in result  # one device's
+
+
 def test_train_command_measures_distillation_in_a_subprocess(tmp_path):
     pytest.importorskip("jax")
     out = tmp_path / "train.json"
