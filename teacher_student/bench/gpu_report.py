@@ -163,17 +163,20 @@ DISTILL_COLUMNS = [("precision", "precision", ""), ("backend", "backend", ""),
                    ("distill_vs_sum", "distill / sum", ".2f")]
 
 
+def _spec_line(spec: dict) -> str:
+    devices = spec.get("devices", 1)
+    per_device = f" per device on {devices} devices (DataParallel)" if devices > 1 else ""
+    timing = ("FLOPs only" if spec["flops_only"] else
+              f"median of {spec['windows']} window{'' if spec['windows'] == 1 else 's'} of "
+              f"{spec['steps']} step{'' if spec['steps'] == 1 else 's'}")
+    return (f"batch {spec['batch_size']}{per_device}, {spec['image_size']} px, "
+            f"{spec['num_classes']} classes; {timing}")
+
+
 def format_report(report: dict) -> str:
     rows = summarize(report["results"])
     spec = report["spec"]
-    parts = [common.format_environment(report["environment"]),
-             f"batch {spec['batch_size']}"
-             + (f" per device on {spec['devices']} devices (DataParallel)"
-                if spec.get("devices", 1) > 1 else "")
-             + f", {spec['image_size']} px, {spec['num_classes']} classes; " + ("FLOPs only" if spec["flops_only"] else
-                            f"median of {spec['windows']} window"
-                            f"{'' if spec['windows'] == 1 else 's'} of {spec['steps']} step"
-                            f"{'' if spec['steps'] == 1 else 's'}"),
+    parts = [common.format_environment(report["environment"]), _spec_line(spec),
              "", markdown_table(rows, TRAIN_COLUMNS)]
     distill_rows = [r for r in rows if r["model"] == "distill" and r.get("step_ms")]
     if distill_rows:
