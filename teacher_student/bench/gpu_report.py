@@ -66,18 +66,22 @@ def _run_child(spec: TrainBench, model_name: str, precision: str, timeout: float
 def summarize(results: list[dict]) -> list[dict]:
     """Rows with the derived figures: ratios between precisions, feeding, FLOP/s, peak share;
     each backend's rows (ours on JAX, the PyTorch peer) compared within that backend."""
-    by_key = {(r["model"], r["precision"], r.get("backend")): r for r in results
-              if "error" not in r}
+    by_key = {(r["model"], r["precision"], r.get("backend"), r.get("devices", 1)): r
+              for r in results if "error" not in r}
     rows = []
-    for (model_name, precision, backend), r in by_key.items():
+    for (model_name, precision, backend, devices), r in by_key.items():
         # The HLO count includes the convolutions, which the GPU's compiled count leaves out.
         flops = r.get("hlo_flops_per_step") or r.get("flops_per_step")
         rate = _rate(r)
-        row = {**r, "images_per_s": rate,
+        one_device = by_key.get((model_name, precision, backend, 1)) if devices > 1 else None
+        row = {**r, "images_per_s": rate, "devices": devices,
                "vs_float32": common.ratio(
-                   rate, _rate(by_key.get((model_name, FLOAT32, backend)))),
+                   rate, _rate(by_key.get((model_name, FLOAT32, backend, devices)))),
                "vs_full_float32": common.ratio(
-                   rate, _rate(by_key.get((model_name, FULL_FLOAT32, backend)))),
+                   rate, _rate(by_key.get((model_name, FULL_FLOAT32, backend, devices)))),
+               # The scaling: the trainer's fit on these devices against one, batch per device
+               "vs_one_device": common.ratio(r.get("trainer_images_per_s"),
+                                             (one_device or {}).get("trainer_images_per_s")),
                "trainer_vs_device": common.ratio(r.get("trainer_images_per_s"),
                                                  r.get("device_fed_images_per_s")),
                "host_vs_device": common.ratio(r.get("host_fed_images_per_s"),
@@ -88,7 +92,7 @@ def summarize(results: list[dict]) -> list[dict]:
             row["tflop_per_s"] = flops / r["step_ms"] / 1e9
             peak = _peak_tflops(r.get("device"), precision)
             row["share_of_peak"] = row["tflop_per_s"] / peak if peak else None
-        student = by_key.get(("student", precision, backend))
+        student = by_key.get(("student", precision, backend, devices))
         if model_name == "distill" and student and student.get("step_ms") and \
                 r.get("teacher_forward_ms"):
             row["student_plus_forward_ms"] = student["step_ms"] + r["teacher_forward_ms"]
@@ -100,7 +104,8 @@ def summarize(results: list[dict]) -> list[dict]:
 def peer_rows(rows: list[dict]) -> list[dict]:
     """Ours (JAX) against the PyTorch peer (scripts/torch_peer.py) for each model and
     precision both measured: images per second on the device, compile, peak memory."""
-    ours = {(r["model"], r["precision"]): r for r in rows if r.get("backend") == "jax"}
+    ours = {(r["model"], r["precision"]): r for r in rows
+            if r.get("backend") == "jax" and r.get("devices", 1) == 1}
     compared = []
     for peer in rows:
         mine = ours.get((peer["model"], peer["precision"]))
@@ -134,7 +139,7 @@ def _peak_tflops(device: str | None, precision: str) -> float | None:
 # default mode), `pytorch eager`, `pytorch reduce-overhead` (CUDA graphs)...
 PEER_BACKEND = "pytorch"
 TRAIN_COLUMNS = [("model", "model", ""), ("precision", "precision", ""),
-                 ("backend", "backend", ""),
+                 ("backend", "backend", ""), ("devices", "devices", "d"),
                  ("parameters", "params", ","),
                  ("device_fed_images_per_s", "img/s on device", ".0f"),
                  ("host_fed_images_per_s", "img/s from host", ".0f"),
@@ -144,6 +149,7 @@ TRAIN_COLUMNS = [("model", "model", ""), ("precision", "precision", ""),
                  ("trainer_images_per_s", "img/s trainer fit", ".0f"),
                  ("trainer_unaugmented_images_per_s", "img/s trainer, no augment", ".0f"),
                  ("trainer_vs_device", "trainer/device", ".2f"),
+                 ("vs_one_device", "x one device", ".2f"),
                  ("vs_float32", "x float32", ".2f"), ("vs_full_float32", "x full fp32", ".2f"),
                  ("step_ms", "ms/step", ".1f"), ("gflop_per_step", "GFLOP/step", ".1f"),
                  ("tflop_per_s", "TFLOP/s", ".1f"), ("share_of_peak", "of peak", ".1%"),
@@ -205,7 +211,8 @@ def merge_reports(reports: list[dict]) -> dict:
         for result in report["results"]:
             # Older runs of ours name their backend in the environment alone.
             result.setdefault("backend", report["environment"].get("backend"))
-            key = (result["model"], result["precision"], result["backend"])
+            key = (result["model"], result["precision"], result["backend"],
+                   result.get("devices", 1))
             if "error" not in result or key not in results:
                 results[key] = result
     return {**first, "results": list(results.values())}

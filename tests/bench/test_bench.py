@@ -171,6 +171,23 @@ def test_show_merges_runs_made_in_separate_calls(tmp_path, capsys):
     assert "time budget spent" not in text  # a failure does not replace a measurement
 
 
+def test_show_gives_the_scaling_of_two_devices_against_one(tmp_path, capsys):
+    one = {"model": "teacher", "precision": "mixed_float16", "devices": 1,
+           "trainer_images_per_s": 1000.0}
+    two = {**one, "devices": 2, "trainer_images_per_s": 1900.0}
+    paths = [tmp_path / "one.json", tmp_path / "two.json"]
+    atomic.write_json(paths[0], _report([one]))
+    atomic.write_json(paths[1], _report([two]))
+
+    assert cli.main(["bench", "show", *map(str, paths)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|"))))
+            for line in lines[2:]]
+    assert [(row["devices"], row["img/s trainer fit"], row["x one device"]) for row in rows] == \
+        [("1", "1000", "-"), ("2", "1900", "1.90")]
+
+
 def test_show_sets_ours_beside_the_pytorch_peer(tmp_path, capsys):
     ours = {"model": "teacher", "precision": "mixed_float16", "step_ms": 1.0,
             "device_fed_images_per_s": 300.0, "compile_s": 20.0}
