@@ -89,7 +89,6 @@ def compare(run: RunModels) -> list[dict]:
     names = [name for name in MODEL_NAMES if run.run_dir.model_file(name).exists()]
     if not names:
         raise RunDirError(f"no trained model in {run.run_dir.path}: run train-teacher first")
-    labels = run.test.labels.astype(np.int64)
     listed = _listed_teachers(run)
     # Evaluated, not timed: each fold's teacher (their ensemble is the teacher), each
     # self-training round's network.
@@ -108,7 +107,9 @@ def compare(run: RunModels) -> list[dict]:
             for row in reports.with_teacher_agreement(evaluations, reference)]
     for variant in run.run_dir.variants():
         rows += variant_rows(_comparison_rows(variant), variant.path.name)
-    rows.append(reports.chance_row(labels, len(run.class_names)))
+    # Over the images the models answered (several replicas leave out a ragged last batch).
+    answered = next(iter(evaluations.values())).labels.astype(np.int64)
+    rows.append(reports.chance_row(answered, len(run.class_names)))
     reports.write_comparison(rows, run.run_dir.reports, _notes(run, names))
     write_test_answers(evaluations, run.run_dir.reports / TEST_ANSWERS)
     model_plots.plot_reliability(

@@ -102,5 +102,10 @@ def test_two_devices_train_the_teacher_and_the_student_data_parallel(tmp_path):
     for step in ("teacher/phase1_warmup", "student_distilled"):
         history = pd.read_csv(run_dir / step / "history.csv")
         assert len(history) == 1 and np.isfinite(history["loss"]).all(), step
-    comparison = pd.read_csv(run_dir / "reports" / "comparison.csv")
-    assert {"teacher", "student_distilled"} <= set(comparison["model"])
+    comparison = pd.read_csv(run_dir / "reports" / "comparison.csv").set_index("model")
+    assert {"teacher", "student_distilled"} <= set(comparison.index)
+    # Every row over the same test images: those the models answered (4 of 5 in batches of 4).
+    answered = pd.read_csv(run_dir / "reports" / "test_answers.csv")["label"]
+    assert len(answered) == 4
+    assert comparison.loc["always the majority class", "accuracy"] == pytest.approx(
+        answered.value_counts().max() / len(answered))
