@@ -75,6 +75,11 @@ class Trainee(keras.Model):
 def compile_trainee(trainee: keras.Model, optimizer, policy, jit_compile: bool,
                     steps_per_execution: int = 1) -> None:
     """The loss is the trainee's own (`compute_loss`); the optimizer gets loss scaling as the
-    precision policy says."""
-    trainee.compile(optimizer=policy.wrap_optimizer(optimizer), weighted_metrics=["accuracy"],
+    precision policy says.
+
+    Every variable of the step (the optimizer's slots, the accuracy's totals) is created here,
+    not in the step's first trace: TensorFlow traces a step that creates variables twice."""
+    accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    trainee.compile(optimizer=policy.wrap_optimizer(optimizer), weighted_metrics=[accuracy],
                     jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    trainee.optimizer.build(trainee.trainable_variables)
