@@ -107,7 +107,7 @@ def compare(run: RunModels) -> list[dict]:
             for row in reports.with_teacher_agreement(evaluations, reference)]
     for variant in run.run_dir.variants():
         rows += variant_rows(_comparison_rows(variant), variant.path.name)
-    # Over the images the models answered (several replicas leave out a ragged last batch).
+    # Over the labels as the models' answers came (every test image, in the split's order).
     answered = next(iter(evaluations.values())).labels.astype(np.int64)
     rows.append(reports.chance_row(answered, len(run.class_names)))
     reports.write_comparison(rows, run.run_dir.reports, _notes(run, names))
@@ -125,8 +125,7 @@ def compare(run: RunModels) -> list[dict]:
 
 
 def write_test_answers(evaluations: Mapping[str, reports.Evaluation], path: Path) -> None:
-    """One row per test image evaluated (the split's order; several replicas leave out a
-    ragged last batch): its label and each model's answer."""
+    """One row per test image (the split's order): its label and each model's answer."""
     labels = next(iter(evaluations.values())).labels
     frame = pd.DataFrame({"label": labels, **{name: evaluation.probabilities.argmax(axis=-1)
                                               for name, evaluation in evaluations.items()}})

@@ -86,26 +86,34 @@ def test_the_jobs_run_on_jax_without_tensorflow(tmp_path):
         "here: pip install tensorflow (tensorflow-cpu on a machine without a GPU)")
 
 
-def test_two_devices_train_the_teacher_and_the_student_data_parallel(tmp_path):
+def test_two_devices_train_fold_teachers_and_the_student_and_answer_every_image(tmp_path):
     """What two GPUs run (keras.distribution.DataParallel), on two CPU devices: each job splits
     every batch over both, the batch size in the config being each device's."""
     images = write_image_folder(tmp_path / "images")
     run_dir = tmp_path / "run"
-    settings = ["--config", "tiny", "--set", "data.batch_size=2", "--set", "phases.1.epochs=0",
-                "--set", "phases.2.epochs=0", "--set", "distill.baseline=false",
-                "--set", "measure_latency=false", "--no-preflight"]
+    settings = ["--config", "tiny", "--set", "data.batch_size=2", "--set", "data.folds=2",
+                "--set", "phases.1.epochs=0", "--set", "phases.2.epochs=0",
+                "--set", "distill.baseline=false", "--set", "measure_latency=false",
+                "--no-preflight"]
     for job in ("train-teacher", "distill"):
         done = without_tensorflow(job, "--data", str(images), "--run-dir", str(run_dir),
                                   *settings, devices=2)
         assert done.returncode == 0, (job, done.stdout[-2000:], done.stderr[-3000:])
         assert "distribution jax DataParallel: 2 replicas, global batch 4" in done.stdout
-    for step in ("teacher/phase1_warmup", "student_distilled"):
+    for step in ("teacher/fold1/phase1_warmup", "teacher/fold2/phase1_warmup",
+                 "student_distilled"):
         history = pd.read_csv(run_dir / step / "history.csv")
         assert len(history) == 1 and np.isfinite(history["loss"]).all(), step
+    # Every image answered, as on one device: the splits do not divide into batches of 4, and
+    # their ragged last batches were filled up, not left out.
+    split = pd.read_csv(run_dir / "split.csv")
+    learnt = split[split["split"] != "test"]
+    out_of_fold = pd.read_csv(run_dir / "reports" / "out_of_fold.csv")
+    assert sorted(out_of_fold["path"]) == sorted(learnt["path"]) and len(learnt) % 4
+    answered = pd.read_csv(run_dir / "reports" / "test_answers.csv")
+    tested = split[split["split"] == "test"]
+    assert answered["label"].tolist() == tested["label"].tolist() and len(tested) % 4
     comparison = pd.read_csv(run_dir / "reports" / "comparison.csv").set_index("model")
-    assert {"teacher", "student_distilled"} <= set(comparison.index)
-    # Every row over the same test images: those the models answered (4 of 5 in batches of 4).
-    answered = pd.read_csv(run_dir / "reports" / "test_answers.csv")["label"]
-    assert len(answered) == 4
+    assert {"teacher_fold1", "teacher", "student_distilled"} <= set(comparison.index)
     assert comparison.loc["always the majority class", "accuracy"] == pytest.approx(
-        answered.value_counts().max() / len(answered))
+        tested["label"].value_counts().max() / len(tested))

@@ -17,18 +17,24 @@ import keras
 import numpy as np
 
 UNLABELED = -1  # the label of an image without one (distill.unlabeled): no label loss
+# The label of an image that only fills a batch (`pad_remainder`): negative, so no loss or
+# accuracy counts it, and predictions drop it (outputs/reports.py).
+PADDING = -2
 
 
 class Batches(keras.utils.PyDataset):
     """(uint8 images [B, H, W, C], int32 labels [B]) or, with `class_weights`, also float32
     sample weights [B] (1 for an UNLABELED image). Training batches (`shuffle=True`) drop a
     ragged last batch: a compiled step then keeps one shape, and BatchNorm never sees a batch of
-    one."""
+    one. With `pad_remainder`, a ragged last batch is filled up to the batch size with copies
+    of its first image labeled PADDING: several replicas need equal shares of every batch, and
+    evaluation must not leave images out."""
 
     def __init__(self, pixels: np.ndarray, rows: Sequence[int], labels: Sequence[int],
                  batch_size: int, *, shuffle: bool = False, seed: int = 0,
                  class_weights: Mapping[int, float] | None = None,
-                 drop_remainder: bool | None = None, ahead: int = 2, to_device: bool = False):
+                 drop_remainder: bool | None = None, pad_remainder: bool = False,
+                 ahead: int = 2, to_device: bool = False):
         super().__init__()
         self.pixels = pixels
         self.rows = np.asarray(rows, dtype=np.int64)
@@ -40,7 +46,8 @@ class Batches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.drop_remainder = (shuffle and len(self.rows) >= batch_size
+        self.pad_remainder = pad_remainder
+        self.drop_remainder = (shuffle and len(self.rows) >= batch_size and not pad_remainder
                                if drop_remainder is None else drop_remainder)
         self.ahead = ahead
         self.to_device = to_device
@@ -69,7 +76,8 @@ class Batches(keras.utils.PyDataset):
         return Batches(self.pixels, self.rows[chosen], self.labels[chosen],
                        self.batch_size, shuffle=self.shuffle, seed=self.seed,
                        class_weights=self.class_weights, drop_remainder=self.drop_remainder,
-                       ahead=self.ahead, to_device=self.to_device)
+                       pad_remainder=self.pad_remainder, ahead=self.ahead,
+                       to_device=self.to_device)
 
     def set_epoch(self, epoch: int) -> None:
         """The order of `epoch`'s batches; called by the trainer before each epoch."""
@@ -94,9 +102,17 @@ class Batches(keras.utils.PyDataset):
     def _batch(self, epoch: int, index: int):
         order = self._order if epoch == self.epoch else self._order_of(epoch)
         chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
-        batch = (self.pixels[self.rows[chosen]], self.labels[chosen])
-        if self.weights is not None:
-            batch += (self.weights[chosen],)
+        labels = self.labels[chosen]
+        weights = None if self.weights is None else self.weights[chosen]
+        filling = self.batch_size - len(chosen) if self.pad_remainder else 0
+        if filling:
+            chosen = np.concatenate([chosen, np.repeat(chosen[:1], filling)])
+            labels = np.concatenate([labels, np.full(filling, PADDING, dtype=np.int32)])
+            if weights is not None:
+                weights = np.concatenate([weights, np.zeros(filling, dtype=np.float32)])
+        batch = (self.pixels[self.rows[chosen]], labels)
+        if weights is not None:
+            batch += (weights,)
         if self.to_device:
             import jax
 

@@ -93,9 +93,12 @@ def prepare_inputs(data: DataConfig, run_dir: RunDir, global_batch: int,
                     f"batch {global_batch} of {replicas} replicas; lower data.batch_size or "
                     "give the split a larger fraction")
 
-    def batches(split: Split, **options) -> Batches:
-        return Batches(table.pixels, split.rows, split.labels, global_batch,
-                       drop_remainder=True if replicas > 1 else None, to_device=to_device,
+    def batches(split: Split, shuffle: bool = False, **options) -> Batches:
+        # Replicas take equal shares of every batch: a ragged training batch is dropped, a
+        # ragged evaluation batch filled up with images that count for nothing.
+        return Batches(table.pixels, split.rows, split.labels, global_batch, shuffle=shuffle,
+                       drop_remainder=True if replicas > 1 and shuffle else None,
+                       pad_remainder=replicas > 1 and not shuffle, to_device=to_device,
                        **options)
 
     def training(split: Split) -> Batches:

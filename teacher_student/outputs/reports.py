@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from teacher_student import atomic
+from teacher_student.data.batches import PADDING
 from teacher_student.outputs import metrics
 from teacher_student.outputs.model_plots import plot_accuracy_latency, plot_confusion
 from teacher_student.tables import markdown_table
@@ -82,8 +83,10 @@ def predict_probabilities(model: keras.Model, data: Any) -> tuple[np.ndarray, np
     parts: list[np.ndarray] = []
     for images, labels in _batches(data):
         logits = keras.ops.convert_to_numpy(model.predict_on_batch(images))
-        parts.append(metrics.softmax(np.asarray(logits, dtype=np.float32)))
-        true_parts.append(_as_class_indices(labels))
+        labels = _as_class_indices(labels)
+        real = labels != PADDING  # what only filled a batch for several replicas
+        parts.append(metrics.softmax(np.asarray(logits, dtype=np.float32))[real])
+        true_parts.append(labels[real])
     if not true_parts:
         classes = model.output_shape[-1]
         return np.zeros(0, dtype=np.int64), np.zeros((0, classes), dtype=np.float32)

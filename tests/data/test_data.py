@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,12 +13,15 @@ from helpers import make_class_folder, write_png
 from PIL import Image
 
 from teacher_student.data import embedded as datasets
-from teacher_student.data.batches import Batches
+from teacher_student.data.batches import PADDING, Batches
 from teacher_student.data.decoding import Decoding
 from teacher_student.data.labeled import read_source
 from teacher_student.data.splits import SPLITS, class_weights, split_table
 from teacher_student.errors import DataError
+from teacher_student.outputs.metrics import softmax
+from teacher_student.outputs.reports import predict_probabilities
 from teacher_student.run.directory import RunDir
+from teacher_student.training.losses import label_loss
 
 
 def read(source, image_size: int = 16, channels: int = 3, **options):
@@ -353,6 +357,30 @@ def test_evaluation_batches_keep_the_order_and_the_ragged_last_batch(three_class
     assert [len(batches[i][1]) for i in range(len(batches))] == [4, 4, 4, 4, 2]
     assert labels.tolist() == list(table.labels)
     assert np.array_equal(images, table.pixels[list(table.rows)])
+
+
+def test_a_padded_ragged_batch_is_answered_for_its_real_images_alone(three_classes: Path):
+    """What several replicas evaluate: every batch full, the filling labeled PADDING, which
+    the loss, the accuracy and the answers leave out."""
+    table = read(three_classes)
+    batches = Batches(table.pixels, table.rows, table.labels, 4, pad_remainder=True,
+                      class_weights={0: 1.0, 1: 2.0, 2: 3.0})
+    last_images, last_labels, last_weights = batches[len(batches) - 1]
+    assert [len(batches[i][1]) for i in range(len(batches))] == [4] * 5
+    assert last_labels.tolist() == [*table.labels[-2:], PADDING, PADDING]
+    assert last_weights[2:].tolist() == [0.0, 0.0]
+    assert np.array_equal(last_images[2:], table.pixels[[table.rows[-2]] * 2])
+    assert batches.images == 18
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    labels, probabilities = predict_probabilities(model, batches)
+    assert labels.tolist() == list(table.labels) and len(probabilities) == 18
+    expected = keras.ops.convert_to_numpy(model.predict_on_batch(table.pixels[list(table.rows)]))
+    assert np.allclose(probabilities, softmax(expected), atol=1e-5)
+    padded = keras.ops.convert_to_numpy(label_loss(last_labels, model(last_images)))
+    alone = keras.ops.convert_to_numpy(label_loss(last_labels[:2], model(last_images[:2])))
+    assert padded == pytest.approx(alone, rel=1e-5)
 
 
 def test_class_weights_travel_with_each_training_image(tmp_path: Path):
