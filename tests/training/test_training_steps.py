@@ -164,3 +164,23 @@ def test_compiled_distillation_step_from_an_ensemble_of_two_frozen_teachers(poli
     assert not any(changed(teachers_before, [w.numpy() for t in teachers for w in t.weights]))
     assert audit_dtypes(distiller.teacher, policy.name) == []
     assert distiller.teacher.output.dtype == "float32"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's traced step")
+def test_a_fit_traces_its_training_step_once(batch):
+    """TensorFlow traces a step whose first trace creates variables (the optimizer's slots, a
+    metric's totals) a second time: compile_trainee creates them before."""
+    class Counted(Trainee):
+        traces = 0
+
+        def train_step(self, data):
+            Counted.traces += 1  # this Python runs only while TensorFlow traces the step
+            return super().train_step(data)
+
+    policy = PrecisionPolicy("mixed_float16")
+    trainee = Counted(build_student(TINY_STUDENT, policy), augment="light")
+    compile_trainee(trainee, keras.optimizers.Adam(), policy, jit_compile=False)
+    images, labels = (np.concatenate([part] * 4) for part in batch)
+    history = trainee.fit(images, labels, batch_size=2, epochs=2, verbose=0)
+    assert Counted.traces == 1
+    assert np.isfinite(history.history["loss"]).all() and "accuracy" in history.history
