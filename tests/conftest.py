@@ -76,22 +76,23 @@ def _slow(nodeid: str) -> bool:
 # junit times; BENCHMARKS.md, "The test suite's time"); the other files follow in the
 # collection's order.
 LONGEST_FILES = (
-    "tests/training/test_training_steps.py",  # 265 s
-    "tests/test_distill_options.py",  # 191
-    "tests/training/test_interruptions.py",  # 180
-    "tests/training/test_preflight.py",  # 174
-    "tests/test_notebook.py",  # 162
-    "tests/bench/test_bench.py",  # 154
-    "tests/test_jax_backend.py",  # 145
-    "tests/test_user_path.py",  # 126
-    "tests/training/test_sessions.py",  # 104
-    "tests/test_kept_run.py",  # 98
-    "tests/training/test_distribute.py",  # 89
-    "tests/test_folds.py",  # 88
-    "tests/outputs/test_export.py",  # 67
-    "tests/test_jobs.py",  # 66
-    "tests/training/test_distiller.py",  # 52
-    "tests/test_self_training.py",  # 40
+    "tests/training/test_training_steps.py",  # 179 s
+    "tests/test_distill_options.py",  # 166
+    "tests/test_jax_backend.py",  # 162
+    "tests/test_notebook.py",  # 146
+    "tests/bench/test_bench.py",  # 145
+    "tests/training/test_interruptions.py",  # 136
+    "tests/test_user_path.py",  # 105
+    "tests/training/test_preflight.py",  # 94
+    "tests/training/test_distribute.py",  # 84
+    "tests/training/test_sessions.py",  # 77
+    "tests/test_kept_run.py",  # 66
+    "tests/test_folds.py",  # 65
+    "tests/test_jobs.py",  # 43
+    "tests/outputs/test_export.py",  # 41
+    "tests/models/test_models.py",  # 33
+    "tests/training/test_distiller.py",  # 31
+    "tests/test_self_training.py",  # 30
 )
 
 
