@@ -9,8 +9,7 @@ So a `PrecisionPolicy`
 2. puts a named `CastTo` layer in front of every input of every Add / Concatenate / Multiply,
    so every merge is visibly fed one dtype;
 3. keeps bilinear resize and the logits in float32 islands, with explicit casts in and out;
-4. wraps the optimizer in a `LossScaleOptimizer` for float16, and only then (ours, whose step
-   takes no branch: models/loss_scaling.py).
+4. wraps the optimizer in `LossScaleOptimizer` for float16, and only then.
 
 Under `float32` it adds no cast layer at all: the graph is the plain one.
 """
@@ -25,7 +24,6 @@ from keras import layers
 from teacher_student.config.values import POLICIES
 from teacher_student.hardware import gpu_compute_capability
 from teacher_student.models.layers import CastTo
-from teacher_student.models.loss_scaling import SelectingLossScaleOptimizer
 
 # Our models keep their structure in a registered `HeadPool`, which `load_model` must find:
 # every module that loads one imports this one (for the layers above), so it is registered too.
@@ -160,7 +158,7 @@ class PrecisionPolicy:
         if self.name == "mixed_float16" and not isinstance(
             optimizer, keras.optimizers.LossScaleOptimizer
         ):
-            return SelectingLossScaleOptimizer(optimizer)
+            return keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
 
