@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from teacher_student.models.layers import ChannelPool, DropPath
+from teacher_student.models.layers import ChannelPool, DropPath, OnePassBatchNormalization
 from teacher_student.models.precision import PrecisionPolicy
 
 # Keras' default 0.99 needs a few hundred steps to forget its initial statistics; small
@@ -26,7 +26,7 @@ def apply_conv_bn_act(x, width: int, kernel: int, stride: int, policy: Precision
                       name: str, activation: str | None = "relu"):
     x = layers.Conv2D(width, kernel, strides=stride, padding="same", use_bias=False,
                       dtype=policy.layer_dtype, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, dtype=policy.layer_dtype,
+    x = OnePassBatchNormalization(momentum=BN_MOMENTUM, dtype=policy.layer_dtype,
                                   name=f"{name}_bn")(x)
     if activation:
         x = layers.Activation(activation, dtype=policy.layer_dtype, name=f"{name}_act")(x)
@@ -85,7 +85,7 @@ def apply_separable_block(x, width: int, stride: int, policy: PrecisionPolicy, n
     """Depthwise 3x3 then pointwise 1x1 (MobileNet): a fraction of a full conv's cost."""
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
                                dtype=policy.layer_dtype, name=f"{name}_depthwise")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, dtype=policy.layer_dtype,
+    x = OnePassBatchNormalization(momentum=BN_MOMENTUM, dtype=policy.layer_dtype,
                                   name=f"{name}_depthwise_bn")(x)
     x = layers.Activation("relu", dtype=policy.layer_dtype, name=f"{name}_depthwise_act")(x)
     return apply_conv_bn_act(x, width, 1, 1, policy, f"{name}_pointwise")

@@ -51,6 +51,30 @@ class ChannelPool(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class OnePassBatchNormalization(keras.layers.BatchNormalization):
+    """Keras' batch normalization whose training statistics read the batch once.
+
+    Keras takes the mean, then the variance about it: two reductions, the second waiting for
+    the first. Here both come from the same read, the mean and the mean square of the inputs
+    less one pixel of each channel (a shift that keeps the difference of the two free of
+    cancellation, whatever the channel's mean), so XLA fuses them into one kernel. The values
+    are Keras' to float32 rounding; the teacher's step runs 5% faster on a GPU (BENCHMARKS.md).
+    """
+
+    def _moments(self, inputs, mask):
+        if mask is not None or self.synchronized:
+            return super()._moments(inputs, mask)
+        axes = self._reduction_axes
+        first = tuple(slice(0, 1) if axis in axes else slice(None)
+                      for axis in range(len(inputs.shape)))
+        shift = ops.stop_gradient(inputs[first])
+        centered = inputs - shift
+        mean = ops.mean(centered, axis=axes)
+        variance = ops.maximum(ops.mean(ops.square(centered), axis=axes) - ops.square(mean), 0.0)
+        return mean + ops.squeeze(shift, axis=axes), variance
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class GradientGate(keras.layers.Layer):
     """Passes its input on; when frozen (`trainable = False`) it also stops the gradient.
 

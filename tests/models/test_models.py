@@ -11,7 +11,7 @@ from helpers import TINY_STUDENT, TINY_TEACHER
 
 from teacher_student.config import StudentConfig, TeacherConfig
 from teacher_student.models.audit import audit_dtypes
-from teacher_student.models.layers import CastTo, DropPath
+from teacher_student.models.layers import CastTo, DropPath, OnePassBatchNormalization
 from teacher_student.models.precision import PrecisionPolicy, is_resize, transfer_weights
 from teacher_student.models.student import build_student
 from teacher_student.models.teacher import build_teacher
@@ -255,3 +255,41 @@ def test_a_teacher_with_stochastic_depth_is_the_plain_teacher_at_inference(polic
     np.testing.assert_allclose(keras.ops.convert_to_numpy(noisy(images, training=False)),
                                keras.ops.convert_to_numpy(plain(images, training=False)),
                                rtol=1e-5, atol=1e-5)
+
+
+def conv_norm_net(normalization) -> keras.Model:
+    keras.utils.set_random_seed(0)  # the same initial weights for either normalization
+    inputs = keras.Input((6, 6, 3))
+    x = normalization(momentum=0.9)(keras.layers.Conv2D(4, 3, padding="same")(inputs))
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def test_one_pass_batch_norm_trains_as_keras_batch_norm():
+    """Three steps of fit from the same weights on the same batches: the same weights and moving
+    statistics after, so the gradients through the batch's statistics are Keras' too."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(5.0, 2.0, (24, 6, 6, 3)).astype("float32")
+    targets = rng.normal(size=(24, 2)).astype("float32")
+    trained = []
+    for normalization in (keras.layers.BatchNormalization, OnePassBatchNormalization):
+        model = conv_norm_net(normalization)
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+        model.fit(images, targets, batch_size=8, shuffle=False, verbose=0)
+        trained.append(model.get_weights())
+    assert any((a != b).any() for a, b in zip(trained[0], conv_norm_net(
+        keras.layers.BatchNormalization).get_weights()))  # the steps changed the weights
+    for keras_weight, ours in zip(*trained):
+        np.testing.assert_allclose(ours, keras_weight, rtol=1e-4, atol=1e-5)
+
+
+def test_one_pass_batch_norm_keeps_a_small_variance_far_from_zero():
+    """Channels at 1000 +- 0.01: a mean square less a squared mean, unshifted, would lose the
+    variance (1e-4) to float32's rounding of 1e6."""
+    x = (1000 + 0.01 * np.random.default_rng(0).standard_normal((16, 4, 4, 2))).astype("float32")
+    norm = OnePassBatchNormalization(momentum=0.0)  # moving statistics := the batch's
+    norm(x, training=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_variance),
+                               x.astype("float64").var(axis=(0, 1, 2)), rtol=1e-3)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean),
+                               x.astype("float64").mean(axis=(0, 1, 2)), rtol=1e-6)
