@@ -71,7 +71,8 @@ class OnePassBatchNormalization(keras.layers.BatchNormalization):
         centered = inputs - shift
         mean = ops.mean(centered, axis=axes)
         variance = ops.maximum(ops.mean(ops.square(centered), axis=axes) - ops.square(mean), 0.0)
-        return mean + ops.squeeze(shift, axis=axes), variance
+        # A reshape, not a squeeze: in a traced step the batch dimension may be unknown.
+        return mean + ops.reshape(shift, ops.shape(mean)), variance
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

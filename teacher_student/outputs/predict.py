@@ -22,6 +22,10 @@ import numpy as np
 
 from teacher_student.errors import UserError
 from teacher_student.hardware import require_tensorflow
+
+# Our `.keras` files hold our registered layers (models/layers.py, models/structure.py), which
+# `load_model` must find: importing the precision policy registers them all.
+from teacher_student.models import precision  # noqa: F401
 from teacher_student.outputs.convert import answers_probabilities
 from teacher_student.outputs.metrics import softmax
 from teacher_student.outputs.reports import PREDICT_BATCH_SIZE
