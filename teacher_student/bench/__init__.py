@@ -1,5 +1,6 @@
 """Benchmarks: training steps on an accelerator (`gpu`, `jax_steps`, `gpu_report`), the input
-pipeline, latency and XLA on a CPU (`cpu`), and their command-line options (`commands`).
+pipeline, latency and XLA on a CPU (`cpu`), a change's speed against the code before it
+(`paired_rates`), and their command-line options (`commands`).
 BENCHMARKS.md has the figures and the commands that made them.
 
 The names below are what `bench train` and `bench distill` measure; the command line lists them

@@ -1,10 +1,10 @@
-"""The `bench` command's options: `bench train` (a GPU, KERAS_BACKEND=jax), `bench cpu` and
-`bench show`; BENCHMARKS.md has the results and the commands that made them."""
+"""The `bench` command's options: `bench train` (a GPU, KERAS_BACKEND=jax), `bench cpu`,
+`bench show` and `bench compare` (runs before and after a change, paired); BENCHMARKS.md has
+the results and the commands that made them."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from teacher_student.bench import (
@@ -32,17 +32,22 @@ def bench_train(args) -> int:
 
 def bench_show(args) -> int:
     from teacher_student.bench import gpu_report
+    from teacher_student.bench.paired_rates import read_report
 
-    reports = []
-    for path in args.reports:
-        try:
-            reports.append(json.loads(Path(path).read_text()))
-        except (OSError, ValueError) as err:
-            raise UserError(f"{path}: not a benchmark JSON file ({err})") from err
+    reports = [read_report(path) for path in args.reports]
     try:
         print(gpu_report.format_report(gpu_report.merge_reports(reports)))
     except (KeyError, ValueError) as err:
         raise UserError(f"cannot show {' '.join(args.reports)}: {err}") from err
+    return 0
+
+
+def bench_compare(args) -> int:
+    from teacher_student.bench import paired_rates
+
+    before = [paired_rates.read_report(path) for path in args.before]
+    after = [paired_rates.read_report(path) for path in args.after]
+    print(paired_rates.format_comparison(paired_rates.paired_ratios(before, after)))
     return 0
 
 
@@ -222,5 +227,13 @@ def add_bench_commands(commands) -> None:
                             "files, merged (runs split to fit a time limit)")
     show.add_argument("reports", nargs="+", metavar="JSON")
     show.set_defaults(run=bench_show)
+    compare = kinds.add_parser("compare", help="a change's images/s against the code before "
+                               "it: `bench train --json` runs made in pairs, the pairs' mean "
+                               "ratio and its 95%% interval")
+    compare.add_argument("--before", nargs="+", required=True, metavar="JSON",
+                         help="the runs before the change, in the order they ran")
+    compare.add_argument("--after", nargs="+", required=True, metavar="JSON",
+                         help="the runs after it, the i-th paired with the i-th before")
+    compare.set_defaults(run=bench_compare)
 
 

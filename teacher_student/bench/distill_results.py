@@ -16,6 +16,7 @@ from scipy import stats
 
 from teacher_student import atomic
 from teacher_student.bench import DISTILL_VARIANTS as VARIANTS
+from teacher_student.bench.paired_rates import mean_interval
 from teacher_student.evaluation import TEST_ANSWERS
 from teacher_student.run.directory import STUDENT_DISTILLED, STUDENT_SCRATCH, TEACHER, RunDir
 from teacher_student.tables import markdown_table
@@ -121,11 +122,9 @@ def format_table(frame: pd.DataFrame,
 def paired(differences: pd.Series) -> str:
     """A paired difference in points: its mean and the 95% interval of the mean (Student's t
     with n-1 degrees of freedom), or the mean alone for one seed."""
-    mean = 100 * differences.mean()
-    if len(differences) < 2:
+    mean, half = mean_interval(list(100 * differences))
+    if half is None:
         return f"{mean:+.2f}"
-    half = (stats.t.ppf(0.975, len(differences) - 1) * 100 * differences.std(ddof=1)
-            / len(differences) ** 0.5)
     return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
 
 

@@ -223,6 +223,51 @@ def test_show_refuses_runs_of_another_batch_size(tmp_path, capsys):
     assert "batch_size differs" in capsys.readouterr().err
 
 
+def _rows_of(text: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|")][2:]
+
+
+def test_compare_pairs_runs_in_order_and_gives_each_ratio_its_95_percent_interval(tmp_path,
+                                                                                 capsys):
+    """The teacher gains 5-7% in every pair: faster. The student's ratios straddle 1: no change.
+    The pairs are taken in order: the drift from run to run falls on both sides alike."""
+    teacher = [(1000.0, 1050.0), (900.0, 960.0), (1100.0, 1170.0)]
+    student = [(500.0, 540.0), (520.0, 500.0), (510.0, 515.0)]
+    paths = {"before": [], "after": []}
+    for i, ((t_old, t_new), (s_old, s_new)) in enumerate(zip(teacher, student)):
+        for side, t, s in (("before", t_old, s_old), ("after", t_new, s_new)):
+            path = tmp_path / f"{side}-{i}.json"
+            atomic.write_json(path, _report([
+                {"model": "teacher", "precision": "mixed_float16", "device_fed_images_per_s": t},
+                {"model": "student", "precision": "mixed_float16", "device_fed_images_per_s": s,
+                 "trainer_images_per_s": s / 2}]))
+            paths[side].append(str(path))
+
+    assert cli.main(["bench", "compare", "--before", *paths["before"],
+                     "--after", *paths["after"]]) == 0
+    rows = {(row[0], row[4]): row for row in _rows_of(capsys.readouterr().out)}
+    logs = np.log([new / old for old, new in teacher])
+    half = 4.303 * logs.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 degrees of freedom)
+    expected = f"{np.exp(logs.mean()):.3f} [{np.exp(logs.mean() - half):.3f}, " \
+               f"{np.exp(logs.mean() + half):.3f}]"
+    assert rows["teacher", "on device"][5:] == ["3", "1,000", "1,060", expected, "faster"]
+    assert rows["student", "on device"][-1] == rows["student", "trainer fit"][-1] == "no change"
+    assert ("teacher", "trainer fit") not in rows  # measured on neither side
+
+
+def test_compare_refuses_unpaired_runs_and_files_that_are_not_runs(tmp_path, capsys):
+    run, other = tmp_path / "run.json", tmp_path / "other.json"
+    atomic.write_json(run, _report([{"model": "teacher", "precision": "float32",
+                                     "device_fed_images_per_s": 10.0}]))
+    atomic.write_json(other, {"rows": []})
+    assert cli.main(["bench", "compare", "--before", str(run), str(run),
+                     "--after", str(run)]) == 2
+    assert "2 before and 1 after" in capsys.readouterr().err
+    assert cli.main(["bench", "compare", "--before", str(run), "--after", str(other)]) == 2
+    assert f"{other}: not a `bench train --json` file" in capsys.readouterr().err
+
+
 def test_distill_bench_trains_one_teacher_per_seed_and_compares_with_the_matching_baseline(
         tmp_path):
     from helpers import write_image_folder
