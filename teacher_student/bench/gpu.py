@@ -74,14 +74,9 @@ def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
     if precision == FULL_FLOAT32:
         use_full_float32()
     if spec.devices > 1:
-        _data_parallel(spec.devices)
+        data_parallel(spec.devices)
     policy = PrecisionPolicy(FLOAT32 if precision == FULL_FLOAT32 else precision)
-    config = config_module.load(spec.config, list(spec.overrides))
-    shape = (spec.image_size, spec.image_size, 3)
-    teacher_config = dataclasses.replace(config.teacher, input_shape=shape,
-                                         num_classes=spec.num_classes)
-    student_config = dataclasses.replace(config.student, input_shape=shape,
-                                         num_classes=spec.num_classes)
+    config, teacher_config, student_config = shaped_configs(spec)
     batches = _host_batches(spec)
     result = {"model": model_name, "precision": precision, "device": accelerator_name(),
               "backend": keras.backend.backend(), "devices": spec.devices}
@@ -99,8 +94,7 @@ def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
             result["teacher_forward_ms"] = forward.get("step_ms")
             result["teacher_forward_hlo_flops"] = forward["hlo_flops_per_step"]
         plain = None
-        trainee = Distiller(teacher, student, method_terms(config.distill, spec.steps),
-                            config.distill.alpha, config.distill.augment, seed=0, policy=policy)
+        trainee = _distiller(teacher, student, config, spec, policy)
     else:
         build = build_teacher if model_name == "teacher" else build_student
         plain = build(teacher_config if model_name == "teacher" else student_config, policy)
@@ -108,7 +102,7 @@ def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
         if keras.backend.backend() == "jax" and single:
             step = jax_steps.classifier_step(plain, policy)
             result.update(jax_steps.rates(step, batches, spec))
-        trainee = Trainee(plain, config.phases[-1].augment, seed=0)
+        trainee = _trainee(plain, config)
     result["peak_bytes"] = peak_memory_bytes()  # before Keras' fit adds its own copy of the state
     if model_name in spec.keras_fit and not spec.flops_only:
         if plain is not None and single:
@@ -120,7 +114,38 @@ def measure(spec: TrainBench, model_name: str, precision: str) -> dict:
     return result
 
 
-def _data_parallel(count: int) -> None:
+def build_trainee(model_name: str, spec: TrainBench, policy: PrecisionPolicy) -> keras.Model:
+    """What the trainer fits for `model_name` at the bench's shape: a `Trainee` of the teacher
+    or the student, or the `Distiller` of the student from the teacher."""
+    config, teacher_config, student_config = shaped_configs(spec)
+    if model_name == "distill":
+        return _distiller(build_teacher(teacher_config, policy),
+                          build_student(student_config, policy), config, spec, policy)
+    if model_name == "teacher":
+        return _trainee(build_teacher(teacher_config, policy), config)
+    return _trainee(build_student(student_config, policy), config)
+
+
+def shaped_configs(spec: TrainBench):
+    """The config, and its teacher's and student's sections at the bench's shape."""
+    config = config_module.load(spec.config, list(spec.overrides))
+    shape = (spec.image_size, spec.image_size, 3)
+    return (config,
+            dataclasses.replace(config.teacher, input_shape=shape, num_classes=spec.num_classes),
+            dataclasses.replace(config.student, input_shape=shape, num_classes=spec.num_classes))
+
+
+def _trainee(model: keras.Model, config) -> Trainee:
+    """The model as the teacher's last phase trains it: its augmentation inside the step."""
+    return Trainee(model, config.phases[-1].augment, seed=0)
+
+
+def _distiller(teacher, student, config, spec: TrainBench, policy: PrecisionPolicy) -> Distiller:
+    return Distiller(teacher, student, method_terms(config.distill, spec.steps),
+                     config.distill.alpha, config.distill.augment, seed=0, policy=policy)
+
+
+def data_parallel(count: int) -> None:
     """`keras.distribution.DataParallel` over the first `count` devices, as
     training/distribute.py sets it for a job (JAX)."""
     if keras.backend.backend() != "jax":
@@ -199,18 +224,23 @@ def _plain_fit_rate(model: keras.Model, policy: PrecisionPolicy, batches: list,
 def _trainer_fit_rate(trainee: keras.Model, policy: PrecisionPolicy, spec: TrainBench) -> float:
     """What the trainer runs: a Trainee (augmentation in the step) or Distiller, fed by
     `Batches` (gathered, and put on the device on JAX, by background threads)."""
+    compile_trainee(trainee, keras.optimizers.Adam(), policy, jit_compile=True,
+                    steps_per_execution=spec.steps_per_execution)
+    return _fit_rate(trainee, trainer_batches(spec), spec)
+
+
+def trainer_batches(spec: TrainBench) -> Batches:
+    """`_fit_steps(spec)` random batches as the trainer's input gives them, of the batch size
+    times the devices (DataParallel shards each)."""
     rng = np.random.default_rng(0)
     global_batch = spec.batch_size * spec.devices
     pixels = rng.integers(0, 256, (_fit_steps(spec) * global_batch, spec.image_size,
                                    spec.image_size, 3), dtype=np.uint8)
     labels = rng.integers(0, spec.num_classes, len(pixels))
     # On one accelerator the batches go to it in the input threads; DataParallel shards them.
-    batches = Batches(pixels, range(len(pixels)), labels, global_batch, shuffle=True,
-                      to_device=keras.backend.backend() == "jax" and spec.devices == 1
-                      and accelerator_name() is not None)
-    compile_trainee(trainee, keras.optimizers.Adam(), policy, jit_compile=True,
-                    steps_per_execution=spec.steps_per_execution)
-    return _fit_rate(trainee, batches, spec)
+    return Batches(pixels, range(len(pixels)), labels, global_batch, shuffle=True,
+                   to_device=keras.backend.backend() == "jax" and spec.devices == 1
+                   and accelerator_name() is not None)
 
 
 def main(argv: list[str] | None = None) -> None:
